@@ -1,0 +1,2 @@
+//! Companion tools for emergence-lab that must build and run without libtorch:
+//! the Kaggle API helpers and notebook generation.

@@ -1,0 +1,296 @@
+//! Run configuration: every group and field of `docs/model.md` with its default.
+//!
+//! Sources, later wins: defaults < TOML file < CLI overrides < `EMERGENCE_LAB_OVERRIDES`.
+//! Everything serialises to JSON (for checkpoints) and back losslessly.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub env: EnvConfig,
+    pub field: FieldConfig,
+    pub agent: AgentConfig,
+    pub train: TrainConfig,
+    pub log: LogConfig,
+    pub analysis: AnalysisConfig,
+    pub evolution: EvolutionConfig,
+    pub specialization: SpecializationConfig,
+}
+
+/// The grid world (model.md section 2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnvConfig {
+    /// Side length `G` of the square grid.
+    pub grid_size: usize,
+    /// Agents alive at reset.
+    pub num_agents: usize,
+    /// Food items `F` per env.
+    pub num_food: usize,
+    /// Ticks per episode; the env resets (time-limit truncation) when reached.
+    pub max_steps: u32,
+    /// Field neighbourhood radius `R` in the observation.
+    pub observation_radius: usize,
+    /// Nearest foods `K` listed in the observation.
+    pub observed_food: usize,
+    /// Probability per tick that a collected food respawns.
+    pub food_respawn_prob: f64,
+}
+
+impl Default for EnvConfig {
+    fn default() -> Self {
+        Self {
+            grid_size: 20,
+            num_agents: 8,
+            num_food: 10,
+            max_steps: 500,
+            observation_radius: 5,
+            observed_food: 5,
+            food_respawn_prob: 0.1,
+        }
+    }
+}
+
+/// The shared diffusing field (model.md section 3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FieldConfig {
+    /// Channels `C`.
+    pub num_channels: usize,
+    /// Blend factor of the 3x3 blur per tick.
+    pub diffusion_rate: f64,
+    /// Fraction lost per tick.
+    pub decay_rate: f64,
+    /// Amount each alive agent adds to every channel of its cell per tick.
+    pub write_strength: f64,
+}
+
+impl Default for FieldConfig {
+    fn default() -> Self {
+        Self { num_channels: 4, diffusion_rate: 0.1, decay_rate: 0.05, write_strength: 1.0 }
+    }
+}
+
+/// The actor-critic network (model.md section 5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Widths of the hidden layers.
+    pub hidden_dims: Vec<usize>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self { hidden_dims: vec![64, 64] }
+    }
+}
+
+/// Learning-rate schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// Anneal linearly from `learning_rate` to 0 over the run's iterations.
+    Linear,
+    /// Keep `learning_rate` fixed.
+    Constant,
+}
+
+/// PPO and run control (model.md section 6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Seed of the one random generator of the run.
+    pub seed: u64,
+    /// Independent envs `E`.
+    pub num_envs: usize,
+    /// Rollout length `T` in ticks.
+    pub num_steps: usize,
+    /// Run length in steps (one step = one agent slot for one env tick).
+    pub total_steps: u64,
+    pub learning_rate: f64,
+    pub lr_schedule: LrSchedule,
+    pub gamma: f64,
+    pub gae_lambda: f64,
+    pub clip_eps: f64,
+    pub vf_coef: f64,
+    pub ent_coef: f64,
+    pub max_grad_norm: f64,
+    pub num_epochs: usize,
+    pub minibatch_size: usize,
+    /// `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// libtorch intra-op threads; 0 keeps libtorch's default.
+    pub num_threads: usize,
+    /// Checkpoint to resume from: a path, `latest`, `auto`, or empty for a fresh start.
+    pub resume_from: String,
+    /// Extra folders searched by `resume_from = "auto"` (e.g. Kaggle inputs).
+    pub resume_search: Vec<String>,
+    /// Stop cleanly (and save) before this much wall time, e.g. `11h30m`; empty: no limit.
+    pub max_wall_time: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            num_envs: 32,
+            num_steps: 128,
+            total_steps: 10_000_000,
+            learning_rate: 3e-4,
+            lr_schedule: LrSchedule::Linear,
+            gamma: 0.99,
+            gae_lambda: 0.95,
+            clip_eps: 0.2,
+            vf_coef: 0.5,
+            ent_coef: 0.01,
+            max_grad_norm: 0.5,
+            num_epochs: 4,
+            minibatch_size: 256,
+            device: "auto".into(),
+            num_threads: 0,
+            resume_from: String::new(),
+            resume_search: Vec::new(),
+            max_wall_time: String::new(),
+        }
+    }
+}
+
+/// Checkpoints, metrics files and progress output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub checkpoint_dir: String,
+    /// Periodic checkpoints kept by rotation.
+    pub keep_checkpoints: usize,
+    /// Steps between periodic checkpoints (<= 0 disables).
+    pub save_interval: i64,
+    /// Steps between progress lines (<= 0 disables).
+    pub log_interval: i64,
+    /// JSON Lines metrics file (one object per iteration); empty disables.
+    pub metrics_path: String,
+    /// TensorBoard event folder; empty disables.
+    pub tensorboard_dir: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_dir: "checkpoints".into(),
+            keep_checkpoints: 5,
+            save_interval: 100_000,
+            log_interval: 10_000,
+            metrics_path: "runs/metrics.jsonl".into(),
+            tensorboard_dir: "runs/tensorboard".into(),
+        }
+    }
+}
+
+/// Emergence and specialization trackers (model.md section 7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalysisConfig {
+    pub emergence_check_interval: i64,
+    pub specialization_check_interval: i64,
+    /// Previous values an event is judged against.
+    pub event_window: usize,
+    /// Z-score above which a value is an event.
+    pub event_threshold: f64,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        Self {
+            emergence_check_interval: 10_000,
+            specialization_check_interval: 10_000,
+            event_window: 20,
+            event_threshold: 3.0,
+        }
+    }
+}
+
+/// Which parameters carry per-agent evolved offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Evolved {
+    /// Every parameter of the network.
+    All,
+    /// Actor and critic heads only.
+    Heads,
+}
+
+/// Energy, death, reproduction and mutation (model.md sections 2 and 5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvolutionConfig {
+    /// Per-agent weight offsets on/off (the physics always runs).
+    pub enabled: bool,
+    pub evolved: Evolved,
+    pub starting_energy: f64,
+    pub energy_per_step: f64,
+    pub food_energy: f64,
+    pub max_energy: f64,
+    pub reproduce_threshold: f64,
+    pub reproduce_cost: f64,
+    pub mutation_std: f64,
+    /// Slots `A` per env.
+    pub max_agents: usize,
+    /// Population floor per env (0 disables).
+    pub min_agents: usize,
+}
+
+impl Default for EvolutionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            evolved: Evolved::All,
+            starting_energy: 100.0,
+            energy_per_step: 1.0,
+            food_energy: 50.0,
+            max_energy: 200.0,
+            reproduce_threshold: 150.0,
+            reproduce_cost: 80.0,
+            mutation_std: 0.01,
+            max_agents: 32,
+            min_agents: 2,
+        }
+    }
+}
+
+/// Specialization pressure (model.md section 5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpecializationConfig {
+    pub diversity_bonus: f64,
+    pub niche_pressure: f64,
+    /// Per-layer mutation std: layer-name substring -> std, first match wins.
+    pub layer_mutation_rates: IndexMap<String, f64>,
+}
+
+impl Config {
+    /// The values of the seed's Kaggle notebook (32 envs, survival-friendly evolution).
+    pub fn kaggle_notebook() -> Self {
+        let mut c = Config::default();
+        c.env.num_food = 20;
+        c.evolution.starting_energy = 200.0;
+        c.evolution.food_energy = 100.0;
+        c.evolution.reproduce_threshold = 120.0;
+        c.evolution.reproduce_cost = 50.0;
+        c.specialization.diversity_bonus = 0.1;
+        c.specialization.niche_pressure = 0.05;
+        c
+    }
+
+    /// Observation length: `3 + (2R+1)^2 C + 3K`.
+    pub fn obs_dim(&self) -> usize {
+        let side = 2 * self.env.observation_radius + 1;
+        3 + side * side * self.field.num_channels + 3 * self.env.observed_food
+    }
+
+    /// Steps per PPO iteration: `E * T * A`.
+    pub fn steps_per_iteration(&self) -> u64 {
+        (self.train.num_envs * self.train.num_steps * self.evolution.max_agents) as u64
+    }
+}

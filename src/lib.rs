@@ -1,0 +1,14 @@
+//! emergence_lab: multi-agent reinforcement learning + evolution ("Emergence Lab") on tch.
+//!
+//! Agents on a grid read and write a shared diffusing field, eat, die and reproduce with
+//! heritable per-agent weights, while a shared actor-critic policy learns with PPO. The
+//! library is written to be driven from evcxr notebook cells as well as from the `train`
+//! binary. Data flows one way: config -> world -> rollout -> PPO update -> TrainState ->
+//! checkpoint / metrics / reporter.
+
+pub mod config;
+pub mod rng;
+pub mod world;
+
+pub use config::Config;
+pub use rng::Rng;
