@@ -7,6 +7,7 @@
 //! checkpoint / metrics / reporter.
 
 pub mod config;
+pub mod metrics;
 pub mod rng;
 pub mod world;
 
