@@ -1,0 +1,328 @@
+# emergence-lab: Kaggle setup cell. Generated from kernel/kaggle_setup.py: edit that file, not this cell.
+#
+# Kaggle runs only Python kernels, so this cell gets what the Rust cells below need and runs them
+# through an evcxr (Rust) kernel: (1) a Rust toolchain (rustup, minimal profile) when missing,
+# (2) evcxr_jupyter 0.22.0, reusing a build found in /kaggle/working or /kaggle/input and leaving
+# one in /kaggle/working/emergence-lab-tools for the next session (attach this notebook's output as
+# an input to reuse it), (3) libtorch 2.11.0 (the image's torch when it is 2.11.0, else
+# pip-installs torch==2.11.0 for the GPU's CUDA version into /kaggle/temp), (4) an evcxr kernel
+# started through jupyter_client, and (5) the %%rust cell magic that runs a cell there and relays
+# its output, errors and images. Each phase is timed.
+#
+# Environment variables (all optional; the CI rehearsal uses them to run without network):
+#   EMERGENCE_LAB_KAGGLE_ROOT   Kaggle folders root (default /kaggle): input/, working/, temp/
+#   EMERGENCE_LAB_OFFLINE=1     never download: fail with a clear message when something is missing
+#   EMERGENCE_LAB_EVCXR         evcxr_jupyter binary to use
+#   EMERGENCE_LAB_LIBTORCH      libtorch folder (with lib/) to use instead of torch's
+#   EMERGENCE_LAB_EVCXR_TMPDIR  evcxr build folder (default <root>/temp/evcxr)
+#   EMERGENCE_LAB_NOTEBOOK_DIR  working directory of the Rust kernel (default <root>/temp/notebook)
+#   EMERGENCE_LAB_KEEP_TOOLS=0  do not leave evcxr_jupyter in <root>/working for the next session
+import os as _os
+
+
+def _emergence_lab_setup():
+    import glob
+    import json
+    import queue
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    evcxr_version = "0.22.0"
+    torch_version = "2.11.0"
+    env = _os.environ
+    root = env.get("EMERGENCE_LAB_KAGGLE_ROOT", "/kaggle")
+    working = _os.path.join(root, "working")
+    inputs = _os.path.join(root, "input")
+    temp = _os.path.join(root, "temp")
+    offline = env.get("EMERGENCE_LAB_OFFLINE") == "1"
+    timings = []
+
+    class SetupError(RuntimeError):
+        pass
+
+    def phase(name):
+        class _Phase:
+            def __enter__(self):
+                self.t = time.time()
+                print(f"[setup] {name} ...", flush=True)
+                return self
+
+            def __exit__(self, *exc):
+                dt = time.time() - self.t
+                timings.append((name, dt))
+                print(f"[setup] {name}: {dt:.1f} s", flush=True)
+
+        return _Phase()
+
+    def run(cmd, **kw):
+        print("[setup] $ " + " ".join(cmd), flush=True)
+        return subprocess.run(cmd, check=True, **kw)
+
+    def need_network(what):
+        if offline:
+            raise SetupError(f"{what} is missing and EMERGENCE_LAB_OFFLINE=1 forbids downloading it")
+
+    previous = globals().get("_EMERGENCE_LAB_RUST")
+    if previous is not None and previous["km"].is_alive():
+        print("[setup] the Rust kernel from an earlier run of this cell is still alive: reusing it")
+        return previous
+
+    session_start = env.get("EMERGENCE_LAB_SESSION_START") or str(int(time.time()))
+    for d in (working, temp):
+        _os.makedirs(d, exist_ok=True)
+
+    # 1. Rust toolchain.
+    with phase("rust toolchain"):
+        cargo_bin = _os.path.expanduser("~/.cargo/bin")
+        if shutil.which("cargo") is None and _os.path.isfile(_os.path.join(cargo_bin, "cargo")):
+            env["PATH"] = cargo_bin + _os.pathsep + env["PATH"]
+        if shutil.which("cargo") is None:
+            need_network("the Rust toolchain (cargo)")
+            installer = _os.path.join(temp, "rustup-init.sh")
+            run(["curl", "--proto", "=https", "--tlsv1.2", "-sSf", "-o", installer, "https://sh.rustup.rs"])
+            run(["sh", installer, "-y", "--profile", "minimal", "--component", "rust-src",
+                 "--default-toolchain", "stable", "--no-modify-path"])
+            env["PATH"] = cargo_bin + _os.pathsep + env["PATH"]
+        version = subprocess.run(["cargo", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+        print(f"[setup] {version} at {shutil.which('cargo')}")
+
+    # 2. evcxr_jupyter, cached in <root>/working for the next session.
+    with phase("evcxr_jupyter"):
+        tools_bin = _os.path.join(working, "emergence-lab-tools", "bin")
+        kept = _os.path.join(tools_bin, "evcxr_jupyter")
+
+        def works(path):
+            try:
+                out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
+                return out.returncode == 0 and evcxr_version in out.stdout
+            except OSError:
+                return False
+
+        candidates = [env.get("EMERGENCE_LAB_EVCXR"), kept]
+        candidates += sorted(glob.glob(_os.path.join(inputs, "**", "evcxr_jupyter"), recursive=True))
+        candidates.append(shutil.which("evcxr_jupyter"))
+        evcxr = None
+        for c in candidates:
+            if not c or not _os.path.isfile(c):
+                continue
+            if not _os.access(c, _os.X_OK):  # inputs may lose the exec bit: run a copy
+                local = _os.path.join(temp, "bin", "evcxr_jupyter")
+                _os.makedirs(_os.path.dirname(local), exist_ok=True)
+                shutil.copy2(c, local)
+                _os.chmod(local, 0o755)
+                c = local
+            if works(c):
+                evcxr = c
+                break
+            print(f"[setup] ignoring {c}: not evcxr_jupyter {evcxr_version}")
+        if evcxr is None:
+            need_network(f"evcxr_jupyter {evcxr_version}")
+            print("[setup] building evcxr_jupyter (about 10 minutes, once: later sessions reuse it)")
+            build_env = dict(env, CARGO_TARGET_DIR=_os.path.join(temp, "evcxr-build"))
+            run(["cargo", "install", "--locked", "evcxr_jupyter", "--version", evcxr_version,
+                 "--root", _os.path.dirname(tools_bin)], env=build_env)
+            evcxr = kept
+        if env.get("EMERGENCE_LAB_KEEP_TOOLS", "1") != "0" and _os.path.abspath(evcxr) != _os.path.abspath(kept):
+            _os.makedirs(tools_bin, exist_ok=True)
+            shutil.copy2(evcxr, kept)
+            _os.chmod(kept, 0o755)
+            print(f"[setup] left a copy in {kept} for the next session")
+        print(f"[setup] evcxr_jupyter {evcxr_version}: {evcxr}")
+
+    # 3. libtorch 2.11.0 (tch 0.24).
+    with phase("libtorch"):
+        libtorch = env.get("EMERGENCE_LAB_LIBTORCH")
+        probe = ("import os, torch; print(torch.__version__); print(torch.version.cuda or ''); "
+                 "print(os.path.dirname(torch.__file__))")
+        if libtorch:
+            print(f"[setup] using EMERGENCE_LAB_LIBTORCH={libtorch}")
+        else:
+            out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+            lines = out.stdout.split("\n") if out.returncode == 0 else ["", "", ""]
+            image_version, image_cuda, image_dir = (lines + ["", "", ""])[:3]
+            print(f"[setup] image torch: {image_version or 'none'} (CUDA {image_cuda or 'none'})")
+            if image_version.split("+")[0] == torch_version:
+                libtorch = image_dir
+            else:
+                target = _os.path.join(temp, f"torch-{torch_version}")
+                pyenv = dict(env, PYTHONPATH=target)
+                out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                     env=pyenv, cwd=temp)
+                have = out.stdout.split("\n") if out.returncode == 0 else [""]
+                if have[0].split("+")[0] != torch_version:
+                    need_network(f"torch {torch_version}")
+                    cuda = image_cuda or _nvidia_cuda_version()
+                    tag = "cu" + "".join(cuda.split(".")[:2]) if cuda else "cpu"
+                    print(f"[setup] installing torch {torch_version} for {tag} into {target} (a few minutes)")
+                    try:
+                        run([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
+                             f"torch=={torch_version}", "--index-url", f"https://download.pytorch.org/whl/{tag}"])
+                    except subprocess.CalledProcessError:
+                        print(f"[setup] no torch {torch_version} build for {tag}: trying PyPI's default build")
+                        run([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
+                             f"torch=={torch_version}"])
+                    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                         env=pyenv, cwd=temp, check=True)
+                    have = out.stdout.split("\n")
+                libtorch = have[2]
+        if not _os.path.isdir(_os.path.join(libtorch, "lib")):
+            raise SetupError(f"libtorch folder {libtorch} has no lib/ folder")
+        print(f"[setup] LIBTORCH={libtorch}")
+
+    # 4. The evcxr kernel.
+    with phase("start Rust kernel"):
+        from jupyter_client.kernelspec import KernelSpecManager
+        from jupyter_client.manager import KernelManager
+
+        spec_dir = _os.path.join(temp, "jupyter", "kernels", "emergence-lab-rust")
+        _os.makedirs(spec_dir, exist_ok=True)
+        with open(_os.path.join(spec_dir, "kernel.json"), "w") as f:
+            json.dump({
+                # SIGINT is ignored by evcxr and its worker; the training call installs a
+                # handler, so an interrupt stops training with a checkpoint.
+                "argv": ["/bin/sh", "-c", "trap '' INT; exec \"$1\" --control_file \"$0\"",
+                         "{connection_file}", evcxr],
+                "display_name": "Rust (emergence-lab)", "language": "rust",
+                "interrupt_mode": "signal",
+            }, f, indent=2)
+        nb_dir = env.get("EMERGENCE_LAB_NOTEBOOK_DIR", _os.path.join(temp, "notebook"))
+        evcxr_tmp = env.get("EMERGENCE_LAB_EVCXR_TMPDIR", _os.path.join(temp, "evcxr"))
+        _os.makedirs(nb_dir, exist_ok=True)
+        _os.makedirs(evcxr_tmp, exist_ok=True)
+        kenv = dict(env)
+        kenv.pop("PYTHONEXECUTABLE", None)
+        kenv.update({
+            "LIBTORCH": libtorch,
+            "LD_LIBRARY_PATH": _os.pathsep.join(
+                p for p in [_os.path.join(libtorch, "lib"), env.get("LD_LIBRARY_PATH", "")] if p),
+            "EVCXR_TMPDIR": evcxr_tmp,
+            "EMERGENCE_LAB_KAGGLE_ROOT": root,
+            "EMERGENCE_LAB_SESSION_START": session_start,
+        })
+        if offline:
+            kenv["CARGO_NET_OFFLINE"] = "true"
+        ksm = KernelSpecManager(kernel_dirs=[_os.path.dirname(spec_dir)])
+        km = KernelManager(kernel_name="emergence-lab-rust", kernel_spec_manager=ksm)
+        km.start_kernel(cwd=nb_dir, env=kenv)
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=120)
+        except RuntimeError as e:
+            km.shutdown_kernel(now=True)
+            raise SetupError(f"the evcxr kernel did not start: {e}") from None
+        print(f"[setup] Rust kernel ready (working directory {nb_dir}, EVCXR_TMPDIR {evcxr_tmp})")
+
+    # 5. The %%rust cell magic.
+    with phase("register %%rust"):
+        state = {"km": km, "kc": kc, "timings": timings}
+        _register_rust_magic(state)
+
+    total = sum(t for _, t in timings)
+    print("[setup] times: " + ", ".join(f"{n} {t:.1f} s" for n, t in timings) + f"; total {total:.1f} s")
+    return state
+
+
+def _nvidia_cuda_version():
+    """The CUDA version the driver supports (from nvidia-smi), e.g. '12.8', or ''."""
+    import re
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=60).stdout
+    except OSError:
+        return ""
+    m = re.search(r"CUDA Version:\s*([0-9.]+)", out)
+    return m.group(1) if m else ""
+
+
+class RustCellError(RuntimeError):
+    """A %%rust cell failed (compiler error, panic or error value); the message is evcxr's."""
+
+
+def _register_rust_magic(state):
+    import queue
+    import sys
+    import time
+
+    from IPython import get_ipython
+    from IPython.display import publish_display_data
+
+    km, kc = state["km"], state["kc"]
+
+    def relay(msg):
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            stream = sys.stdout if content.get("name") == "stdout" else sys.stderr
+            stream.write(content.get("text", ""))
+            stream.flush()
+        elif kind in ("display_data", "execute_result", "update_display_data"):
+            publish_display_data(data=content.get("data", {}), metadata=content.get("metadata", {}))
+        elif kind == "error":
+            sys.stderr.write("\n".join(content.get("traceback") or [content.get("evalue", "")]) + "\n")
+            sys.stderr.flush()
+
+    def rust(line, cell):
+        """Run this cell in the emergence-lab Rust (evcxr) kernel."""
+        if not km.is_alive():
+            raise RustCellError("the Rust kernel is not running: run the setup cell again")
+        msg_id = kc.execute(cell, store_history=True, allow_stdin=False)
+        error, idle, interrupts = None, False, 0
+        while not idle:
+            try:
+                try:
+                    msg = kc.get_iopub_msg(timeout=5)
+                except queue.Empty:
+                    if not km.is_alive():
+                        raise RustCellError("the Rust kernel died while running this cell "
+                                            "(out of memory?); run the setup cell again") from None
+                    continue
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if msg["msg_type"] == "error":
+                    error = msg["content"]
+                if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+                    idle = True
+                else:
+                    relay(msg)
+            except KeyboardInterrupt:
+                interrupts += 1
+                if interrupts > 1:
+                    raise
+                print("\n[%%rust] interrupt: asking the Rust cell to stop (training saves a checkpoint)",
+                      file=sys.stderr, flush=True)
+                km.interrupt_kernel()
+        reply = None
+        deadline = time.time() + 30
+        while reply is None and time.time() < deadline:
+            try:
+                m = kc.get_shell_msg(timeout=5)
+            except queue.Empty:
+                continue
+            if m["parent_header"].get("msg_id") == msg_id:
+                reply = m["content"]
+        if reply is not None and reply.get("status") == "error" and error is None:
+            error = reply
+        if error is not None:
+            raise RustCellError(f"{error.get('ename', 'Error')}: {error.get('evalue', '')}".strip())
+
+    ip = get_ipython()
+    if ip is None:
+        raise RuntimeError("the %%rust magic needs IPython (run this cell in a Jupyter notebook)")
+    ip.register_magic_function(rust, magic_kind="cell", magic_name="rust")
+
+    import atexit
+
+    def stop_kernel():
+        try:
+            kc.stop_channels()
+            km.shutdown_kernel(now=False)
+        except Exception:
+            pass
+
+    atexit.register(stop_kernel)
+
+
+_EMERGENCE_LAB_RUST = _emergence_lab_setup()
