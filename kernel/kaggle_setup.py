@@ -39,9 +39,6 @@ def _emergence_lab_setup():
     offline = env.get("EMERGENCE_LAB_OFFLINE") == "1"
     timings = []
 
-    class SetupError(RuntimeError):
-        pass
-
     def phase(name):
         class _Phase:
             def __enter__(self):
@@ -223,6 +220,10 @@ def _emergence_lab_setup():
     total = sum(t for _, t in timings)
     print("[setup] times: " + ", ".join(f"{n} {t:.1f} s" for n, t in timings) + f"; total {total:.1f} s")
     return state
+
+
+class SetupError(RuntimeError):
+    """The Kaggle setup could not get a tool; the message says which and how to fix it."""
 
 
 def _nvidia_cuda_version():
