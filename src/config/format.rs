@@ -7,13 +7,31 @@ use sha2::{Digest, Sha256};
 
 use super::error::ConfigError;
 use super::overrides::ConfigOverrides;
-use super::schema::{RawValue, FIELDS};
+use super::schema::{Kind, RawValue, FIELDS};
 use super::Config;
 
 impl Config {
-    /// The config as a TOML document with one `[group]` table per group.
+    /// The config as a TOML document with one `[group]` table per group, readable by
+    /// [`Config::from_toml_str`] and `--config` (exactly the same config comes back).
     pub fn to_toml_string(&self) -> String {
-        toml::to_string_pretty(self).expect("a config always serialises to TOML")
+        let mut out = String::new();
+        let mut group = "";
+        for (spec, (_, value)) in FIELDS.iter().zip(self.entries()) {
+            if spec.group != group {
+                if !group.is_empty() {
+                    out.push('\n');
+                }
+                group = spec.group;
+                out.push_str(&format!("[{group}]\n"));
+            }
+            // TOML integers are i64: larger unsigned values (a seed) are written as text.
+            let value = match (spec.kind, value.parse::<u64>()) {
+                (Kind::UInt, Ok(u)) if u > i64::MAX as u64 => format!("\"{u}\""),
+                _ => value,
+            };
+            out.push_str(&format!("{} = {value}\n", spec.field));
+        }
+        out
     }
 
     /// Compact JSON of the whole config (the form stored in checkpoints).

@@ -234,13 +234,10 @@ pub enum FieldValue {
     Map(IndexMap<String, f64>),
 }
 
-/// Formats a float so that it reads back exactly and always looks like a float.
+/// Formats a float so that it reads back exactly and always looks like a float (`1.0`,
+/// `0.0003`, `1e-300`); valid TOML for finite values.
 pub fn fmt_float(f: f64) -> String {
-    if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 {
-        format!("{f:.1}")
-    } else {
-        format!("{f}")
-    }
+    format!("{f:?}")
 }
 
 /// Normalises a user-written key: trims, drops leading dashes, `-` -> `_`, lowercase.

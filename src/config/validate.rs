@@ -62,6 +62,8 @@ pub fn valid_device(d: &str) -> bool {
     }
 }
 
+/// Checks combining fields are skipped when one of their fields is already reported as
+/// impossible on its own, so one mistake gives one message.
 fn run(c: &Config) -> Vec<Problem> {
     let mut k = Checker::default();
     let (e, f, t, l, a, v, s) = (
@@ -79,7 +81,7 @@ fn run(c: &Config) -> Vec<Problem> {
     k.at_least(&["env.num_agents"], e.num_agents as u64, 1);
     k.check(
         &["env.num_agents", "evolution.max_agents"],
-        e.num_agents <= v.max_agents,
+        e.num_agents <= v.max_agents || v.max_agents == 0,
         || {
             format!(
                 "{} agents at reset do not fit in evolution.max_agents = {} slots; lower \
@@ -93,7 +95,7 @@ fn run(c: &Config) -> Vec<Problem> {
     let max_radius = e.grid_size.saturating_sub(1).max(1);
     k.check(
         &["env.observation_radius", "env.grid_size"],
-        e.observation_radius <= max_radius,
+        e.observation_radius <= max_radius || e.grid_size < 3,
         || {
             format!(
                 "{} is larger than needed: with env.grid_size = {} a radius of {max_radius} \
@@ -143,7 +145,7 @@ fn run(c: &Config) -> Vec<Problem> {
             "train.num_steps",
             "evolution.max_agents",
         ],
-        t.minibatch_size as u128 <= batch,
+        t.minibatch_size as u128 <= batch || batch == 0,
         || {
             format!(
                 "{} is larger than a batch of train.num_envs * train.num_steps * \
@@ -193,7 +195,7 @@ fn run(c: &Config) -> Vec<Problem> {
     k.positive(&["evolution.max_energy"], v.max_energy);
     k.check(
         &["evolution.max_energy", "evolution.starting_energy"],
-        v.max_energy >= v.starting_energy,
+        v.max_energy >= v.starting_energy || v.max_energy.is_nan() || v.max_energy <= 0.0,
         || {
             format!(
                 "{} is below evolution.starting_energy = {}; agents would start above the cap",
@@ -204,7 +206,7 @@ fn run(c: &Config) -> Vec<Problem> {
     k.non_negative(&["evolution.reproduce_threshold"], v.reproduce_threshold);
     k.check(
         &["evolution.reproduce_threshold", "evolution.max_energy"],
-        v.reproduce_threshold <= v.max_energy,
+        v.reproduce_threshold <= v.max_energy || v.max_energy.is_nan() || v.max_energy <= 0.0,
         || {
             format!(
                 "{} is above evolution.max_energy = {}; energy is capped there, so no agent \
@@ -229,7 +231,7 @@ fn run(c: &Config) -> Vec<Problem> {
     k.at_least(&["evolution.max_agents"], v.max_agents as u64, 1);
     k.check(
         &["evolution.min_agents", "evolution.max_agents"],
-        v.min_agents <= v.max_agents,
+        v.min_agents <= v.max_agents || v.max_agents == 0,
         || {
             format!(
                 "{} is above evolution.max_agents = {}; the population floor cannot exceed \
