@@ -318,6 +318,22 @@ fn load_cli_rejects_stray_arguments_and_missing_files() {
         e.to_string().contains("--config needs a TOML file path"),
         "{e}"
     );
+    // Errors name their source.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_toml(&dir, "bad.toml", "[train]\nnum_envs = \"many\"\n");
+    let cli = format!("--config {} --train.seed x", bad.display());
+    let e = Config::load_cli_with_env(args(&cli), Some("env.grid_size=y")).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.starts_with("3 problems"), "{msg}");
+    assert!(
+        msg.contains(&format!("got \"many\" (from {})", bad.display())),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("train.seed expects an unsigned integer, got \"x\" (from the command line)"),
+        "{msg}"
+    );
+    assert!(msg.contains("(from EMERGENCE_LAB_OVERRIDES)"), "{msg}");
     // Validation runs after all sources.
     let e = Config::load_cli_with_env(args("--env.num-agents 40"), None).unwrap_err();
     assert!(e.to_string().contains("evolution.max_agents = 32"), "{e}");
@@ -415,6 +431,20 @@ fn summary_table_and_hash() {
         .unwrap();
     assert!(line.ends_with("= \"auto\""), "{line}");
     assert!(table.contains("agent.hidden_dims"));
+
+    let help = Config::options_help();
+    assert!(
+        help.contains("--train.total-steps <unsigned integer>"),
+        "{help}"
+    );
+    assert!(help.contains("[default: 10000000]"), "{help}");
+    assert!(help.contains("--evolution.[no-]enabled"), "{help}");
+    assert_eq!(
+        help.lines()
+            .filter(|l| l.trim_start().starts_with("--"))
+            .count(),
+        Config::num_fields()
+    );
 
     let h = c.hash_hex();
     assert_eq!(h.len(), 64);

@@ -318,8 +318,20 @@ fn json_errors_name_the_field() {
 
 #[test]
 fn error_type_is_structured() {
-    match Config::from_env_overrides_str("train.num_envs=abc").unwrap_err() {
-        ConfigError::WrongType { key, .. } => assert_eq!(key, "train.num_envs"),
+    let e = Config::from_env_overrides_str("train.num_envs=abc").unwrap_err();
+    assert_eq!(e.key(), Some("train.num_envs"));
+    assert!(
+        e.to_string().ends_with("(from EMERGENCE_LAB_OVERRIDES)"),
+        "{e}"
+    );
+    match e {
+        ConfigError::InSource { origin, error } => {
+            assert_eq!(origin, "EMERGENCE_LAB_OVERRIDES");
+            assert!(matches!(*error, ConfigError::WrongType { .. }), "{error:?}");
+        }
         other => panic!("unexpected {other:?}"),
     }
+    // Settings made in code carry no source.
+    let e = Config::default().set("train.num_envs", "abc").unwrap_err();
+    assert!(matches!(e, ConfigError::WrongType { .. }), "{e:?}");
 }

@@ -51,7 +51,10 @@ fn scan(args: &[String], strict: bool) -> (Vec<(Item, Range<usize>)>, Vec<Config
             };
             match path {
                 Some(p) if !p.is_empty() => items.push((Item::File(p), start..i)),
-                _ => errors.push(ConfigError::Cli("--config needs a TOML file path".into())),
+                _ => {
+                    errors.push(ConfigError::Cli("--config needs a TOML file path".into()));
+                    items.push((Item::Bad, start..i));
+                }
             }
             continue;
         }
@@ -136,6 +139,7 @@ fn scan(args: &[String], strict: bool) -> (Vec<(Item, Range<usize>)>, Vec<Config
                         "--{name} needs a value ({})",
                         kind.describe()
                     )));
+                    items.push((Item::Bad, start..i));
                     continue;
                 }
             }

@@ -68,6 +68,13 @@ pub enum ConfigError {
         /// `(key, checkpoint value, requested value)` per differing field.
         conflicts: Vec<(String, String, String)>,
     },
+    /// A problem with a setting from a named source (a file, the command line, the
+    /// environment variable).
+    #[error("{error} (from {origin})")]
+    InSource {
+        origin: String,
+        error: Box<ConfigError>,
+    },
     /// Several problems at once (never nested).
     #[error("{} problems in the configuration:\n{}", .0.len(), list(.0))]
     Many(Vec<ConfigError>),
@@ -139,6 +146,7 @@ impl ConfigError {
             | ConfigError::BadKey { key, .. }
             | ConfigError::WrongType { key, .. }
             | ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::InSource { error, .. } => error.key(),
             _ => None,
         }
     }

@@ -103,6 +103,43 @@ impl Config {
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// A help text listing every config option with its type and default, for binaries'
+    /// `--help` (e.g. clap's `after_help`).
+    pub fn options_help() -> String {
+        let defaults = Config::default().entries();
+        let rows: Vec<(String, String)> = FIELDS
+            .iter()
+            .zip(&defaults)
+            .map(|(spec, (_, default))| {
+                let name = spec.key.replace('_', "-");
+                let option = match spec.kind {
+                    Kind::Bool => {
+                        let (group, field) = name.split_once('.').expect("dotted key");
+                        format!("--{group}.[no-]{field}")
+                    }
+                    Kind::Enum(names) => format!("--{name} <{}>", names.join("|")),
+                    Kind::UInt | Kind::U32 => format!("--{name} <unsigned integer>"),
+                    Kind::Int => format!("--{name} <integer>"),
+                    Kind::Float => format!("--{name} <number>"),
+                    Kind::Str => format!("--{name} <text>"),
+                    Kind::UIntList => format!("--{name} <n,n,...>"),
+                    Kind::StrList => format!("--{name} <a,b,...>"),
+                    Kind::FloatMap => format!("--{name} <name=std,...>"),
+                };
+                (option, format!("[default: {default}]"))
+            })
+            .collect();
+        let width = rows.iter().map(|(o, _)| o.len()).max().unwrap_or(0);
+        let mut out = String::from(
+            "Config options (defaults < --config FILE < --group.field value < \
+             EMERGENCE_LAB_OVERRIDES=\"group.field=value ...\"):\n",
+        );
+        for (option, default) in rows {
+            out.push_str(&format!("  {option:<width$}  {default}\n"));
+        }
+        out
+    }
+
     /// The number of leaf fields (rows of [`Config::summary_table`]).
     pub fn num_fields() -> usize {
         FIELDS.len()

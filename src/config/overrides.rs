@@ -27,6 +27,18 @@ pub enum Origin {
     Api,
 }
 
+impl Origin {
+    /// The source as named in error messages (`None` for code).
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            Origin::File(p) => Some(p.display().to_string()),
+            Origin::Cli => Some("the command line".into()),
+            Origin::Env => Some(ENV_VAR.into()),
+            Origin::Api => None,
+        }
+    }
+}
+
 /// One explicit setting: key as written, value as written, and its source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
@@ -151,13 +163,15 @@ impl ConfigOverrides {
         let mut next = config.clone();
         let mut errors = Vec::new();
         for e in &self.entries {
-            match lookup(&e.key) {
-                Ok(spec) => {
-                    if let Err(err) = next.set_raw(spec, &e.value) {
-                        errors.push(err);
-                    }
-                }
-                Err(err) => errors.push(err),
+            let result = lookup(&e.key).and_then(|spec| next.set_raw(spec, &e.value));
+            if let Err(error) = result {
+                errors.push(match e.origin.describe() {
+                    Some(origin) => ConfigError::InSource {
+                        origin,
+                        error: Box::new(error),
+                    },
+                    None => error,
+                });
             }
         }
         ConfigError::collect(errors)?;
