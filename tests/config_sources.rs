@@ -299,6 +299,13 @@ fn load_cli_rejects_stray_arguments_and_missing_files() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("unexpected argument \"--json\""), "{e}");
+    let e = Config::load_cli_with_env(args("--total-steps 5"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("unexpected argument \"--total-steps\" (did you mean `--train.total-steps`?)"),
+        "{e}"
+    );
     let e = Config::load_cli_with_env(args("--foo.bar 1"), None)
         .unwrap_err()
         .to_string();

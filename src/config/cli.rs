@@ -185,12 +185,27 @@ impl ConfigOverrides {
                     origin: Origin::Cli,
                 }),
                 Item::Bad => {}
-                Item::Other => errors.push(ConfigError::Cli(format!(
-                    "unexpected argument {:?}: config options look like --group.field value \
-                     (groups: {}) or --config FILE",
-                    args[range.start],
-                    GROUPS.join(", ")
-                ))),
+                Item::Other => {
+                    let arg = &args[range.start];
+                    // `--total-steps 5`: point at `--train.total-steps`.
+                    let hint = match arg
+                        .strip_prefix("--")
+                        .map(|a| lookup(a.split('=').next().unwrap_or(a)))
+                    {
+                        Some(Err(ConfigError::BadKey {
+                            suggestion: Some(s),
+                            ..
+                        })) => {
+                            format!(" (did you mean `--{}`?)", s.replace('_', "-"))
+                        }
+                        _ => String::new(),
+                    };
+                    errors.push(ConfigError::Cli(format!(
+                        "unexpected argument {arg:?}{hint}: config options look like \
+                         --group.field value (groups: {}) or --config FILE",
+                        GROUPS.join(", ")
+                    )))
+                }
             }
         }
         if let Some(text) = env {
