@@ -346,3 +346,28 @@ fn non_loopback_http_file_urls_are_refused() {
         r.stderr
     );
 }
+
+#[test]
+fn a_new_version_refetches_headers_but_skips_unchanged_files() {
+    let e = populated();
+    assert_eq!(e.run("kaggle_download", &[]).code, 0);
+    let r = e.run("kaggle_download", &["--version", "8"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        e.fake.gets("/files/").len(),
+        6,
+        "new version: links are asked again"
+    );
+    assert!(r.stdout.contains("skipped 3"), "{}", r.stdout);
+    assert_eq!(
+        e.fake.rpcs("ListKernelSessionOutput")[1].json()["versionLabel"],
+        "v8"
+    );
+    let r = e.run("kaggle_download", &["--version", "8"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(
+        e.fake.gets("/files/").len(),
+        6,
+        "recorded as complete for version 8"
+    );
+}

@@ -86,6 +86,36 @@ fn setup_token_file_beats_kaggle_json_and_username_flag_wins() {
 }
 
 #[test]
+fn env_key_beats_kaggle_json_and_access_token_beats_both() {
+    let mut e = Env::new();
+    e.extra_env
+        .push(("KAGGLE_USERNAME".into(), "env-user".into()));
+    e.extra_env.push(("KAGGLE_KEY".into(), KEY.into()));
+    let r = e.run("kaggle_setup", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        e.fake.requests()[0].auth(),
+        Some(basic_header("env-user", KEY).as_str())
+    );
+    assert_eq!(e.metadata()["id"], "env-user/emergence-lab-training");
+    let at = e.home().join(".kaggle/access_token");
+    std::fs::write(&at, TOKEN).unwrap();
+    set_mode(&at, 0o640);
+    let r = e.run("kaggle_setup", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        e.fake.requests()[1].auth(),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    assert_eq!(mode(&at), 0o600, "token files are tightened too");
+    assert!(
+        r.stderr.contains("access_token was readable"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn setup_fixes_readable_kaggle_json() {
     let e = Env::new();
     let kj = e.home().join(".kaggle/kaggle.json");

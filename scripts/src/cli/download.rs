@@ -190,6 +190,12 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<i32> {
             Ok(Fetched::AlreadyComplete) => {
                 println!("skipped {} (unchanged)", f.file_name);
                 t.skipped += 1;
+                if let Some(entry) = manifest.files.get_mut(&f.file_name) {
+                    if entry.version != version {
+                        entry.version = version;
+                        manifest.save(dir)?;
+                    }
+                }
             }
             Err(e) => {
                 super::report_error(&anyhow::Error::new(e));

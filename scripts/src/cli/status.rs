@@ -209,9 +209,15 @@ fn watch(
 ) -> anyhow::Result<i32> {
     let interrupted = Arc::new(AtomicBool::new(false));
     {
+        // First Ctrl-C: stop at the next check (within 50 ms unless a request is in flight);
+        // a second one exits at once.
         let flag = interrupted.clone();
-        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-            .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))?;
+        ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(EXIT_INTERRUPTED);
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))?;
     }
     let v = version
         .map(|v| format!(" version {v}"))
