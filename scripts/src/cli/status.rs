@@ -244,7 +244,9 @@ fn watch(
             None => "NOT_YET_VISIBLE".to_string(),
             Some(s) => s.status.to_string(),
         };
-        display.show(&label, progress.as_ref());
+        if !st.as_ref().map(|s| s.status.is_terminal()).unwrap_or(false) {
+            display.show(&label, progress.as_ref());
+        }
         if let Some(s) = &st {
             if s.status.is_terminal() {
                 stop.store(true, Ordering::SeqCst);
