@@ -226,7 +226,10 @@ fn watch_shows_live_progress_then_final_state() {
         r.stdout
     );
     assert!(r.stdout.contains("version 7: COMPLETE"));
-    assert!(!r.stdout.contains("COMPLETE step 500"), "final state shown with the stored log's progress only");
+    assert!(
+        !r.stdout.contains("COMPLETE step 500"),
+        "final state shown with the stored log's progress only"
+    );
     let stream = e.fake.gets("/v1/kernels/logs/stream/");
     assert!(!stream.is_empty());
     assert_eq!(

@@ -447,7 +447,13 @@ impl StorageClient {
             .user_agent(user_agent())
             .timeout(timeout)
             .connect_timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::limited(5));
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                if attempt.previous().len() >= 5 || check_url_scheme(attempt.url()).is_err() {
+                    attempt.stop()
+                } else {
+                    attempt.follow()
+                }
+            }));
         if is_loopback(&settings.endpoint) {
             b = b.no_proxy();
         }

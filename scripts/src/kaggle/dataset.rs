@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// RPC service of the dataset calls.
 pub const DATASETS: &str = "datasets.DatasetApiService";
@@ -266,12 +267,14 @@ fn put_file(storage: &StorageClient, url: &Url, path: &Path, len: u64) -> Result
     loop {
         attempt += 1;
         let f = std::fs::File::open(path).map_err(|e| io("cannot read", path, e))?;
-        let err = match storage
+        // The whole upload must finish within this time: 5 minutes plus 20 s per MB (50 KB/s).
+        let limit = Duration::from_secs(300 + len / 50_000);
+        let req = storage
             .http()
             .put(url.clone())
-            .body(Body::sized(f, len))
-            .send()
-        {
+            .timeout(limit)
+            .body(Body::sized(f, len));
+        let err = match req.send() {
             Ok(r) if r.status().is_success() => return Ok(()),
             Ok(r) => {
                 let s = r.status().as_u16();
