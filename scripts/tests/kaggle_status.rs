@@ -297,3 +297,59 @@ fn ctrl_c_stops_watching_cleanly() {
     );
     assert!(e.fake.rpcs("GetKernelSessionStatus").len() >= 2);
 }
+
+/// On a terminal the helpers draw indicatif bars; run under `script` (util-linux) for a pty.
+#[test]
+fn watch_and_download_draw_bars_on_a_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: `script` (util-linux) is not installed, no pty available");
+        return;
+    }
+    let e = Env::with_metadata();
+    remember(&e, 7, now());
+    e.fake.set_statuses(vec![
+        json!({"status": "RUNNING"}),
+        json!({"status": "RUNNING"}),
+        json!({"status": "COMPLETE"}),
+    ]);
+    e.fake.set_log(&json!([{"stream_name": "stdout", "time": 1, "data": "progress step=1000 total=1000 reward=2.5 pop=9 eta_s=0\n"}]).to_string());
+    e.fake.add_output(
+        "checkpoints/latest.safetensors",
+        checkpoint_bytes(1000, "final"),
+    );
+    let under_pty = |cmdline: String| {
+        // Same environment as the helpers get in every other test.
+        let c = e.command("kaggle_status", &[]);
+        let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = c
+            .get_envs()
+            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
+            .collect();
+        let mut s = std::process::Command::new("script");
+        s.args(["-qec", &cmdline, "/dev/null"])
+            .current_dir(e.proj())
+            .env_clear()
+            .envs(envs);
+        let o = s.output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        assert_no_secrets(&text);
+        (o.status.code(), text)
+    };
+    let status = env!("CARGO_BIN_EXE_kaggle_status");
+    let (code, text) = under_pty(format!("{status} --watch --interval 0.2"));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("1000/1000") && text.contains("COMPLETE reward=2.500"),
+        "{text}"
+    );
+    let download = env!("CARGO_BIN_EXE_kaggle_download");
+    let (code, text) = under_pty(download.to_string());
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("--train.resume-from kaggle_output/checkpoints/latest.safetensors"),
+        "{text}"
+    );
+}
