@@ -186,6 +186,8 @@ fn watch_shows_live_progress_then_final_state() {
         json!({"status": "RUNNING"}),
         json!({"status": "RUNNING"}),
         json!({"status": "RUNNING"}),
+        json!({"status": "RUNNING"}),
+        json!({"status": "RUNNING"}),
         json!({"status": "COMPLETE"}),
     ]);
     e.fake.script(
@@ -276,25 +278,29 @@ fn watch_gives_up_on_persistent_errors() {
 fn ctrl_c_stops_watching_cleanly() {
     let e = Env::with_metadata();
     e.fake.set_statuses(vec![json!({"status": "RUNNING"})]);
-    let child = e
+    let mut child = e
         .command("kaggle_status", &["--watch", "--interval", "0.2"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
+    // The handler is installed before the "Watching" line is printed: wait for that line
+    // (and a few polls), then interrupt.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(first.starts_with("Watching"), "{first}");
+    std::thread::sleep(Duration::from_millis(500));
     let ok = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(ok.success());
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(130), "{stdout}");
-    assert!(
-        stdout.contains("Stopped watching; the run goes on"),
-        "{stdout}"
-    );
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(rest.contains("Stopped watching; the run goes on"), "{rest}");
     assert!(e.fake.rpcs("GetKernelSessionStatus").len() >= 2);
 }
 
