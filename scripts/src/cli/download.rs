@@ -23,7 +23,7 @@ use std::time::Duration;
 /// run log to DIR/<kernel-slug>.log, then verifies every checkpoint and prints the command to
 /// resume locally.
 #[derive(Debug, Parser)]
-#[command(name = "kaggle_download", version, after_help = AFTER_HELP)]
+#[command(name = "kaggle_download", after_help = AFTER_HELP)]
 pub struct DownloadArgs {
     #[command(flatten)]
     pub common: Common,

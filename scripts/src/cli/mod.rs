@@ -144,3 +144,24 @@ pub fn human_bytes(n: u64) -> String {
         format!("{v:.1} {}", units[i])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn argument_definitions_are_consistent() {
+        super::setup::SetupArgs::command().debug_assert();
+        super::push::PushArgs::command().debug_assert();
+        super::push::RunArgs::command().debug_assert();
+        super::status::StatusArgs::command().debug_assert();
+        super::download::DownloadArgs::command().debug_assert();
+        super::publish::PublishArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(super::human_bytes(999), "999 B");
+        assert_eq!(super::human_bytes(1_500_000), "1.5 MB");
+    }
+}

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 /// population and ETA from the training log; Ctrl-C stops watching (the run continues).
 /// Exit 0 on COMPLETE, 3 on ERROR (the failure message is printed), 4 when cancelled.
 #[derive(Debug, Parser)]
-#[command(name = "kaggle_status", version, after_help = AFTER_HELP)]
+#[command(name = "kaggle_status", after_help = AFTER_HELP)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub common: Common,
