@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn setup_with_kaggle_json_verifies_and_writes_metadata() {
     let e = Env::new();
-    let r = e.run("kaggle_setup", &[]);
+    let r = e.run("kaggle_setup", &["--self-source"]);
     assert_eq!(r.code, 0, "{}", r.all());
     let calls = e.fake.requests();
     assert_eq!(calls.len(), 1, "exactly one cheap verification call");
@@ -51,7 +51,7 @@ fn setup_with_kaggle_json_verifies_and_writes_metadata() {
 fn setup_with_token_introspects_and_takes_username_from_it() {
     let mut e = Env::new();
     e.extra_env.push(("KAGGLE_API_TOKEN".into(), TOKEN.into()));
-    let r = e.run("kaggle_setup", &["--no-self-source"]);
+    let r = e.run("kaggle_setup", &["--no-dataset-source"]);
     assert_eq!(r.code, 0, "{}", r.all());
     let calls = e.fake.requests();
     assert_eq!(calls.len(), 1);
@@ -60,7 +60,8 @@ fn setup_with_token_introspects_and_takes_username_from_it() {
     assert_eq!(calls[0].json(), json!({"token": TOKEN}));
     let m = e.metadata();
     assert_eq!(m["id"], "fake-token-user/emergence-lab-training");
-    assert_eq!(m["kernel_sources"], json!([]));
+    assert_eq!(m["kernel_sources"], json!([]), "own output is opt-in");
+    assert_eq!(m["dataset_sources"], json!([]));
     assert!(r.stdout.contains("KAGGLE_API_TOKEN"));
 }
 

@@ -24,9 +24,10 @@ pub struct SetupArgs {
     /// Do not list the checkpoint dataset (USER/emergence-lab-checkpoints) as a source.
     #[arg(long)]
     pub no_dataset_source: bool,
-    /// Do not list the kernel's own previous output as a source.
+    /// Also list the kernel's own previous output (kernel_sources) as a source; off by
+    /// default because Kaggle may refuse a kernel that reads its own output (not verified).
     #[arg(long)]
-    pub no_self_source: bool,
+    pub self_source: bool,
 }
 
 /// Run `kaggle_setup`.
@@ -74,7 +75,7 @@ pub fn run(args: SetupArgs) -> anyhow::Result<i32> {
     if crate::kaggle::api::Ref::parse(&format!("{user}/{KERNEL_SLUG}")).is_none() {
         anyhow::bail!("{user:?} is not a valid Kaggle username");
     }
-    let meta = default_metadata(&user, !args.no_dataset_source, !args.no_self_source);
+    let meta = default_metadata(&user, !args.no_dataset_source, args.self_source);
     let path = &args.common.metadata;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
