@@ -11,8 +11,9 @@ fn setup() -> (World, Vec<Vec<u8>>, Rng) {
     let mut rng = Rng::seed_from_u64(0);
     let mut world = World::new(params, &mut rng);
     let n = world.num_envs() * world.num_slots();
-    let actions: Vec<Vec<u8>> =
-        (0..64).map(|_| (0..n).map(|_| rng.below(NUM_ACTIONS) as u8).collect()).collect();
+    let actions: Vec<Vec<u8>> = (0..64)
+        .map(|_| (0..n).map(|_| rng.below(NUM_ACTIONS) as u8).collect())
+        .collect();
     let mut info = TickInfo::default();
     for t in 0..300 {
         world.step(&actions[t % actions.len()], &mut rng, &mut info);
