@@ -176,3 +176,62 @@ fn masked_observation_hides_only_the_field() {
     }
     assert!(full[d + 3..d + 21].iter().any(|&v| v != 0.0));
 }
+
+/// Reference food list: sort all visible foods by (Manhattan, index), take K.
+fn reference_foods(w: &World, env: usize, slot: usize) -> Vec<f32> {
+    let p = &w.params;
+    let (f, k, r, g) = (
+        p.num_food,
+        p.observed_food,
+        p.observation_radius as i32,
+        p.grid_size as f32,
+    );
+    let s = env * p.num_slots + slot;
+    let (y, x) = (w.row[s], w.col[s]);
+    let mut vis: Vec<(i32, usize)> = (0..f)
+        .filter(|&q| !w.food_collected[env * f + q])
+        .map(|q| (w.food_row[env * f + q] - y, w.food_col[env * f + q] - x, q))
+        .filter(|&(dr, dc, _)| dr.abs().max(dc.abs()) <= r)
+        .map(|(dr, dc, q)| (dr.abs() + dc.abs(), q))
+        .collect();
+    vis.sort();
+    let mut out = vec![0.0; 3 * k];
+    for (n, &(_, q)) in vis.iter().take(k).enumerate() {
+        out[3 * n] = (w.food_row[env * f + q] - y) as f32 / g;
+        out[3 * n + 1] = (w.food_col[env * f + q] - x) as f32 / g;
+        out[3 * n + 2] = 1.0;
+    }
+    out
+}
+
+#[test]
+fn food_selection_matches_a_full_sort_for_small_and_large_k() {
+    for (k, f, r) in [(1, 5, 2), (5, 20, 5), (16, 40, 3), (17, 40, 3), (30, 25, 9)] {
+        let mut p = params();
+        p.grid_size = 12;
+        p.num_agents = 3;
+        p.num_food = f;
+        p.observed_food = k;
+        p.observation_radius = r;
+        for seed in 0..20 {
+            let mut rng = Rng::seed_from_u64(seed);
+            let mut w = World::new(p.clone(), &mut rng);
+            for q in 0..w.food_collected.len() {
+                w.food_collected[q] = rng.below(4) == 0;
+            }
+            let d = w.obs_dim();
+            let mut out = vec![0.0; 2 * 3 * d];
+            w.observe(&mut out);
+            for env in 0..2 {
+                for slot in 0..3 {
+                    let o = &out[(env * 3 + slot) * d..(env * 3 + slot + 1) * d];
+                    assert_eq!(
+                        &o[d - 3 * k..],
+                        &reference_foods(&w, env, slot)[..],
+                        "k={k} seed={seed}"
+                    );
+                }
+            }
+        }
+    }
+}

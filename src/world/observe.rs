@@ -42,87 +42,136 @@ impl World {
         let side = 2 * r + 1;
         let field_len = side * side * ch;
         let fld = self.env_field(env);
-        let row_len = g * ch;
         let gm1 = (g.max(2) - 1) as f32;
         let gf = g as f32;
-        let (ri, gi) = (r as i32, g as i32);
-        for (i, o) in out.chunks_exact_mut(d).enumerate() {
-            let k = env * a + i;
-            if !self.alive[k] {
-                o.fill(0.0);
-                continue;
+        let pside = g + 2 * r;
+        PADDED.with_borrow_mut(|padded| {
+            if !hide_field {
+                pad_clamped(fld, g, ch, r, padded);
             }
-            let (y, x) = (self.row[k], self.col[k]);
-            o[0] = y as f32 / gm1 * 2.0 - 1.0;
-            o[1] = x as f32 / gm1 * 2.0 - 1.0;
-            o[2] = (self.energy[k] / p.max_energy).clamp(0.0, 1.0);
-            let (fpart, foods) = o[3..].split_at_mut(field_len);
-            if hide_field {
-                fpart.fill(0.0);
-            } else {
-                // Columns: `lpad` copies of column 0, the in-grid span, `rpad` copies of G-1.
-                let lpad = (ri - x).max(0) as usize;
-                let rpad = (x + ri - (gi - 1)).max(0) as usize;
-                let x0 = (x - ri).max(0) as usize;
-                let x1 = (x + ri).min(gi - 1) as usize;
-                for (dy, orow) in fpart.chunks_exact_mut(side * ch).enumerate() {
-                    let yy = (y + dy as i32 - ri).clamp(0, gi - 1) as usize;
-                    let src = &fld[yy * row_len..(yy + 1) * row_len];
-                    let (left, rest) = orow.split_at_mut(lpad * ch);
-                    let (mid, right) = rest.split_at_mut((x1 + 1 - x0) * ch);
-                    for cell in left.chunks_exact_mut(ch) {
-                        clamp_copy(cell, &src[..ch]);
-                    }
-                    clamp_copy(mid, &src[x0 * ch..(x1 + 1) * ch]);
-                    for cell in right.chunks_exact_mut(ch) {
-                        clamp_copy(cell, &src[row_len - ch..]);
-                    }
-                    debug_assert_eq!(right.len(), rpad * ch);
+            for (i, o) in out.chunks_exact_mut(d).enumerate() {
+                let k = env * a + i;
+                if !self.alive[k] {
+                    o.fill(0.0);
+                    continue;
                 }
+                let (y, x) = (self.row[k], self.col[k]);
+                o[0] = y as f32 / gm1 * 2.0 - 1.0;
+                o[1] = x as f32 / gm1 * 2.0 - 1.0;
+                o[2] = (self.energy[k] / p.max_energy).clamp(0.0, 1.0);
+                let (fpart, foods) = o[3..].split_at_mut(field_len);
+                if hide_field {
+                    fpart.fill(0.0);
+                } else {
+                    // Row dy of the neighbourhood is one contiguous run of the padded field.
+                    let (py, px) = (y as usize, x as usize);
+                    for (dy, orow) in fpart.chunks_exact_mut(side * ch).enumerate() {
+                        let at = ((py + dy) * pside + px) * ch;
+                        orow.copy_from_slice(&padded[at..at + side * ch]);
+                    }
+                }
+                self.write_foods(env, y, x, foods, gf);
             }
-            self.write_foods(env, y, x, foods, gf);
-        }
+        });
     }
 
     /// The K nearest uncollected foods within Chebyshev distance R, by Manhattan distance
     /// (ties: lower food index), as `(drow/G, dcol/G, 1)`; missing entries `(0, 0, 0)`.
     fn write_foods(&self, env: usize, y: i32, x: i32, out: &mut [f32], gf: f32) {
         let f = self.params.num_food;
+        let k = self.params.observed_food;
         let r = self.params.observation_radius as i32;
         let fs = env * f;
-        let mut prev: Option<(i32, usize)> = None;
-        for (n, slot) in out.chunks_exact_mut(3).enumerate() {
-            let mut best: Option<(i32, usize)> = None;
+        let rows = &self.food_row[fs..fs + f];
+        let cols = &self.food_col[fs..fs + f];
+        let collected = &self.food_collected[fs..fs + f];
+        // Sort key: Manhattan distance in the high bits, food index in the low bits, so the
+        // keys are distinct and order exactly as the spec says.
+        let key_of = |q: usize| -> Option<u64> {
+            let (dr, dc) = ((rows[q] - y).abs(), (cols[q] - x).abs());
+            (!collected[q] && dr.max(dc) <= r).then(|| ((dr + dc) as u64) << 32 | q as u64)
+        };
+        let mut write = |n: usize, key: u64| {
+            let q = (key & 0xffff_ffff) as usize;
+            out[3 * n] = (rows[q] - y) as f32 / gf;
+            out[3 * n + 1] = (cols[q] - x) as f32 / gf;
+            out[3 * n + 2] = 1.0;
+        };
+        let mut found = 0;
+        if k == 0 {
+            return;
+        } else if k <= TOP_K_STACK {
+            // One pass, insertion into a sorted top-K list.
+            let mut top = [u64::MAX; TOP_K_STACK];
             for q in 0..f {
-                if self.food_collected[fs + q] {
+                let Some(key) = key_of(q) else { continue };
+                if found == k && key >= top[k - 1] {
                     continue;
                 }
-                let dr = self.food_row[fs + q] - y;
-                let dc = self.food_col[fs + q] - x;
-                if dr.abs().max(dc.abs()) > r {
-                    continue;
+                let mut p = found.min(k - 1);
+                while p > 0 && top[p - 1] > key {
+                    top[p] = top[p - 1];
+                    p -= 1;
                 }
-                let key = (dr.abs() + dc.abs(), q);
-                if prev.is_none_or(|p| key > p) && best.is_none_or(|b| key < b) {
-                    best = Some(key);
-                }
+                top[p] = key;
+                found = (found + 1).min(k);
             }
-            let Some((_, q)) = best else {
-                out[n * 3..].fill(0.0);
-                return;
-            };
-            slot[0] = (self.food_row[fs + q] - y) as f32 / gf;
-            slot[1] = (self.food_col[fs + q] - x) as f32 / gf;
-            slot[2] = 1.0;
-            prev = best;
+            for (n, &key) in top[..found].iter().enumerate() {
+                write(n, key);
+            }
+        } else {
+            // Large K: K passes, each taking the smallest key above the previous one.
+            let mut prev: Option<u64> = None;
+            while found < k {
+                let best = (0..f)
+                    .filter_map(key_of)
+                    .filter(|&key| prev.is_none_or(|p| key > p))
+                    .min();
+                let Some(key) = best else { break };
+                write(found, key);
+                prev = Some(key);
+                found += 1;
+            }
+        }
+        out[3 * found..].fill(0.0);
+    }
+}
+
+thread_local! {
+    /// One env's clamped, edge-padded field (reused between calls; never state).
+    static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Writes `fld` (`g x g x ch`) clamped to [-1, 1] with an edge-replicated border of `r`
+/// cells into `out` (`(g+2r) x (g+2r) x ch`).
+fn pad_clamped(fld: &[f32], g: usize, ch: usize, r: usize, out: &mut Vec<f32>) {
+    let ps = g + 2 * r;
+    out.resize(ps * ps * ch, 0.0);
+    let row_len = g * ch;
+    for (py, prow) in out.chunks_exact_mut(ps * ch).enumerate() {
+        let yy = py.saturating_sub(r).min(g - 1);
+        let src = &fld[yy * row_len..(yy + 1) * row_len];
+        let (left, rest) = prow.split_at_mut(r * ch);
+        let (mid, right) = rest.split_at_mut(row_len);
+        for cell in left.chunks_exact_mut(ch) {
+            clamp_copy(cell, &src[..ch]);
+        }
+        clamp_copy(mid, src);
+        for cell in right.chunks_exact_mut(ch) {
+            clamp_copy(cell, &src[row_len - ch..]);
         }
     }
 }
 
+/// Largest K handled by the one-pass (stack-buffer) food selection.
+const TOP_K_STACK: usize = 16;
+
 /// `dst[i] = clamp(src[i], -1, 1)`.
 #[inline]
 fn clamp_copy(dst: &mut [f32], src: &[f32]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d = s.clamp(-1.0, 1.0);
+    // Written as compares so it compiles to plain packed max/min (the field has no NaN).
+    for (d, &s) in dst.iter_mut().zip(src) {
+        let lo = if s < -1.0 { -1.0 } else { s };
+        *d = if lo > 1.0 { 1.0 } else { lo };
     }
 }

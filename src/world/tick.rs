@@ -9,7 +9,7 @@ use crate::world::ACTION_REPRODUCE;
 
 /// What happened in one tick, across all envs. Reused between ticks (no allocation per
 /// tick once the buffers have their size).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TickInfo {
     /// `[E*A]` `food_energy` x foods credited this tick (not reduced by the cap); 0 for dead.
     pub rewards: Vec<f32>,
