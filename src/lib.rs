@@ -9,6 +9,7 @@
 pub mod config;
 pub mod metrics;
 pub mod rng;
+pub mod simulate;
 pub mod world;
 
 pub use config::Config;

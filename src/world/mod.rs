@@ -75,11 +75,72 @@ impl WorldParams {
         }
     }
 
+    /// Checks what the world needs to run without panics or NaN: at least one env and one
+    /// slot, a non-empty grid, finite non-negative physics, probabilities and rates in
+    /// [0, 1], and a positive `max_energy`. (Config validation is stricter.)
+    pub fn check(&self) -> Result<(), ParamsError> {
+        let bad = |field: &'static str, value: String, need: &'static str| {
+            Err(ParamsError { field, value, need })
+        };
+        if self.num_envs == 0 {
+            return bad("train.num_envs", "0".into(), "at least 1");
+        }
+        if self.num_slots == 0 {
+            return bad("evolution.max_agents", "0".into(), "at least 1");
+        }
+        if self.grid_size == 0 {
+            return bad("env.grid_size", "0".into(), "at least 1");
+        }
+        let unit = [
+            ("env.food_respawn_prob", self.food_respawn_prob),
+            ("field.diffusion_rate", self.diffusion_rate),
+            ("field.decay_rate", self.decay_rate),
+        ];
+        for (field, v) in unit {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(field, v.to_string(), "a number in [0, 1]");
+            }
+        }
+        let non_negative = [
+            ("field.write_strength", self.write_strength),
+            ("evolution.starting_energy", self.starting_energy),
+            ("evolution.energy_per_step", self.energy_per_step),
+            ("evolution.food_energy", self.food_energy),
+            ("evolution.reproduce_threshold", self.reproduce_threshold),
+            ("evolution.reproduce_cost", self.reproduce_cost),
+        ];
+        for (field, v) in non_negative {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(field, v.to_string(), "a finite number >= 0");
+            }
+        }
+        if !(self.max_energy.is_finite() && self.max_energy > 0.0) {
+            return bad(
+                "evolution.max_energy",
+                self.max_energy.to_string(),
+                "a finite number > 0",
+            );
+        }
+        Ok(())
+    }
+
     /// Observation length: `3 + (2R+1)^2 C + 3K`.
     pub fn obs_dim(&self) -> usize {
         let side = 2 * self.observation_radius + 1;
         3 + side * side * self.num_channels + 3 * self.observed_food
     }
+}
+
+/// A world parameter the world cannot run with.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("world parameter `{field}` is {value}, but must be {need}; fix it in the config")]
+pub struct ParamsError {
+    /// Config name of the field (`group.field`).
+    pub field: &'static str,
+    /// The value given.
+    pub value: String,
+    /// What the value must be.
+    pub need: &'static str,
 }
 
 /// Parent id of agents that have no parent (episode resets and floor respawns).
