@@ -156,6 +156,9 @@ struct Scratch {
     field: Vec<f32>,
     /// `[A]`: slot received a child this tick (children cannot reproduce on their birth tick).
     born: Vec<bool>,
+    /// `[G * G]`: lowest alive slot on each cell during eating, `u32::MAX` when empty
+    /// (restored to all `u32::MAX` after use).
+    occupant: Vec<u32>,
 }
 
 impl PartialEq for Scratch {

@@ -45,10 +45,19 @@ impl World {
         let gm1 = (g.max(2) - 1) as f32;
         let gf = g as f32;
         let pside = g + 2 * r;
-        PADDED.with_borrow_mut(|padded| {
+        let f = p.num_food;
+        let fs = env * f;
+        SCRATCH.with_borrow_mut(|scratch| {
+            let ObsScratch { padded, foods } = scratch;
             if !hide_field {
                 pad_clamped(fld, g, ch, r, padded);
             }
+            foods.clear();
+            foods.extend(
+                (0..f)
+                    .filter(|&q| !self.food_collected[fs + q])
+                    .map(|q| (self.food_row[fs + q], self.food_col[fs + q])),
+            );
             for (i, o) in out.chunks_exact_mut(d).enumerate() {
                 let k = env * a + i;
                 if !self.alive[k] {
@@ -59,7 +68,7 @@ impl World {
                 o[0] = y as f32 / gm1 * 2.0 - 1.0;
                 o[1] = x as f32 / gm1 * 2.0 - 1.0;
                 o[2] = (self.energy[k] / p.max_energy).clamp(0.0, 1.0);
-                let (fpart, foods) = o[3..].split_at_mut(field_len);
+                let (fpart, food_out) = o[3..].split_at_mut(field_len);
                 if hide_field {
                     fpart.fill(0.0);
                 } else {
@@ -70,76 +79,25 @@ impl World {
                         orow.copy_from_slice(&padded[at..at + side * ch]);
                     }
                 }
-                self.write_foods(env, y, x, foods, gf);
+                write_foods(foods, y, x, r as i32, food_out, gf);
             }
         });
     }
+}
 
-    /// The K nearest uncollected foods within Chebyshev distance R, by Manhattan distance
-    /// (ties: lower food index), as `(drow/G, dcol/G, 1)`; missing entries `(0, 0, 0)`.
-    fn write_foods(&self, env: usize, y: i32, x: i32, out: &mut [f32], gf: f32) {
-        let f = self.params.num_food;
-        let k = self.params.observed_food;
-        let r = self.params.observation_radius as i32;
-        let fs = env * f;
-        let rows = &self.food_row[fs..fs + f];
-        let cols = &self.food_col[fs..fs + f];
-        let collected = &self.food_collected[fs..fs + f];
-        // Sort key: Manhattan distance in the high bits, food index in the low bits, so the
-        // keys are distinct and order exactly as the spec says.
-        let key_of = |q: usize| -> Option<u64> {
-            let (dr, dc) = ((rows[q] - y).abs(), (cols[q] - x).abs());
-            (!collected[q] && dr.max(dc) <= r).then(|| ((dr + dc) as u64) << 32 | q as u64)
-        };
-        let mut write = |n: usize, key: u64| {
-            let q = (key & 0xffff_ffff) as usize;
-            out[3 * n] = (rows[q] - y) as f32 / gf;
-            out[3 * n + 1] = (cols[q] - x) as f32 / gf;
-            out[3 * n + 2] = 1.0;
-        };
-        let mut found = 0;
-        if k == 0 {
-            return;
-        } else if k <= TOP_K_STACK {
-            // One pass, insertion into a sorted top-K list.
-            let mut top = [u64::MAX; TOP_K_STACK];
-            for q in 0..f {
-                let Some(key) = key_of(q) else { continue };
-                if found == k && key >= top[k - 1] {
-                    continue;
-                }
-                let mut p = found.min(k - 1);
-                while p > 0 && top[p - 1] > key {
-                    top[p] = top[p - 1];
-                    p -= 1;
-                }
-                top[p] = key;
-                found = (found + 1).min(k);
-            }
-            for (n, &key) in top[..found].iter().enumerate() {
-                write(n, key);
-            }
-        } else {
-            // Large K: K passes, each taking the smallest key above the previous one.
-            let mut prev: Option<u64> = None;
-            while found < k {
-                let best = (0..f)
-                    .filter_map(key_of)
-                    .filter(|&key| prev.is_none_or(|p| key > p))
-                    .min();
-                let Some(key) = best else { break };
-                write(found, key);
-                prev = Some(key);
-                found += 1;
-            }
-        }
-        out[3 * found..].fill(0.0);
-    }
+/// Per-env working space of [`World::observe_env`] (reused between calls; never state).
+struct ObsScratch {
+    /// The env's field clamped to [-1, 1] with an edge-replicated border of R cells.
+    padded: Vec<f32>,
+    /// The env's uncollected foods in index order: (row, col).
+    foods: Vec<(i32, i32)>,
 }
 
 thread_local! {
-    /// One env's clamped, edge-padded field (reused between calls; never state).
-    static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Scratch of the observing thread.
+    static SCRATCH: std::cell::RefCell<ObsScratch> = const {
+        std::cell::RefCell::new(ObsScratch { padded: Vec::new(), foods: Vec::new() })
+    };
 }
 
 /// Writes `fld` (`g x g x ch`) clamped to [-1, 1] with an edge-replicated border of `r`
@@ -161,6 +119,64 @@ fn pad_clamped(fld: &[f32], g: usize, ch: usize, r: usize, out: &mut Vec<f32>) {
             clamp_copy(cell, &src[row_len - ch..]);
         }
     }
+}
+
+/// The K = `out.len() / 3` nearest of `foods` (uncollected, in index order) within Chebyshev
+/// distance `r` of (y, x), by Manhattan distance (ties: lower food index), as
+/// `(drow/G, dcol/G, 1)`; missing entries `(0, 0, 0)`.
+fn write_foods(foods: &[(i32, i32)], y: i32, x: i32, r: i32, out: &mut [f32], gf: f32) {
+    let k = out.len() / 3;
+    if k == 0 {
+        return;
+    }
+    // Sort key: Manhattan distance in the high bits, position in `foods` in the low bits
+    // (positions follow food indices), so keys are distinct and order exactly as the spec.
+    let key_of = |(n, &(fr, fc)): (usize, &(i32, i32))| -> Option<u64> {
+        let (dr, dc) = ((fr - y).abs(), (fc - x).abs());
+        (dr.max(dc) <= r).then_some(((dr + dc) as u64) << 32 | n as u64)
+    };
+    let mut write = |n: usize, key: u64| {
+        let (fr, fc) = foods[(key & 0xffff_ffff) as usize];
+        out[3 * n] = (fr - y) as f32 / gf;
+        out[3 * n + 1] = (fc - x) as f32 / gf;
+        out[3 * n + 2] = 1.0;
+    };
+    let mut found = 0;
+    if k <= TOP_K_STACK {
+        // One pass, insertion into a sorted top-K list.
+        let mut top = [u64::MAX; TOP_K_STACK];
+        for key in foods.iter().enumerate().filter_map(key_of) {
+            if found == k && key >= top[k - 1] {
+                continue;
+            }
+            let mut p = found.min(k - 1);
+            while p > 0 && top[p - 1] > key {
+                top[p] = top[p - 1];
+                p -= 1;
+            }
+            top[p] = key;
+            found = (found + 1).min(k);
+        }
+        for (n, &key) in top[..found].iter().enumerate() {
+            write(n, key);
+        }
+    } else {
+        // Large K: K passes, each taking the smallest key above the previous one.
+        let mut prev: Option<u64> = None;
+        while found < k {
+            let best = foods
+                .iter()
+                .enumerate()
+                .filter_map(key_of)
+                .filter(|&key| prev.is_none_or(|p| key > p))
+                .min();
+            let Some(key) = best else { break };
+            write(found, key);
+            prev = Some(key);
+            found += 1;
+        }
+    }
+    out[3 * found..].fill(0.0);
 }
 
 /// Largest K handled by the one-pass (stack-buffer) food selection.

@@ -90,6 +90,8 @@ impl World {
         let cells = self.params.grid_size * self.params.grid_size * self.params.num_channels;
         self.scratch.field.resize(cells, 0.0);
         self.scratch.born.resize(a, false);
+        let g = self.params.grid_size;
+        self.scratch.occupant.resize(g * g, u32::MAX);
         for env in 0..e_n {
             self.step_env(env, actions, rng, info);
             let n = self.alive_count(env);
@@ -130,27 +132,39 @@ impl World {
 
         // 2. Eat: each uncollected food goes to the closest (Chebyshev) alive agent within
         //    distance 1, ties to the lowest slot. 4. Reward = food_energy per food.
+        //    Via an occupancy grid: an agent on the food's cell (distance 0) wins, else the
+        //    lowest slot on the 8 neighbouring cells (distance 1).
         let (fe, cap) = (p.food_energy, p.max_energy);
+        let occ = &mut self.scratch.occupant;
+        for i in (0..a).rev() {
+            if self.alive[s + i] {
+                occ[self.row[s + i] as usize * g + self.col[s + i] as usize] = i as u32;
+            }
+        }
         for q in env * f..(env + 1) * f {
             if self.food_collected[q] {
                 continue;
             }
-            let (fr, fc) = (self.food_row[q], self.food_col[q]);
-            let mut best: Option<(i32, usize)> = None;
-            for k in s..s + a {
-                if !self.alive[k] {
-                    continue;
-                }
-                let d = (self.row[k] - fr).abs().max((self.col[k] - fc).abs());
-                if d <= 1 && best.is_none_or(|(bd, _)| d < bd) {
-                    best = Some((d, k));
+            let (fr, fc) = (self.food_row[q] as usize, self.food_col[q] as usize);
+            let mut best = occ[fr * g + fc];
+            if best == u32::MAX {
+                for y in fr.saturating_sub(1)..(fr + 2).min(g) {
+                    for x in fc.saturating_sub(1)..(fc + 2).min(g) {
+                        best = best.min(occ[y * g + x]);
+                    }
                 }
             }
-            if let Some((_, k)) = best {
+            if best != u32::MAX {
+                let k = s + best as usize;
                 self.food_collected[q] = true;
                 info.foods_eaten[env] += 1;
                 info.rewards[k] += fe;
                 self.energy[k] = (self.energy[k] + fe).min(cap);
+            }
+        }
+        for k in s..s + a {
+            if self.alive[k] {
+                occ[self.row[k] as usize * g + self.col[k] as usize] = u32::MAX;
             }
         }
 
