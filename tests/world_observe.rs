@@ -97,7 +97,7 @@ fn layout_index_by_index() {
     for (i, (a, b)) in slot1.iter().zip(&want).enumerate() {
         assert_eq!(a, b, "index {i}");
     }
-    assert!(want[3..21].iter().any(|&v| v == 1.0) && want[3..21].iter().any(|&v| v == -1.0));
+    assert!(want[3..21].contains(&1.0) && want[3..21].contains(&-1.0));
     assert!(
         out[..d].iter().all(|&v| v == 0.0),
         "dead slot 0 is all zeros"

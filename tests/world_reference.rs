@@ -8,6 +8,7 @@ use emergence_lab::Rng;
 use proptest::prelude::*;
 
 /// One tick, written as plainly as possible from the spec (same random draw order).
+#[allow(clippy::needless_range_loop)]
 fn reference_step(
     w: &mut World,
     actions: &[u8],

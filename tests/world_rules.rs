@@ -431,9 +431,9 @@ fn field_update_diffuses_decays_then_adds_writes() {
     // blur of the corner unit on an edge-replicated border: 9/16 at (0,0), 3/16 at (0,1)
     // and (1,0), 1/16 at (1,1), 0 elsewhere.
     let blur = [9.0, 3.0, 0.0, 3.0, 1.0, 0.0, 0.0, 0.0, 0.0];
-    for cell in 0..9 {
+    for (cell, b) in blur.iter().enumerate() {
         let v0 = if cell == 0 { 1.0 } else { 0.0 };
-        let want = (0.5 * v0 + 0.5 * blur[cell] / 16.0) * 0.9;
+        let want = (0.5 * v0 + 0.5 * b / 16.0) * 0.9;
         let writes = if cell == 8 { 4.0 } else { 0.0 };
         assert!(
             (w.field[cell * 2] - (want + writes)).abs() < 1e-6,

@@ -26,25 +26,45 @@ pub const ACTION_REPRODUCE: u8 = 5;
 /// World constants derived from a [`Config`] (f32 physics).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorldParams {
+    /// Independent envs `E` (`train.num_envs`).
     pub num_envs: usize,
+    /// Agent slots per env `A` (`evolution.max_agents`).
     pub num_slots: usize,
+    /// Grid side `G` (`env.grid_size`).
     pub grid_size: usize,
+    /// Food items per env `F` (`env.num_food`).
     pub num_food: usize,
+    /// Field channels `C` (`field.num_channels`).
     pub num_channels: usize,
+    /// Ticks per episode (`env.max_steps`).
     pub max_steps: u32,
+    /// Field neighbourhood radius `R` (`env.observation_radius`).
     pub observation_radius: usize,
+    /// Foods listed per observation `K` (`env.observed_food`).
     pub observed_food: usize,
+    /// Per-tick respawn probability of a collected food.
     pub food_respawn_prob: f32,
+    /// Blend factor of the 3x3 blur.
     pub diffusion_rate: f32,
+    /// Fraction of the field lost per tick.
     pub decay_rate: f32,
+    /// Amount an alive agent adds to every channel of its cell per tick.
     pub write_strength: f32,
+    /// Agents alive at reset.
     pub num_agents: usize,
+    /// Population floor per env (0 disables).
     pub min_agents: usize,
+    /// Energy of reset and floor agents.
     pub starting_energy: f32,
+    /// Energy drained per tick.
     pub energy_per_step: f32,
+    /// Energy (and reward) per food eaten.
     pub food_energy: f32,
+    /// Energy cap.
     pub max_energy: f32,
+    /// Energy needed to reproduce.
     pub reproduce_threshold: f32,
+    /// Energy a parent pays, and its child starts with.
     pub reproduce_cost: f32,
 }
 

@@ -104,20 +104,30 @@ thread_local! {
 /// cells into `out` (`(g+2r) x (g+2r) x ch`).
 fn pad_clamped(fld: &[f32], g: usize, ch: usize, r: usize, out: &mut Vec<f32>) {
     let ps = g + 2 * r;
-    out.resize(ps * ps * ch, 0.0);
+    let prow_len = ps * ch;
+    out.resize(ps * prow_len, 0.0);
     let row_len = g * ch;
-    for (py, prow) in out.chunks_exact_mut(ps * ch).enumerate() {
-        let yy = py.saturating_sub(r).min(g - 1);
-        let src = &fld[yy * row_len..(yy + 1) * row_len];
+    // The G grid rows: clamped copy with R replicated cells on each side.
+    for (yy, src) in fld.chunks_exact(row_len).enumerate() {
+        let prow = &mut out[(yy + r) * prow_len..(yy + r + 1) * prow_len];
         let (left, rest) = prow.split_at_mut(r * ch);
         let (mid, right) = rest.split_at_mut(row_len);
-        for cell in left.chunks_exact_mut(ch) {
-            clamp_copy(cell, &src[..ch]);
-        }
         clamp_copy(mid, src);
-        for cell in right.chunks_exact_mut(ch) {
-            clamp_copy(cell, &src[row_len - ch..]);
+        for cell in left.chunks_exact_mut(ch) {
+            cell.copy_from_slice(&mid[..ch]);
         }
+        for cell in right.chunks_exact_mut(ch) {
+            cell.copy_from_slice(&mid[row_len - ch..]);
+        }
+    }
+    // R replicated rows above and below.
+    for py in 0..r {
+        out.copy_within(r * prow_len..(r + 1) * prow_len, py * prow_len);
+        let last = r + g - 1;
+        out.copy_within(
+            last * prow_len..(last + 1) * prow_len,
+            (last + 1 + py) * prow_len,
+        );
     }
 }
 

@@ -115,11 +115,11 @@ impl World {
         let t = self.tick[env];
 
         // 1. Move.
-        for k in s..s + a {
+        for (k, &act) in (s..s + a).zip(&actions[s..s + a]) {
             if !self.alive[k] {
                 continue;
             }
-            let (dr, dc) = match actions[k] {
+            let (dr, dc) = match act {
                 1 => (-1, 0),
                 2 => (1, 0),
                 3 => (0, -1),
