@@ -228,7 +228,14 @@ pub struct World {
 
 impl World {
     /// A world with every env reset (model.md "Reset"); envs are reset in order 0..E.
+    ///
+    /// # Panics
+    /// If `params` fail [`WorldParams::check`] (the message names the field); configs that
+    /// passed config validation always pass.
     pub fn new(params: WorldParams, rng: &mut Rng) -> World {
+        if let Err(e) = params.check() {
+            panic!("{e}");
+        }
         let (e, a, f) = (params.num_envs, params.num_slots, params.num_food);
         let cells = params.grid_size * params.grid_size * params.num_channels;
         let mut w = World {

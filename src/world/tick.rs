@@ -58,6 +58,9 @@ impl TickInfo {
         reset(&mut self.truncated, e, false);
         self.births.clear();
         self.floor_respawns.clear();
+        // At most one birth or floor agent per slot per tick: reserve once, never grow.
+        self.births.reserve(e * a);
+        self.floor_respawns.reserve(e * a);
         if self.terminal_obs.len() != e * a * obs_dim {
             self.terminal_obs.resize(e * a * obs_dim, 0.0);
         }
