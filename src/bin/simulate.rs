@@ -6,18 +6,20 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use clap::Parser;
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use emergence_lab::config::{split_args, ConfigOverrides};
 use emergence_lab::simulate::simulate;
 use emergence_lab::world::WorldParams;
 use emergence_lab::Config;
 
 /// Runs the world alone with a uniformly random policy and prints population dynamics.
 ///
-/// Config flags are accepted too: `--config FILE` (TOML), `--preset kaggle` (the seed's
-/// Kaggle notebook values) and overrides `--group.field value` (e.g. `--env.num-food 20`).
+/// Config options are accepted too: `--config FILE` (TOML), overrides `--group.field value`
+/// (e.g. `--env.num-food 20`) and `EMERGENCE_LAB_OVERRIDES`, applied on top of the defaults
+/// or of `--preset kaggle`.
 #[derive(Debug, Parser)]
-#[command(name = "simulate")]
+#[command(name = "simulate", after_help = Config::options_help())]
 struct Args {
     /// Ticks to run.
     #[arg(long, default_value_t = 2000)]
@@ -34,13 +36,28 @@ struct Args {
     /// Rows of the summary table (each covers an equal share of the run).
     #[arg(long, default_value_t = 10)]
     rows: usize,
+    /// Start from a preset instead of the defaults (config file and overrides apply on top).
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
+}
+
+/// Named starting configs.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Preset {
+    /// The seed's Kaggle notebook values (`Config::kaggle_notebook`).
+    Kaggle,
 }
 
 fn main() -> Result<()> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let (config_args, own_args) = interim_split_args(&argv);
+    let (config_args, own_args) = split_args(&argv);
     let args = Args::parse_from(std::iter::once("simulate".to_string()).chain(own_args));
-    let mut config = interim_load_config(&config_args)?;
+    let overrides = ConfigOverrides::from_cli(&config_args)?;
+    let base = match args.preset {
+        Some(Preset::Kaggle) => Config::kaggle_notebook(),
+        None => Config::default(),
+    };
+    let mut config = overrides.apply_to(base)?;
     if let Some(envs) = args.envs {
         config.train.num_envs = envs;
     }
@@ -78,97 +95,4 @@ fn main() -> Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
-}
-
-// ---------------------------------------------------------------------------------------
-// INTERIM (to be replaced): config flags. Replace these two functions with
-// `emergence_lab::config::split_args` and `Config::load_cli` once the config helper's work
-// lands on main.
-// ---------------------------------------------------------------------------------------
-
-/// Splits argv into config flags (`--config F`, `--preset P`, `--group.field [value]`, also
-/// in `--flag=value` form) and everything else (for clap).
-fn interim_split_args(args: &[String]) -> (Vec<String>, Vec<String>) {
-    let (mut config, mut other) = (Vec::new(), Vec::new());
-    let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
-        let name = a
-            .strip_prefix("--")
-            .map(|n| n.split('=').next().unwrap_or(n));
-        let is_config =
-            matches!(name, Some(n) if n == "config" || n == "preset" || n.contains('.'));
-        if !is_config {
-            other.push(a.clone());
-            i += 1;
-            continue;
-        }
-        config.push(a.clone());
-        let has_value = !a.contains('=') && args.get(i + 1).is_some_and(|v| !v.starts_with("--"));
-        if has_value {
-            config.push(args[i + 1].clone());
-            i += 1;
-        }
-        i += 1;
-    }
-    (config, other)
-}
-
-/// Builds the config: `--preset kaggle` (else defaults), then `--config FILE`, then the
-/// `--group.field value` overrides in order (values parsed as TOML, else taken as strings;
-/// a flag without value means `true`).
-fn interim_load_config(args: &[String]) -> Result<Config> {
-    let mut pairs = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i].trim_start_matches("--");
-        let (name, value) = match a.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None if args.get(i + 1).is_some_and(|v| !v.starts_with("--")) => {
-                i += 1;
-                (a.to_string(), Some(args[i].clone()))
-            }
-            None => (a.to_string(), None),
-        };
-        pairs.push((name, value));
-        i += 1;
-    }
-    let mut config = Config::default();
-    for (name, value) in &pairs {
-        if name == "preset" {
-            match value.as_deref() {
-                Some("kaggle") => config = Config::kaggle_notebook(),
-                other => bail!("unknown --preset {other:?}; the only preset is `kaggle`"),
-            }
-        }
-    }
-    for (name, value) in &pairs {
-        if name == "config" {
-            let path = value.as_deref().context("--config needs a file path")?;
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading config file {path}"))?;
-            config =
-                toml::from_str(&text).with_context(|| format!("parsing config file {path}"))?;
-        }
-    }
-    let mut tree = toml::Value::try_from(&config).context("converting the config to TOML")?;
-    for (name, value) in pairs.iter().filter(|(n, _)| n.contains('.')) {
-        let key = name.replace('-', "_");
-        let (group, field) = key.split_once('.').unwrap_or((&key, ""));
-        let slot = tree
-            .get_mut(group)
-            .and_then(|g| g.get_mut(field))
-            .with_context(|| format!("unknown config field `{key}` (from --{name})"))?;
-        let raw = value.clone().unwrap_or_else(|| "true".into());
-        *slot = if slot.is_str() {
-            toml::Value::String(raw)
-        } else {
-            toml::from_str::<toml::Table>(&format!("v = {raw}"))
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .unwrap_or(toml::Value::String(raw))
-        };
-    }
-    tree.try_into()
-        .context("applying the --group.field overrides")
 }
