@@ -235,3 +235,28 @@ fn food_selection_matches_a_full_sort_for_small_and_large_k() {
         }
     }
 }
+
+#[test]
+fn observing_envs_in_parallel_equals_observe() {
+    use emergence_lab::world::{TickInfo, NUM_ACTIONS};
+    use rayon::prelude::*;
+    let params = WorldParams::from_config(&emergence_lab::Config::kaggle_notebook());
+    let mut rng = Rng::seed_from_u64(11);
+    let mut w = World::new(params, &mut rng);
+    let n = w.num_envs() * w.num_slots();
+    let mut info = TickInfo::default();
+    for _ in 0..30 {
+        let actions: Vec<u8> = (0..n).map(|_| rng.below(NUM_ACTIONS) as u8).collect();
+        w.step(&actions, &mut rng, &mut info);
+    }
+    let per_env = w.num_slots() * w.obs_dim();
+    let mut serial = vec![0.0; n * w.obs_dim()];
+    let mut parallel = vec![1.0; n * w.obs_dim()];
+    w.observe(&mut serial);
+    parallel
+        .par_chunks_mut(per_env)
+        .enumerate()
+        .for_each(|(e, c)| w.observe_env(e, c, false));
+    assert_eq!(serial, parallel);
+    assert!(serial.iter().any(|&v| v != 0.0));
+}

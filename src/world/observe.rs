@@ -29,8 +29,10 @@ impl World {
         }
     }
 
-    /// Writes the observations of one env's slots into `out` (`[A * obs_dim]`).
-    pub(crate) fn observe_env(&self, env: usize, out: &mut [f32], hide_field: bool) {
+    /// Writes the observations of one env's slots into `out` (`[A * obs_dim]`), field part
+    /// zeroed with `hide_field`. Envs are independent, so callers may observe envs in
+    /// parallel (e.g. rayon over `out.chunks_mut(A * obs_dim)`); the result is the same.
+    pub fn observe_env(&self, env: usize, out: &mut [f32], hide_field: bool) {
         let p = &self.params;
         let (a, g, ch, r) = (
             p.num_slots,
@@ -39,6 +41,7 @@ impl World {
             p.observation_radius,
         );
         let d = self.obs_dim();
+        assert_eq!(out.len(), a * d, "out must be [num_slots * obs_dim]");
         let side = 2 * r + 1;
         let field_len = side * side * ch;
         let fld = self.env_field(env);
