@@ -1,5 +1,8 @@
 //! Criterion benchmark of the world: one tick of all 32 envs with the Kaggle notebook values
-//! (A = 32, G = 20, F = 20), with and without writing the observations.
+//! (A = 32, G = 20, F = 20), with and without writing the observations, and observing alone.
+//!
+//! `cargo bench --bench world_tick`. On a shared machine, run the built bench binary under
+//! `chrt -f 10` so that other processes do not preempt it mid-measurement.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use emergence_lab::world::{TickInfo, World, WorldParams, NUM_ACTIONS};

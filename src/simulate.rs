@@ -27,11 +27,11 @@ pub struct TickStats {
     pub floor_respawns: u32,
     /// Envs that reached `max_steps` and were reset after this tick.
     pub resets: u32,
-    /// Mean energy of the living agents after the tick (0 if none).
+    /// Mean energy of the living agents after the tick and any episode reset (0 if none).
     pub mean_energy: f32,
-    /// Mean of the field over all envs, cells and channels after the tick.
+    /// Mean of the field over all envs, cells and channels after the tick and any reset.
     pub field_mean: f32,
-    /// Largest field value after the tick.
+    /// Largest field value after the tick and any reset.
     pub field_max: f32,
 }
 
