@@ -9,7 +9,9 @@
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;
+pub mod progress;
 pub mod rng;
+pub mod trackers;
 pub mod world;
 
 pub use config::Config;
