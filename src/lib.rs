@@ -11,6 +11,7 @@ pub mod config;
 pub mod metrics;
 pub mod progress;
 pub mod rng;
+pub mod sinks;
 pub mod trackers;
 pub mod world;
 
