@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod metrics;
 pub mod progress;
+pub mod report;
 pub mod rng;
 pub mod sinks;
 pub mod trackers;

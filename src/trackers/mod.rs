@@ -198,3 +198,45 @@ impl Trackers {
         Ok(serde_json::from_str(json)?)
     }
 }
+
+/// Metric name of the emergence tracker's entropy.
+pub const METRIC_ENTROPY: &str = "emergence/entropy";
+/// Metric name of the emergence tracker's structure.
+pub const METRIC_STRUCTURE: &str = "emergence/structure";
+/// Metric name of the mean weight divergence.
+pub const METRIC_DIVERGENCE: &str = "specialization/weight_divergence";
+/// Metric name of the max weight divergence.
+pub const METRIC_MAX_DIVERGENCE: &str = "specialization/max_divergence";
+/// Metric name of the number of alive agents measured.
+pub const METRIC_NUM_ALIVE: &str = "specialization/num_alive";
+
+impl Trackers {
+    /// Every measurement as `(step, metric name, value)` under the `METRIC_*` names.
+    pub fn metric_points(&self) -> Vec<(u64, &'static str, f64)> {
+        let mut out = Vec::new();
+        for r in &self.emergence.history {
+            out.push((r.step, METRIC_ENTROPY, r.entropy));
+            out.push((r.step, METRIC_STRUCTURE, r.structure));
+        }
+        for r in &self.specialization.history {
+            out.push((r.step, METRIC_DIVERGENCE, r.weight_divergence));
+            out.push((r.step, METRIC_MAX_DIVERGENCE, r.max_divergence));
+            out.push((r.step, METRIC_NUM_ALIVE, r.num_alive as f64));
+        }
+        out
+    }
+
+    /// Copies the measurements taken at `m.step` into `m` under the `METRIC_*` names, so the
+    /// metrics files and reports carry them (call after updating the trackers).
+    pub fn record_into(&self, m: &mut crate::metrics::Metrics) {
+        if let Some(r) = self.emergence.last().filter(|r| r.step == m.step) {
+            m.set(METRIC_ENTROPY, r.entropy);
+            m.set(METRIC_STRUCTURE, r.structure);
+        }
+        if let Some(r) = self.specialization.last().filter(|r| r.step == m.step) {
+            m.set(METRIC_DIVERGENCE, r.weight_divergence);
+            m.set(METRIC_MAX_DIVERGENCE, r.max_divergence);
+            m.set(METRIC_NUM_ALIVE, r.num_alive as f64);
+        }
+    }
+}
