@@ -7,6 +7,7 @@
 //! logs, files) every call writes exactly one line, flushed at once:
 //!
 //! ```text
+//! start step=0 total=10000000
 //! progress step=131072 total=10000000 iter=1 reward=0.012500 pop=7.8125 sps=65536.0 eta_s=150.6
 //! event kind=emergence step=1310720 metric=entropy value=5.123457 z=3.412
 //! warning: <text>
@@ -21,6 +22,7 @@
 //!   `event text=<text with spaces replaced by '_'>`.
 //! * Every token after the first word is `key=value`; values never contain spaces. New
 //!   keys may be appended in later versions, so parsers must ignore unknown keys.
+//! * `start`: the step the run starts at (non-zero after a resume) and the run's total.
 //! * `info` text is written as is; `warn` adds `warning: `; `finish` adds `done: `.
 //!
 //! Write errors (a closed pipe, a full disk) are ignored: reporting must never stop a run.

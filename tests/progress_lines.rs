@@ -1,6 +1,6 @@
 //! The reporter's plain lines: one per call, flushed, parseable back, stable formatting.
 
-use emergence_lab::progress::{parse_progress_line, Progress, Reporter, SharedBuffer};
+use emergence_lab::progress::{parse_progress_line, Progress, ReportMode, Reporter, SharedBuffer};
 use emergence_lab::trackers::{TrackerEvent, TrackerKind};
 
 fn sample(step: u64) -> Progress {
@@ -130,4 +130,25 @@ fn silent_reporter_accepts_everything() {
     r.warn("nothing shown");
     r.finish("ok");
     assert!(!r.is_bar());
+}
+
+#[test]
+fn bar_mode_accepts_everything_without_a_terminal() {
+    // Under the test harness stderr is not a terminal: the bar draws nothing, but every
+    // call must still work (this is the code path a terminal user gets).
+    let mut r = Reporter::new(ReportMode::Bar);
+    assert!(r.is_bar());
+    r.start(131_072, 10_000_000);
+    r.progress(&sample(262_144));
+    r.event("checkpoint saved");
+    r.warn("slow disk");
+    r.finish("ok");
+}
+
+#[test]
+fn start_line_names_resume_step() {
+    let buf = SharedBuffer::new();
+    let mut r = Reporter::to_writer(Box::new(buf.clone()));
+    r.start(393_216, 10_000_000);
+    assert_eq!(buf.contents(), "start step=393216 total=10000000\n");
 }

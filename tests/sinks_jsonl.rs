@@ -178,3 +178,31 @@ fn corrupt_lines_are_reported_and_kept_aside() {
     let missing = read_metrics_jsonl(dir.path().join("nope.jsonl")).unwrap_err();
     assert!(missing.to_string().contains("nope.jsonl"), "{missing}");
 }
+
+#[test]
+fn configured_sinks_write_both_and_can_be_disabled() {
+    use emergence_lab::config::LogConfig;
+    use emergence_lab::sinks::Sinks;
+    let dir = tempfile::tempdir().unwrap();
+    let log = LogConfig {
+        metrics_path: dir.path().join("m.jsonl").to_string_lossy().into_owned(),
+        tensorboard_dir: dir.path().join("tb").to_string_lossy().into_owned(),
+        ..LogConfig::default()
+    };
+    let mut sinks = Sinks::open(&log, None, &[]).unwrap();
+    sinks.write(&metrics(1)).unwrap();
+    sinks.sync().unwrap();
+    assert_eq!(sinks.files().len(), 2);
+    assert_eq!(
+        read_metrics_jsonl(dir.path().join("m.jsonl")).unwrap(),
+        vec![metrics(1)]
+    );
+    let off = LogConfig {
+        metrics_path: String::new(),
+        tensorboard_dir: String::new(),
+        ..log
+    };
+    let mut none = Sinks::open(&off, Some(100), &[]).unwrap();
+    none.write(&metrics(2)).unwrap();
+    assert!(none.files().is_empty() && none.warnings().is_empty());
+}
