@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use emergence_lab::config::AnalysisConfig;
 use emergence_lab::metrics::Metrics;
 use emergence_lab::report::{
-    chart_specs, display_block, load_run, write_charts, write_run_charts, ReportError,
+    chart_specs, display_block, load_run, write_charts, write_display_blocks, write_run_charts,
+    ReportError,
 };
 use emergence_lab::sinks::MetricsJsonl;
 use emergence_lab::trackers::{TrackerEvent, TrackerKind, Trackers};
@@ -263,12 +264,33 @@ fn report_from_jsonl_and_checkpoint() {
 }
 
 #[test]
-fn evcxr_display_block() {
+fn evcxr_display_blocks() {
     let block = display_block(b"\x89PNG");
     assert_eq!(
         block,
         "EVCXR_BEGIN_CONTENT image/png\niVBORw==\nEVCXR_END_CONTENT\n"
     );
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_charts(&run(3), &[], dir.path()).unwrap();
+    let mut out = Vec::new();
+    write_display_blocks(&files, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let pngs = files
+        .iter()
+        .filter(|f| f.extension().unwrap() == "png")
+        .count();
+    assert_eq!(
+        text.matches("EVCXR_BEGIN_CONTENT image/png\n").count(),
+        pngs
+    );
+    assert_eq!(text.matches("EVCXR_END_CONTENT\n").count(), pngs);
+    // Each block decodes back to the PNG file's bytes.
+    use base64::Engine;
+    let first = text.lines().nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(first)
+        .unwrap();
+    assert_eq!(bytes, std::fs::read(&files[0]).unwrap());
 }
 
 #[test]

@@ -128,11 +128,11 @@ pub fn display_block(png: &[u8]) -> String {
     format!("EVCXR_BEGIN_CONTENT image/png\n{b64}\nEVCXR_END_CONTENT\n")
 }
 
-/// Prints the PNG files among `files` (e.g. from [`write_charts`]) as inline images of an
-/// evcxr notebook cell.
-pub fn display_charts(files: &[PathBuf]) -> Result<(), ReportError> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
+/// Writes the evcxr display blocks of the PNG files among `files` into `out`.
+pub fn write_display_blocks(
+    files: &[PathBuf],
+    out: &mut dyn std::io::Write,
+) -> Result<(), ReportError> {
     for f in files
         .iter()
         .filter(|f| f.extension().is_some_and(|e| e == "png"))
@@ -145,12 +145,28 @@ pub fn display_charts(files: &[PathBuf]) -> Result<(), ReportError> {
         out.write_all(display_block(&png).as_bytes())
             .and_then(|_| out.flush())
             .map_err(|source| ReportError::Io {
-                action: "write to",
-                path: "stdout".into(),
+                action: "write display block to",
+                path: "output".into(),
                 source,
             })?;
     }
     Ok(())
+}
+
+/// Prints the PNG files among `files` (e.g. from [`write_charts`]) as inline images of an
+/// evcxr notebook cell.
+pub fn display_charts(files: &[PathBuf]) -> Result<(), ReportError> {
+    write_display_blocks(files, &mut std::io::stdout().lock())
+}
+
+/// Reads a metrics JSONL file, writes its charts into `report/` next to it and shows them
+/// inline (one call for a notebook's results cell).
+pub fn display_run_charts(metrics_jsonl: impl AsRef<Path>) -> Result<Vec<PathBuf>, ReportError> {
+    let path = metrics_jsonl.as_ref();
+    let out_dir = path.parent().unwrap_or(Path::new(".")).join("report");
+    let files = write_run_charts(path, &out_dir)?;
+    display_charts(&files)?;
+    Ok(files)
 }
 
 /// Writes the charts into `out_dir` and shows them inline (the notebook's results cell).
