@@ -253,8 +253,9 @@ fn padded(lo: f64, hi: f64) -> (f64, f64) {
         let d = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
         return (lo - d, hi + d);
     }
-    let d = (hi - lo) * 0.06;
-    (lo - d, hi + d)
+    // Extra room at the top keeps the legend (upper right) off the data.
+    let d = hi - lo;
+    (lo - d * 0.06, hi + d * 0.22)
 }
 
 type DrawResult<T> = Result<T, String>;
