@@ -9,7 +9,12 @@
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;
+pub mod progress;
+pub mod report;
 pub mod rng;
+pub mod simulate;
+pub mod sinks;
+pub mod trackers;
 pub mod world;
 
 pub use config::Config;
