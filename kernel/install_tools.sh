@@ -17,7 +17,8 @@ log() { printf '[install_tools] %s\n' "$*" >&2; }
 
 install_evcxr() {
   local bin="$TOOLS/bin/evcxr_jupyter"
-  if [[ -x "$bin" ]] && "$bin" --version 2>/dev/null | grep -q "$EVCXR_VERSION"; then
+  # evcxr_jupyter has no --version: cargo's install record says which version is there.
+  if [[ -x "$bin" ]] && grep -qs "\"evcxr_jupyter $EVCXR_VERSION " "$TOOLS/.crates.toml"; then
     log "evcxr_jupyter $EVCXR_VERSION already in $TOOLS/bin"
     return
   fi

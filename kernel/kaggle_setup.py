@@ -91,9 +91,10 @@ def _emergence_lab_setup():
         kept = _os.path.join(tools_bin, "evcxr_jupyter")
 
         def works(path):
+            # evcxr_jupyter has no --version; its build paths name the version.
             try:
-                out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
-                return out.returncode == 0 and evcxr_version in out.stdout
+                with open(path, "rb") as f:
+                    return f"evcxr_jupyter-{evcxr_version}".encode() in f.read()
             except OSError:
                 return False
 
