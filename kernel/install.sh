@@ -43,15 +43,21 @@ case "$TMPD/" in "$REPO"/*)
   [[ "$TMPD/" == "$REPO/notebooks/.evcxr/"* ]] || die "EVCXR_TMPDIR $TMPD is inside the cargo workspace; use a folder outside it or notebooks/.evcxr (excluded)";;
 esac
 
+# Each cell is a cdylib linked to the toolchain's libstd-*.so; evcxr relies on a relative rpath
+# that misses it when the build folder is not at the depth it expects: name it explicitly.
+command -v rustc >/dev/null || die "rustc not found: install Rust (https://rustup.rs)"
+RUST_LIB="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/lib"
+[[ -d "$RUST_LIB" ]] || die "no Rust standard library folder at $RUST_LIB"
+
 DEST="${JUPYTER_DATA_DIR:-$HOME/.local/share/jupyter}/kernels/$NAME"
 mkdir -p "$DEST"
 
-python3 - "$DEST/kernel.json" "$EVCXR" "$TORCH" "$TMPD" "$NAME" <<'PY'
+python3 - "$DEST/kernel.json" "$EVCXR" "$TORCH" "$TMPD" "$NAME" "$RUST_LIB" <<'PY'
 import json, os, sys
-dest, evcxr, torch, tmpd, name = sys.argv[1:]
+dest, evcxr, torch, tmpd, name, rust_lib = sys.argv[1:]
 env = {
     "LIBTORCH": torch,
-    "LD_LIBRARY_PATH": os.path.join(torch, "lib"),
+    "LD_LIBRARY_PATH": os.path.join(torch, "lib") + ":" + rust_lib,
     "EVCXR_TMPDIR": tmpd,
 }
 if os.environ.get("OMP_NUM_THREADS"):

@@ -189,12 +189,20 @@ def _emergence_lab_setup():
         evcxr_tmp = env.get("EMERGENCE_LAB_EVCXR_TMPDIR", _os.path.join(temp, "evcxr"))
         _os.makedirs(nb_dir, exist_ok=True)
         _os.makedirs(evcxr_tmp, exist_ok=True)
+        # Each cell is a cdylib linked to the toolchain's libstd-*.so (evcxr's relative rpath
+        # misses it when the build folder is not at the depth it expects).
+        sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+        host = next(l.split(": ", 1)[1] for l in subprocess.run(
+            ["rustc", "-vV"], capture_output=True, text=True, check=True).stdout.splitlines()
+            if l.startswith("host: "))
+        rust_lib = _os.path.join(sysroot, "lib", "rustlib", host, "lib")
         kenv = dict(env)
         kenv.pop("PYTHONEXECUTABLE", None)
         kenv.update({
             "LIBTORCH": libtorch,
             "LD_LIBRARY_PATH": _os.pathsep.join(
-                p for p in [_os.path.join(libtorch, "lib"), env.get("LD_LIBRARY_PATH", "")] if p),
+                p for p in [_os.path.join(libtorch, "lib"), rust_lib, env.get("LD_LIBRARY_PATH", "")] if p),
             "EVCXR_TMPDIR": evcxr_tmp,
             "EMERGENCE_LAB_KAGGLE_ROOT": root,
             "EMERGENCE_LAB_SESSION_START": session_start,
