@@ -70,7 +70,12 @@ pub struct FieldConfig {
 
 impl Default for FieldConfig {
     fn default() -> Self {
-        Self { num_channels: 4, diffusion_rate: 0.1, decay_rate: 0.05, write_strength: 1.0 }
+        Self {
+            num_channels: 4,
+            diffusion_rate: 0.1,
+            decay_rate: 0.05,
+            write_strength: 1.0,
+        }
     }
 }
 
@@ -84,7 +89,9 @@ pub struct AgentConfig {
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        Self { hidden_dims: vec![64, 64] }
+        Self {
+            hidden_dims: vec![64, 64],
+        }
     }
 }
 
