@@ -6,26 +6,9 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use emergence_lab::config::Evolved;
 use emergence_lab::{Config, TrainState, Trainer};
-
-fn load_config(args: &[String]) -> Result<Config> {
-    let mut config = Config::default();
-    let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
-        if a == "--config" {
-            let path = args.get(i + 1).context("--config needs a file path")?;
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {path}"))?;
-            config = toml::from_str(&text).with_context(|| format!("parsing config file {path}"))?;
-            i += 2;
-        } else {
-            bail!("unknown argument {a:?}; usage: train [--config FILE] | train --bench [ITERATIONS]");
-        }
-    }
-    Ok(config)
-}
 
 fn bench(iters: usize) -> Result<()> {
     let threads = tch::get_num_threads();
@@ -74,7 +57,7 @@ fn main() -> Result<()> {
         }
         return bench(iters);
     }
-    let config = load_config(&args)?;
+    let config = Config::load_cli(args.iter().cloned())?;
     let total = config.train.total_steps;
     let log_interval = config.log.log_interval;
     let mut trainer = Trainer::new(config)?;
