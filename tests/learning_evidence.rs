@@ -44,7 +44,10 @@ fn food_rate(c: &Config, policy: &Policy, seeds: &[u64], ticks: usize) -> f64 {
         for _ in 0..ticks {
             world.observe(&mut obs);
             let slots: Vec<i64> = (0..n as i64).filter(|&k| world.alive[k as usize]).collect();
-            let rows: Vec<f32> = slots.iter().flat_map(|&k| obs[k as usize * d..(k as usize + 1) * d].to_vec()).collect();
+            let rows: Vec<f32> = slots
+                .iter()
+                .flat_map(|&k| obs[k as usize * d..(k as usize + 1) * d].to_vec())
+                .collect();
             let (lp, _, _) = evaluate(policy, None, &rows, &slots, false);
             actions.fill(0);
             for (j, &k) in slots.iter().enumerate() {
@@ -72,6 +75,11 @@ fn trained_policy_eats_more_food_than_untrained() {
         state.iterate().unwrap();
     }
     let after = food_rate(&c, &state.policy, &seeds, 60);
-    eprintln!("food per alive agent-tick: untrained {before:.4}, after {iters} iterations {after:.4}");
-    assert!(after > before * 1.5, "no clear learning: untrained {before:.4}, trained {after:.4}");
+    eprintln!(
+        "food per alive agent-tick: untrained {before:.4}, after {iters} iterations {after:.4}"
+    );
+    assert!(
+        after > before * 1.5,
+        "no clear learning: untrained {before:.4}, trained {after:.4}"
+    );
 }

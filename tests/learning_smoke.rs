@@ -28,11 +28,47 @@ fn iterate_small_config_produces_finite_metrics() {
 fn profile_kaggle_short() {
     tch::set_num_threads(1);
     let mut c = Config::kaggle_notebook();
-    c.train.num_steps = std::env::var("T").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    c.train.num_steps = std::env::var("T")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
     let mut s = TrainState::new(c, tch::Device::Cpu).unwrap();
     for _ in 0..2 {
         let t = std::time::Instant::now();
         let m = s.iterate().unwrap();
         eprintln!("{:.3}s {:?}", t.elapsed().as_secs_f64(), m.values);
     }
+}
+
+#[test]
+#[ignore]
+fn profile_births() {
+    use emergence_lab::policy::{Offsets, Policy};
+    tch::set_num_threads(1);
+    let c = Config::kaggle_notebook();
+    let mut rng = emergence_lab::Rng::seed_from_u64(0);
+    let p = Policy::new(
+        c.obs_dim(),
+        &c.agent.hidden_dims,
+        &mut rng,
+        tch::Device::Cpu,
+    );
+    let mut o = Offsets::new(&p, &c, 1024).unwrap();
+    let t = std::time::Instant::now();
+    for _ in 0..100 {
+        let _: Vec<f32> = (0..37063).map(|_| rng.normal_f32()).collect();
+    }
+    eprintln!(
+        "normals per birth {:.3} ms",
+        t.elapsed().as_secs_f64() * 10.0
+    );
+    let t = std::time::Instant::now();
+    for i in 0..100 {
+        o.birth(i, i + 1, &mut rng);
+    }
+    eprintln!("birth {:.3} ms", t.elapsed().as_secs_f64() * 10.0);
+    let t = std::time::Instant::now();
+    let snap: Vec<tch::Tensor> = o.tensors.iter().map(|t| t.copy()).collect();
+    eprintln!("snapshot {:.3} ms", t.elapsed().as_secs_f64() * 1e3);
+    drop(snap);
 }

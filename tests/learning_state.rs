@@ -37,7 +37,12 @@ fn flat(s: &TrainState) -> Vec<f32> {
 fn offsets(s: &TrainState) -> Vec<Vec<f32>> {
     s.offsets
         .as_ref()
-        .map(|o| o.tensors.iter().map(|t| Vec::try_from(t.flatten(0, -1)).unwrap()).collect())
+        .map(|o| {
+            o.tensors
+                .iter()
+                .map(|t| Vec::try_from(t.flatten(0, -1)).unwrap())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -60,7 +65,11 @@ fn same_seed_same_threads_is_bit_identical_after_three_iterations() {
     // The run did something: weights moved and the world saw births (offsets inherited).
     let fresh = TrainState::new(small_config(), Device::Cpu).unwrap();
     assert_ne!(flat(&a), flat(&fresh));
-    let births: f64 = a.metrics_history.iter().map(|m| m.get("world/births").unwrap()).sum();
+    let births: f64 = a
+        .metrics_history
+        .iter()
+        .map(|m| m.get("world/births").unwrap())
+        .sum();
     assert!(births > 0.0, "the test config should produce births");
     // A different seed gives a different run.
     let mut c = small_config();
@@ -98,7 +107,11 @@ fn checkpoint_round_trip_continues_bit_identically() {
     assert_eq!(a.world, b.world);
     assert_eq!(a.rng, b.rng);
     let strip = |m: &emergence_lab::metrics::Metrics| {
-        m.values.iter().filter(|(k, _)| !k.starts_with("perf/")).map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>()
+        m.values
+            .iter()
+            .filter(|(k, _)| !k.starts_with("perf/"))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect::<Vec<_>>()
     };
     assert_eq!(strip(&ma), strip(&mb));
 }
@@ -109,7 +122,9 @@ fn checkpoint_with_missing_array_is_a_clear_error() {
     let a = TrainState::new(small_config(), Device::Cpu).unwrap();
     let mut ck = a.to_checkpoint(CheckpointKind::Final);
     ck.arrays.retain(|x| x.name != "world/energy");
-    let err = TrainState::from_checkpoint(&ck, Device::Cpu).unwrap_err().to_string();
+    let err = TrainState::from_checkpoint(&ck, Device::Cpu)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("world/energy"), "{err}");
 }
 
@@ -118,9 +133,16 @@ fn per_agent_offsets_change_the_policy_and_disabled_evolution_does_not() {
     tch::set_num_threads(1);
     let c = Config::default();
     let obs_dim = c.obs_dim();
-    let policy = Policy::new(obs_dim, &c.agent.hidden_dims, &mut Rng::seed_from_u64(4), Device::Cpu);
+    let policy = Policy::new(
+        obs_dim,
+        &c.agent.hidden_dims,
+        &mut Rng::seed_from_u64(4),
+        Device::Cpu,
+    );
     let mut rng = Rng::seed_from_u64(9);
-    let obs: Vec<f32> = (0..obs_dim).map(|_| rng.uniform_f32() * 2.0 - 1.0).collect();
+    let obs: Vec<f32> = (0..obs_dim)
+        .map(|_| rng.uniform_f32() * 2.0 - 1.0)
+        .collect();
     let both: Vec<f32> = obs.iter().chain(obs.iter()).copied().collect();
 
     // Slot 1 is a mutated child of slot 0 (all parameters evolve, with a visible std).
@@ -130,7 +152,10 @@ fn per_agent_offsets_change_the_policy_and_disabled_evolution_does_not() {
     o.birth(0, 1, &mut rng);
     let (lp, v, _) = evaluate(&policy, Some(&o), &both, &[0, 1], false);
     let diff: f32 = (0..6).map(|k| (lp[k] - lp[6 + k]).abs()).sum();
-    assert!(diff > 1e-3, "offsets must change the action distribution: {lp:?}");
+    assert!(
+        diff > 1e-3,
+        "offsets must change the action distribution: {lp:?}"
+    );
     assert_ne!(v[0], v[1]);
 
     // Same offsets => same distribution.

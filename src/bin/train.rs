@@ -12,10 +12,14 @@ use emergence_lab::{Config, TrainState, Trainer};
 
 fn bench(iters: usize) -> Result<()> {
     let threads = tch::get_num_threads();
-    println!("# PPO iteration benchmark: Config::kaggle_notebook(), {threads} libtorch threads, CPU");
-    for (label, enabled, evolved) in
-        [("evolved=all", true, Evolved::All), ("evolved=heads", true, Evolved::Heads), ("evolution disabled", false, Evolved::All)]
-    {
+    println!(
+        "# PPO iteration benchmark: Config::kaggle_notebook(), {threads} libtorch threads, CPU"
+    );
+    for (label, enabled, evolved) in [
+        ("evolved=all", true, Evolved::All),
+        ("evolved=heads", true, Evolved::Heads),
+        ("evolution disabled", false, Evolved::All),
+    ] {
         let mut c = Config::kaggle_notebook();
         c.evolution.enabled = enabled;
         c.evolution.evolved = evolved;
@@ -48,11 +52,15 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--bench") {
         let iters = match args.get(1) {
-            Some(n) => n.parse().with_context(|| format!("--bench takes a number of iterations, got {n:?}"))?,
+            Some(n) => n
+                .parse()
+                .with_context(|| format!("--bench takes a number of iterations, got {n:?}"))?,
             None => 3,
         };
         if let Some(t) = args.get(2) {
-            let t: i32 = t.parse().with_context(|| format!("--bench ITERS THREADS: bad thread count {t:?}"))?;
+            let t: i32 = t
+                .parse()
+                .with_context(|| format!("--bench ITERS THREADS: bad thread count {t:?}"))?;
             tch::set_num_threads(t);
         }
         return bench(iters);
@@ -64,7 +72,8 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let mut last_logged = 0u64;
     trainer.on_progress(move |state, m| {
-        let due = log_interval > 0 && state.step / log_interval as u64 > last_logged / log_interval as u64;
+        let due = log_interval > 0
+            && state.step / log_interval as u64 > last_logged / log_interval as u64;
         if due || state.step >= total {
             last_logged = state.step;
             let sps = state.step as f64 / started.elapsed().as_secs_f64().max(1e-9);

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 use crate::config::Config;
 use crate::metrics::Metrics;
 
@@ -93,7 +92,9 @@ impl Trainer {
     /// A fresh run of a validated config: device from `train.device`, `tch::set_num_threads(train.num_threads)`
     /// when > 0, state from `train.seed`.
     pub fn new(config: Config) -> Result<Trainer, TrainError> {
-        config.validate().map_err(|e| TrainError::Config(e.to_string()))?;
+        config
+            .validate()
+            .map_err(|e| TrainError::Config(e.to_string()))?;
         let device = Self::prepare_device(&config)?;
         Ok(Trainer::from_state(TrainState::new(config, device)?))
     }
