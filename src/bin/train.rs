@@ -65,6 +65,13 @@ fn main() -> Result<()> {
         }
         return bench(iters);
     }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!(
+            "usage: train [--config FILE] [--group.field VALUE ...]\n       train --bench [ITERATIONS [THREADS]]\n\noptions (defaults):\n{}",
+            Config::options_help()
+        );
+        return Ok(());
+    }
     let config = Config::load_cli(args.iter().cloned())?;
     let total = config.train.total_steps;
     let log_interval = config.log.log_interval;
