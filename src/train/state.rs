@@ -58,7 +58,9 @@ pub fn check_config(c: &Config) -> Result<(), TrainError> {
     if c.env.grid_size == 0 {
         return bad("env.grid_size must be >= 1");
     }
-    WorldParams::from_config(c).check().map_err(|e| TrainError::Config(e.to_string()))
+    WorldParams::from_config(c)
+        .check()
+        .map_err(|e| TrainError::Config(e.to_string()))
 }
 
 impl TrainState {
@@ -177,10 +179,10 @@ impl TrainState {
         // 3. GAE.
         let (adv, ret) = ppo::compute_gae(g, self.config.train.gamma, self.config.train.gae_lambda);
         let (mut value_sum, mut return_sum) = (0f64, 0f64);
-        for k in 0..g.alive.len() {
-            if g.alive[k] {
-                value_sum += g.value[k] as f64;
-                return_sum += ret[k] as f64;
+        for ((&alive, &v), &r) in g.alive.iter().zip(&g.value).zip(&ret) {
+            if alive {
+                value_sum += v as f64;
+                return_sum += r as f64;
             }
         }
 
