@@ -73,34 +73,23 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let config = Config::load_cli(args.iter().cloned())?;
-    let total = config.train.total_steps;
-    let log_interval = config.log.log_interval;
     let mut trainer = Trainer::new(config)?;
-    let started = Instant::now();
-    let mut last_logged = 0u64;
-    trainer.on_progress(move |state, m| {
-        let due = log_interval > 0
-            && state.step / log_interval as u64 > last_logged / log_interval as u64;
-        if due || state.step >= total {
-            last_logged = state.step;
-            let sps = state.step as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            let eta = total.saturating_sub(state.step) as f64 / sps.max(1e-9);
-            println!(
-                "progress step={} total={} iter={} reward={:.4} pop={:.2} sps={:.0} eta_s={:.0}",
-                state.step,
-                total,
-                state.iteration,
-                m.get("charts/mean_reward").unwrap_or(0.0),
-                m.get("world/population").unwrap_or(0.0),
-                sps,
-                eta
-            );
-        }
-    });
     let summary = trainer.run()?;
-    println!(
-        "done stopped={:?} start_step={} final_step={} iterations={}",
-        summary.stopped, summary.start_step, summary.final_step, summary.iterations
-    );
+    if let Some(m) = &summary.last_metrics {
+        trainer.reporter.info(&format!(
+            "final step={} mean_reward={:.4} population={:.2} policy_loss={:.4} value_loss={:.4}",
+            m.step,
+            m.get("charts/mean_reward").unwrap_or(f64::NAN),
+            m.get("world/population").unwrap_or(f64::NAN),
+            m.get("losses/policy_loss").unwrap_or(f64::NAN),
+            m.get("losses/value_loss").unwrap_or(f64::NAN),
+        ));
+    }
+    for e in &summary.events {
+        trainer.reporter.event(e);
+    }
+    for f in &summary.files {
+        trainer.reporter.info(&format!("wrote {}", f.display()));
+    }
     Ok(())
 }
