@@ -268,7 +268,7 @@ def test_interrupt():
         check(re.search(r"stopped: .*(Signal|Interrupt|Stop)", out), f"summary says it stopped on request:\n{out}")
         ckpts = checkpoints_in(os.path.join(run_dir, "checkpoints"))
         check(ckpts, f"a checkpoint was saved on interrupt:\n{out}")
-        status, out2 = run('println!("alive {}", summary.as_ref().map(|s| s.final_step).unwrap_or(0));')
+        status, out2 = run('println!("alive {}", outcome.as_ref().map(|o| o.summary.final_step).unwrap_or(0));')
         check(status == "ok" and "alive" in out2, f"kernel alive with its variables after the interrupt: {out2}")
     finally:
         kc.stop_channels()
