@@ -40,7 +40,8 @@ SHRINK = ("train.num_envs=2 train.num_steps=32 train.num_epochs=2 train.minibatc
           "train.num_threads=1 evolution.max_agents=16 env.num_agents=8 "
           "analysis.emergence_check_interval=1024 analysis.specialization_check_interval=1024")
 STEPS_PER_ITER = 2 * 32 * 16
-RUN1_STEPS = int(os.environ.get("EMERGENCE_LAB_TEST_STEPS", STEPS_PER_ITER * 12))
+RUN1_STEPS = int(os.environ.get("EMERGENCE_LAB_TEST_STEPS", STEPS_PER_ITER * 100))
+MORE_STEPS = STEPS_PER_ITER * 40  # added by each resumed run
 
 
 class Failure(AssertionError):
@@ -146,8 +147,8 @@ def step_of_trained(cell):
 def local_env(total_steps, run_dir):
     return {
         "EMERGENCE_LAB_OVERRIDES": (
-            f"{SHRINK} train.total_steps={total_steps} log.save_interval={STEPS_PER_ITER * 4} "
-            f"log.log_interval={STEPS_PER_ITER} log.checkpoint_dir={run_dir}/checkpoints "
+            f"{SHRINK} train.total_steps={total_steps} log.save_interval={STEPS_PER_ITER * 20} "
+            f"log.log_interval={STEPS_PER_ITER * 10} log.checkpoint_dir={run_dir}/checkpoints "
             f"log.metrics_path={run_dir}/runs/metrics.jsonl log.tensorboard_dir={run_dir}/runs/tb"),
         "CARGO_NET_OFFLINE": "true",
     }
@@ -196,7 +197,7 @@ def test_local():
     check(".safetensors" in text_of(results), "results cell lists the checkpoints", results)
 
     nb2 = nbformat.read(RUST_NB, as_version=4)
-    total2 = end + STEPS_PER_ITER * 4
+    total2 = end + MORE_STEPS
     with timed("Test 1 run 2: same notebook again, resumes"):
         execute(nb2, KERNEL, nb_dir, local_env(total2, run_dir))
     print_cell_times(nb2, "run 2")
@@ -217,7 +218,7 @@ def test_interrupt():
     nb = nbformat.read(RUST_NB, as_version=4)
     env = dict(os.environ, **local_env(10**12, run_dir))
     env["EMERGENCE_LAB_OVERRIDES"] = env["EMERGENCE_LAB_OVERRIDES"].replace(
-        f"log.save_interval={STEPS_PER_ITER * 4}", "log.save_interval=0")
+        f"log.save_interval={STEPS_PER_ITER * 20}", "log.save_interval=0")
     km = KernelManager(kernel_name=KERNEL)
     km.start_kernel(cwd=os.path.join(REPO, "notebooks"), env=env)
     kc = km.client()
@@ -294,7 +295,7 @@ def kaggle_env(root, total_steps):
         "EMERGENCE_LAB_EVCXR": os.environ["EMERGENCE_LAB_EVCXR"],
         "EMERGENCE_LAB_EVCXR_TMPDIR": os.environ["EMERGENCE_LAB_EVCXR_TMPDIR"],
         "EMERGENCE_LAB_OVERRIDES": (f"{SHRINK} train.total_steps={total_steps} "
-                                    f"log.save_interval={STEPS_PER_ITER * 4} log.log_interval={STEPS_PER_ITER}"),
+                                    f"log.save_interval={STEPS_PER_ITER * 20} log.log_interval={STEPS_PER_ITER * 10}"),
         "KAGGLE_KERNEL_RUN_TYPE": "Batch",
     }
 
@@ -306,11 +307,12 @@ def test_kaggle(previous_step):
         copy_repo(os.path.join(root, "input", "emergence-lab-repo"))
         shutil.copytree(os.path.join(WORK, "local", "checkpoints"),
                         os.path.join(root, "input", "previous-output", "checkpoints"), symlinks=True)
+        os.makedirs(os.path.join(root, "working"))
     knb = nbformat.read(os.environ["EMERGENCE_LAB_KAGGLE_NB"], as_version=4)
     bad = nbformat.v4.new_code_cell('%%rust\nlet deliberately_wrong: u32 = "not a number";')
     bad.metadata["tags"] = ["failing"]
     knb.cells.append(bad)
-    total = previous_step + STEPS_PER_ITER * 4
+    total = previous_step + MORE_STEPS
     with timed("Test 2: Kaggle notebook through python3 + %%rust"):
         err = execute(knb, "python3", os.path.join(root, "working"), kaggle_env(root, total), expect_error=True)
     print_cell_times(knb, "Kaggle")
