@@ -206,7 +206,7 @@ def test_local():
     start2, end2 = step_of_trained(by_tag(nb2, "train"))
     check(start2 == end and end2 >= total2, f"run 2 continued {end} -> >= {total2}, got {start2} -> {end2}",
           by_tag(nb2, "train"))
-    return end
+    return end2
 
 
 def test_interrupt():
