@@ -34,14 +34,15 @@ RUST_NB = os.path.join(REPO, "notebooks", "kaggle_training.ipynb")
 WORK = os.environ.get("EMERGENCE_LAB_TEST_DIR") or tempfile.mkdtemp(prefix="el-notebook-tests-")
 TIMES = []
 
-# About a minute of training per run on a loaded 2-core machine; identical in every test so
+# Training: ~30-40 s for the first run (400 iterations of 1024 steps) on a loaded 2-core
+# machine, ~10-15 s for each resumed run; identical in every test so
 # that Test 2 may resume Test 1's checkpoints (only run-control fields may differ on resume).
 SHRINK = ("train.num_envs=2 train.num_steps=32 train.num_epochs=2 train.minibatch_size=512 "
           "train.num_threads=1 evolution.max_agents=16 env.num_agents=8 "
           "analysis.emergence_check_interval=1024 analysis.specialization_check_interval=1024")
 STEPS_PER_ITER = 2 * 32 * 16
-RUN1_STEPS = int(os.environ.get("EMERGENCE_LAB_TEST_STEPS", STEPS_PER_ITER * 100))
-MORE_STEPS = STEPS_PER_ITER * 40  # added by each resumed run
+RUN1_STEPS = int(os.environ.get("EMERGENCE_LAB_TEST_STEPS", STEPS_PER_ITER * 400))
+MORE_STEPS = STEPS_PER_ITER * 120  # added by each resumed run
 
 
 class Failure(AssertionError):
@@ -147,8 +148,8 @@ def step_of_trained(cell):
 def local_env(total_steps, run_dir):
     return {
         "EMERGENCE_LAB_OVERRIDES": (
-            f"{SHRINK} train.total_steps={total_steps} log.save_interval={STEPS_PER_ITER * 20} "
-            f"log.log_interval={STEPS_PER_ITER * 10} log.checkpoint_dir={run_dir}/checkpoints "
+            f"{SHRINK} train.total_steps={total_steps} log.save_interval={STEPS_PER_ITER * 100} "
+            f"log.log_interval={STEPS_PER_ITER * 40} log.checkpoint_dir={run_dir}/checkpoints "
             f"log.metrics_path={run_dir}/runs/metrics.jsonl log.tensorboard_dir={run_dir}/runs/tb"),
         "CARGO_NET_OFFLINE": "true",
     }
@@ -218,7 +219,7 @@ def test_interrupt():
     nb = nbformat.read(RUST_NB, as_version=4)
     env = dict(os.environ, **local_env(10**12, run_dir))
     env["EMERGENCE_LAB_OVERRIDES"] = env["EMERGENCE_LAB_OVERRIDES"].replace(
-        f"log.save_interval={STEPS_PER_ITER * 20}", "log.save_interval=0")
+        f"log.save_interval={STEPS_PER_ITER * 100}", "log.save_interval=0")
     km = KernelManager(kernel_name=KERNEL)
     km.start_kernel(cwd=os.path.join(REPO, "notebooks"), env=env)
     kc = km.client()
@@ -295,7 +296,7 @@ def kaggle_env(root, total_steps):
         "EMERGENCE_LAB_EVCXR": os.environ["EMERGENCE_LAB_EVCXR"],
         "EMERGENCE_LAB_EVCXR_TMPDIR": os.environ["EMERGENCE_LAB_EVCXR_TMPDIR"],
         "EMERGENCE_LAB_OVERRIDES": (f"{SHRINK} train.total_steps={total_steps} "
-                                    f"log.save_interval={STEPS_PER_ITER * 20} log.log_interval={STEPS_PER_ITER * 10}"),
+                                    f"log.save_interval={STEPS_PER_ITER * 100} log.log_interval={STEPS_PER_ITER * 40}"),
         "KAGGLE_KERNEL_RUN_TYPE": "Batch",
     }
 
