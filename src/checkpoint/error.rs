@@ -69,6 +69,13 @@ pub enum CheckpointError {
         expected: u32,
         actual: u32,
     },
+    /// The header's CRC-32C differs from its `header_crc32c` (a changed name, number or config).
+    #[error("checkpoint {path}: header checksum mismatch (header_crc32c says {expected:08x}, header gives {actual:08x}): the header is corrupt")]
+    HeaderCrcMismatch {
+        path: PathBuf,
+        expected: u32,
+        actual: u32,
+    },
     /// A checkpoint to be written is inconsistent (a bug in the caller's conversion).
     #[error("cannot write checkpoint {path}: array `{name}`: {detail}")]
     InvalidArray {
@@ -105,6 +112,7 @@ impl CheckpointError {
             CheckpointError::BadTensor { .. } => "tensor",
             CheckpointError::TrailingData { .. } => "trailing_data",
             CheckpointError::CrcMismatch { .. } => "crc",
+            CheckpointError::HeaderCrcMismatch { .. } => "header_crc",
             CheckpointError::InvalidArray { .. } => "invalid_array",
             CheckpointError::NoLatest { .. } => "no_latest",
             CheckpointError::DanglingLatest { .. } => "dangling_latest",

@@ -112,6 +112,7 @@ pub fn encode_header(meta: &CheckpointMeta, tensors: &[TensorEntry], crc: u32) -
     put("metrics", meta.metrics_json.clone());
     put("created_unix", meta.created_unix.to_string());
     put("data_crc32c", format!("{crc:08x}"));
+    put("header_crc32c", "00000000".into());
     let mut root = Map::new();
     root.insert("__metadata__".into(), Value::Object(md));
     for t in tensors {
@@ -124,7 +125,58 @@ pub fn encode_header(meta: &CheckpointMeta, tensors: &[TensorEntry], crc: u32) -
     let mut bytes = Value::Object(root).to_string().into_bytes();
     let pad = (8 - bytes.len() % 8) % 8;
     bytes.extend(std::iter::repeat_n(b' ', pad));
+    let at = find_header_crc(&bytes).expect("the header has just been given a header_crc32c");
+    let hex = format!("{:08x}", crc32c::crc32c(&bytes));
+    bytes[at..at + 8].copy_from_slice(hex.as_bytes());
     bytes
+}
+
+const HEADER_CRC_KEY: &[u8] = b"\"header_crc32c\":\"";
+
+/// Byte position of the 8 hex digits of `header_crc32c` in raw header bytes (it occurs once:
+/// inside JSON strings the quotes would be escaped).
+fn find_header_crc(bytes: &[u8]) -> Option<usize> {
+    let mut hits = bytes
+        .windows(HEADER_CRC_KEY.len())
+        .enumerate()
+        .filter(|(_, w)| *w == HEADER_CRC_KEY);
+    let (i, _) = hits.next()?;
+    if hits.next().is_some() {
+        return None;
+    }
+    let at = i + HEADER_CRC_KEY.len();
+    (bytes.len() >= at + 9 && bytes[at + 8] == b'"').then_some(at)
+}
+
+/// Checks `header_crc32c`: CRC-32C of the raw header bytes with its own 8 digits set to `0`.
+fn check_header_crc(path: &Path, bytes: &[u8], stored: &str) -> Result<()> {
+    let bad = |detail: String| CheckpointError::BadMetadata {
+        path: path.to_path_buf(),
+        key: "header_crc32c",
+        detail,
+    };
+    let expected =
+        parse_hex8(stored).ok_or_else(|| bad(format!("{stored:?} is not 8 hex digits")))?;
+    let at = find_header_crc(bytes)
+        .ok_or_else(|| bad("not found exactly once in the raw header".into()))?;
+    let mut copy = bytes.to_vec();
+    copy[at..at + 8].copy_from_slice(b"00000000");
+    let actual = crc32c::crc32c(&copy);
+    if actual != expected {
+        return Err(CheckpointError::HeaderCrcMismatch {
+            path: path.to_path_buf(),
+            expected,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+fn parse_hex8(s: &str) -> Option<u32> {
+    // Lowercase only, so a flipped case bit (`a` -> `A`) cannot go unnoticed.
+    (s.len() == 8 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then(|| u32::from_str_radix(s, 16).ok())
+        .flatten()
 }
 
 fn bad_header(path: &Path, detail: impl Into<String>) -> CheckpointError {
@@ -202,6 +254,7 @@ pub fn parse_header(path: &Path, bytes: &[u8], data_len: u64) -> Result<Header> 
             found: version.to_string(),
         });
     }
+    check_header_crc(path, bytes, get("header_crc32c")?)?;
     let num = |key: &'static str| -> Result<u64> {
         let s = get(key)?;
         s.parse::<u64>().map_err(|_| CheckpointError::BadMetadata {
@@ -223,14 +276,7 @@ pub fn parse_header(path: &Path, bytes: &[u8], data_len: u64) -> Result<Header> 
     let trackers_json = get("trackers")?.to_string();
     let metrics_json = get("metrics")?.to_string();
     let crc_s = get("data_crc32c")?;
-    if crc_s.len() != 8 {
-        return Err(CheckpointError::BadMetadata {
-            path: path.to_path_buf(),
-            key: "data_crc32c",
-            detail: format!("{crc_s:?} is not 8 hex digits"),
-        });
-    }
-    let data_crc32c = u32::from_str_radix(crc_s, 16).map_err(|_| CheckpointError::BadMetadata {
+    let data_crc32c = parse_hex8(crc_s).ok_or_else(|| CheckpointError::BadMetadata {
         path: path.to_path_buf(),
         key: "data_crc32c",
         detail: format!("{crc_s:?} is not 8 hex digits"),
