@@ -27,10 +27,27 @@ fn python_with_packages() -> Option<PathBuf> {
     let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("checkpoint-python-venv");
     let python = venv.join("bin").join("python3");
     if !has_packages(&python) {
-        let out = Command::new(&system).args(["-m", "venv"]).arg(&venv).output().unwrap();
-        assert!(out.status.success(), "python3 -m venv {} failed: {}", venv.display(), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&system)
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "python3 -m venv {} failed: {}",
+            venv.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "safetensors", "numpy"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "safetensors",
+                "numpy",
+            ])
             .output()
             .unwrap();
         assert!(
@@ -51,11 +68,22 @@ fn python_safetensors_reads_tensors_and_metadata() {
     };
     let dir = tempfile::tempdir().unwrap();
     let c = checkpoint_support::sample(4242, CheckpointKind::Emergency);
-    let path = CheckpointStore::new(dir.path(), 5).unwrap().save(&c).unwrap();
+    let path = CheckpointStore::new(dir.path(), 5)
+        .unwrap()
+        .save(&c)
+        .unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_checkpoint.py");
     // Through the `latest` symlink, as a notebook would open it.
-    let out = Command::new(&python).arg(&script).arg(dir.path().join("latest.safetensors")).output().unwrap();
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(dir.path().join("latest.safetensors"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let md = &v["metadata"];
     assert_eq!(md["format"], "emergence-lab-checkpoint");
@@ -82,13 +110,29 @@ fn python_safetensors_reads_tensors_and_metadata() {
         assert_eq!(e["shape"], serde_json::json!(a.shape), "{}", a.name);
     }
     let w = c.array("policy/hidden0/weight").unwrap();
-    let first: Vec<f64> = w.data.chunks_exact(4).take(8).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64).collect();
-    assert_eq!(t["policy/hidden0/weight"]["first"], serde_json::json!(first));
+    let first: Vec<f64> = w
+        .data
+        .chunks_exact(4)
+        .take(8)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+        .collect();
+    assert_eq!(
+        t["policy/hidden0/weight"]["first"],
+        serde_json::json!(first)
+    );
     let e = c.array("world/energy").unwrap();
-    let sum: f64 = e.data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).sum();
+    let sum: f64 = e
+        .data
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+        .sum();
     assert_eq!(t["world/energy"]["sum"].as_f64().unwrap(), sum);
     let ids = c.array("world/ids").unwrap();
-    let first_ids: Vec<i64> = ids.data.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64).collect();
+    let first_ids: Vec<i64> = ids
+        .data
+        .chunks_exact(4)
+        .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64)
+        .collect();
     assert_eq!(t["world/ids"]["first"], serde_json::json!(first_ids));
     let alive = c.array("world/alive").unwrap();
     let first_alive: Vec<bool> = alive.data.iter().map(|&b| b != 0).collect();

@@ -431,6 +431,9 @@ fn async_saver_reports_errors_on_the_next_call() {
     saver.submit(sample(2, Periodic)).unwrap();
     saver.wait().unwrap();
     assert!(ckdir.join("step_2.safetensors").exists());
+    // The written checkpoint's buffers come back for reuse, once.
+    assert_eq!(saver.take_spare(), Some(sample(2, Periodic)));
+    assert_eq!(saver.take_spare(), None);
     // The folder disappears: the failure surfaces on the next submit, which is still queued.
     fs::remove_dir_all(&ckdir).unwrap();
     saver.submit(sample(3, Periodic)).unwrap();
