@@ -1,7 +1,17 @@
 //! The safetensors JSON header of format v1: encoding it and parsing/validating it.
 //!
 //! The header lists every tensor (dtype, shape, byte offsets into the data section) and a
-//! `__metadata__` string map with the format version, counters, JSON blobs and the data CRC.
+//! `__metadata__` string map with the format version, counters, JSON blobs and two CRCs.
+//!
+//! File layout (a standard safetensors file): 8-byte little-endian header length `N`, `N`
+//! bytes of JSON (starts with `{`, space-padded to a multiple of 8), then the data section.
+//! `__metadata__` keys: `format` = `emergence-lab-checkpoint`, `format_version` = `1`,
+//! `step`, `iteration`, `created_unix` (decimal), `kind` (`periodic` | `emergency` | `final`
+//! | `nonfinite`), `config`, `trackers`, `metrics` (JSON text), `data_crc32c` (8 lowercase
+//! hex digits, CRC-32C of the data section) and `header_crc32c` (8 lowercase hex digits,
+//! CRC-32C of the `N` raw header bytes with its own 8 digits replaced by `0`s; catches
+//! flipped bytes in names, shapes, counters and config that the data CRC cannot see).
+//! Tensors may appear in the data section in any order but must tile it without gaps.
 
 use std::path::Path;
 
