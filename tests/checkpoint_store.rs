@@ -197,6 +197,34 @@ fn nonfinite_never_becomes_latest() {
 }
 
 #[test]
+fn a_state_with_nan_is_demoted_to_nonfinite_and_never_latest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::new(dir.path(), 5).unwrap();
+    store.save(&sample(100, Periodic)).unwrap();
+    for (kind, bad) in [
+        (Periodic, f32::NAN.to_le_bytes().to_vec()),
+        (Final, f64::INFINITY.to_le_bytes().to_vec()),
+    ] {
+        let mut c = sample(200, kind);
+        let name = if bad.len() == 4 {
+            "adam/m/policy/hidden0/weight"
+        } else {
+            "world/energy"
+        };
+        let a = c.arrays.iter_mut().find(|a| a.name == name).unwrap();
+        a.data[..bad.len()].copy_from_slice(&bad);
+        let e = store.save(&c).unwrap_err();
+        assert_eq!(e.check(), "nonfinite_state", "{e}");
+        assert!(e.to_string().contains(name), "{e}");
+        assert_eq!(latest_target(dir.path()), "step_100.safetensors");
+        let kept = read_checkpoint(&dir.path().join("nonfinite_step_200.safetensors")).unwrap();
+        assert_eq!(kept.meta.kind, Nonfinite);
+        assert_eq!(kept.arrays, c.arrays);
+    }
+    assert!(!dir.path().join("step_200.safetensors").exists());
+}
+
+#[test]
 fn stale_temporary_files_are_removed_and_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let store = CheckpointStore::new(dir.path(), 5).unwrap();

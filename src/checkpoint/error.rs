@@ -83,6 +83,13 @@ pub enum CheckpointError {
         name: String,
         detail: String,
     },
+    /// A state to be saved holds NaN/Inf; it was kept as a nonfinite debug file, not `latest`.
+    #[error("the state at step {step} holds NaN/Inf (first in array `{array}`); saved for debugging as {path}, latest.safetensors unchanged")]
+    NonFiniteState {
+        path: PathBuf,
+        array: String,
+        step: u64,
+    },
     /// `latest.safetensors` does not exist in the folder.
     #[error("no latest.safetensors in {dir} (no checkpoint saved there yet; use resume_from = \"auto\" or a path)")]
     NoLatest { dir: PathBuf },
@@ -114,6 +121,7 @@ impl CheckpointError {
             CheckpointError::CrcMismatch { .. } => "crc",
             CheckpointError::HeaderCrcMismatch { .. } => "header_crc",
             CheckpointError::InvalidArray { .. } => "invalid_array",
+            CheckpointError::NonFiniteState { .. } => "nonfinite_state",
             CheckpointError::NoLatest { .. } => "no_latest",
             CheckpointError::DanglingLatest { .. } => "dangling_latest",
             CheckpointError::BadResumePath { .. } => "resume_path",

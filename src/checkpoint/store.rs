@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::error::{CheckpointError, Result};
-use super::format::{Checkpoint, CheckpointKind};
-use super::writer::write_checkpoint;
+use super::format::{Checkpoint, CheckpointKind, CheckpointMeta};
+use super::writer::{first_nonfinite_array, write_with_meta};
 
 /// File name of the `latest` link.
 pub const LATEST_NAME: &str = "latest.safetensors";
@@ -171,12 +171,32 @@ impl CheckpointStore {
     /// Writes `.{name}.tmp.safetensors`, fsyncs, renames to `{name}`, fsyncs the folder,
     /// points `latest` at it (not for `nonfinite`), and rotates after periodic and final
     /// saves (emergency and nonfinite saves never trigger rotation).
+    ///
+    /// A state holding NaN/Inf in any float array is never trusted: it is written as
+    /// `nonfinite_step_{N}` (for debugging), `latest` is left alone, and the result is
+    /// [`CheckpointError::NonFiniteState`].
     pub fn save_with_report(&self, ckpt: &Checkpoint) -> Result<SaveReport> {
+        if ckpt.meta.kind != CheckpointKind::Nonfinite {
+            if let Some(array) = first_nonfinite_array(ckpt) {
+                let mut meta = ckpt.meta.clone();
+                meta.kind = CheckpointKind::Nonfinite;
+                let report = self.save_parts(&meta, ckpt)?;
+                return Err(CheckpointError::NonFiniteState {
+                    path: report.path,
+                    array: array.to_string(),
+                    step: meta.step,
+                });
+            }
+        }
+        self.save_parts(&ckpt.meta, ckpt)
+    }
+
+    fn save_parts(&self, meta: &CheckpointMeta, ckpt: &Checkpoint) -> Result<SaveReport> {
         let t0 = Instant::now();
-        let name = checkpoint_file_name(ckpt.meta.kind, ckpt.meta.step);
+        let name = checkpoint_file_name(meta.kind, meta.step);
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!(".{name}.tmp.safetensors"));
-        let bytes = match write_checkpoint(&tmp, ckpt, true) {
+        let bytes = match write_with_meta(&tmp, meta, ckpt, true) {
             Ok(b) => b,
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
@@ -186,11 +206,11 @@ impl CheckpointStore {
         fs::rename(&tmp, &path)
             .map_err(|e| CheckpointError::io(&path, "rename temporary file", e))?;
         sync_dir(&self.dir)?;
-        let updated_latest = ckpt.meta.kind != CheckpointKind::Nonfinite;
+        let updated_latest = meta.kind != CheckpointKind::Nonfinite;
         if updated_latest {
             self.point_latest_at(&name)?;
         }
-        let rotated = match ckpt.meta.kind {
+        let rotated = match meta.kind {
             CheckpointKind::Periodic | CheckpointKind::Final => self.rotate()?,
             CheckpointKind::Emergency | CheckpointKind::Nonfinite => Vec::new(),
         };

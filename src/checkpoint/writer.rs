@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::error::{CheckpointError, Result};
-use super::format::Checkpoint;
+use super::format::{Checkpoint, CheckpointMeta, DType};
 use super::header::{byte_len, encode_header, TensorEntry};
 
 /// The data-section layout of `ckpt` (arrays in their given order) after checking that
@@ -77,8 +77,18 @@ pub fn to_bytes(ckpt: &Checkpoint) -> Result<Vec<u8>> {
 /// With `sync` the file is fsynced before returning. This is the plain write; atomic
 /// saving (temporary file + rename + `latest`) is [`super::store::CheckpointStore::save`].
 pub fn write_checkpoint(path: &Path, ckpt: &Checkpoint, sync: bool) -> Result<u64> {
+    write_with_meta(path, &ckpt.meta, ckpt, sync)
+}
+
+/// Writes `ckpt`'s arrays with `meta` in place of `ckpt.meta`.
+pub(crate) fn write_with_meta(
+    path: &Path,
+    meta: &CheckpointMeta,
+    ckpt: &Checkpoint,
+    sync: bool,
+) -> Result<u64> {
     let tensors = layout(path, ckpt)?;
-    let header = encode_header(&ckpt.meta, &tensors, data_crc32c(ckpt));
+    let header = encode_header(meta, &tensors, data_crc32c(ckpt));
     let file = File::create(path).map_err(|e| CheckpointError::io(path, "create", e))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let werr = |e| CheckpointError::io(path, "write", e);
@@ -96,4 +106,21 @@ pub fn write_checkpoint(path: &Path, ckpt: &Checkpoint, sync: bool) -> Result<u6
             .map_err(|e| CheckpointError::io(path, "fsync", e))?;
     }
     Ok(8 + header.len() as u64 + tensors.last().map_or(0, |t| t.end))
+}
+
+/// Name of the first F32/F64 array holding a NaN or infinity, if any.
+pub fn first_nonfinite_array(ckpt: &Checkpoint) -> Option<&str> {
+    ckpt.arrays
+        .iter()
+        .find(|a| match a.dtype {
+            DType::F32 => a
+                .data
+                .chunks_exact(4)
+                .any(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite()),
+            DType::F64 => a.data.chunks_exact(8).any(|b| {
+                !f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]).is_finite()
+            }),
+            _ => false,
+        })
+        .map(|a| a.name.as_str())
 }
