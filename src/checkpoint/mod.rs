@@ -1,8 +1,8 @@
 //! Checkpoints: one safetensors file per saved `TrainState`, written atomically, verified
 //! on load, rotated by step, with `latest.safetensors` pointing at the newest good one.
 //!
-//! The in-memory form is in `format.rs`, the file format v1 in `header.rs` (see also
-//! `helpers/CHECKPOINT_FORMAT.md`); this module knows nothing of tch or Kaggle.
+//! The in-memory form is in `format.rs`, the file format v1 in `header.rs`; only
+//! `tensor.rs` (fast tensor -> array copies) touches tch.
 
 pub mod error;
 pub mod format;
@@ -12,6 +12,7 @@ pub mod reader;
 pub mod resume;
 pub mod saver;
 pub mod store;
+pub mod tensor;
 pub mod writer;
 
 pub use error::CheckpointError;
