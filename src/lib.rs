@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod metrics;
 pub mod rng;
+pub mod simulate;
 pub mod world;
 
 pub use config::Config;
