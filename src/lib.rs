@@ -8,10 +8,19 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod device;
 pub mod metrics;
+pub mod policy;
+pub mod ppo;
+pub mod progress;
+pub mod report;
 pub mod rng;
 pub mod simulate;
+pub mod sinks;
+pub mod trackers;
+pub mod train;
 pub mod world;
 
 pub use config::Config;
 pub use rng::Rng;
+pub use train::{train, StopReason, TrainError, TrainState, TrainSummary, Trainer};

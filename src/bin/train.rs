@@ -1,6 +1,95 @@
-//! `train`: trains the Emergence Lab population (placeholder until the learning issue lands).
-fn main() -> anyhow::Result<()> {
-    let config = emergence_lab::Config::default();
-    println!("obs_dim={} steps_per_iteration={}", config.obs_dim(), config.steps_per_iteration());
+//! `train`: trains the Emergence Lab population with PPO + evolution.
+//!
+//! `train [--config FILE] [--group.field VALUE ...]` trains; `train --bench [ITERS [THREADS]]` times
+//! full PPO iterations of the Kaggle-notebook config (evolved all / heads / disabled) and
+//! prints the rollout / world / network / update breakdown.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use emergence_lab::config::Evolved;
+use emergence_lab::{Config, TrainState, Trainer};
+
+fn bench(iters: usize) -> Result<()> {
+    let threads = tch::get_num_threads();
+    println!(
+        "# PPO iteration benchmark: Config::kaggle_notebook(), {threads} libtorch threads, CPU"
+    );
+    for (label, enabled, evolved) in [
+        ("evolved=all", true, Evolved::All),
+        ("evolved=heads", true, Evolved::Heads),
+        ("evolution disabled", false, Evolved::All),
+    ] {
+        let mut c = Config::kaggle_notebook();
+        c.evolution.enabled = enabled;
+        c.evolution.evolved = evolved;
+        c.train.device = "cpu".into();
+        let mut state = TrainState::new(c.clone(), tch::Device::Cpu)?;
+        for it in 0..iters {
+            let t = Instant::now();
+            let m = state.iterate()?;
+            let s = t.elapsed().as_secs_f64();
+            let g = |k: &str| m.get(k).unwrap_or(f64::NAN);
+            println!(
+                "{label:20} iter={} total_s={s:.3} slot_steps_per_s={:.0} alive_steps={} rollout_s={:.3} (world_s={:.3} network_s={:.3} offsets_s={:.3}) update_s={:.3} minibatches={} pop={:.2}",
+                it + 1,
+                c.steps_per_iteration() as f64 / s,
+                g("perf/alive_agent_steps"),
+                g("perf/rollout_s"),
+                g("perf/world_s"),
+                g("perf/network_s"),
+                g("perf/offsets_s"),
+                g("perf/update_s"),
+                g("perf/minibatches"),
+                g("world/population"),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--bench") {
+        let iters = match args.get(1) {
+            Some(n) => n
+                .parse()
+                .with_context(|| format!("--bench takes a number of iterations, got {n:?}"))?,
+            None => 3,
+        };
+        if let Some(t) = args.get(2) {
+            let t: i32 = t
+                .parse()
+                .with_context(|| format!("--bench ITERS THREADS: bad thread count {t:?}"))?;
+            tch::set_num_threads(t);
+        }
+        return bench(iters);
+    }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!(
+            "usage: train [--config FILE] [--group.field VALUE ...]\n       train --bench [ITERATIONS [THREADS]]\n\noptions (defaults):\n{}",
+            Config::options_help()
+        );
+        return Ok(());
+    }
+    let config = Config::load_cli(args.iter().cloned())?;
+    let mut trainer = Trainer::new(config)?;
+    let summary = trainer.run()?;
+    if let Some(m) = &summary.last_metrics {
+        trainer.reporter.info(&format!(
+            "final step={} mean_reward={:.4} population={:.2} policy_loss={:.4} value_loss={:.4}",
+            m.step,
+            m.get("charts/mean_reward").unwrap_or(f64::NAN),
+            m.get("world/population").unwrap_or(f64::NAN),
+            m.get("losses/policy_loss").unwrap_or(f64::NAN),
+            m.get("losses/value_loss").unwrap_or(f64::NAN),
+        ));
+    }
+    for e in &summary.events {
+        trainer.reporter.event(e);
+    }
+    for f in &summary.files {
+        trainer.reporter.info(&format!("wrote {}", f.display()));
+    }
     Ok(())
 }

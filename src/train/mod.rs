@@ -1,0 +1,231 @@
+//! Training runs: [`TrainState`] (all state + the `iterate` step), the [`Trainer`] loop
+//! with stop flag, wall-time limit and progress callback, and [`train`] for notebook cells.
+//!
+//! The library never prints: progress goes to the `on_progress` callback, the outcome is
+//! returned as a [`TrainSummary`].
+
+mod checkpoint;
+mod state;
+
+pub use state::{check_config, TrainState};
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::progress::{Progress, ReportMode, Reporter};
+use crate::sinks::Sinks;
+
+/// Errors of a training run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A loss became NaN or infinite; training stops (the latest good checkpoint is kept).
+    #[error(
+        "iteration {iteration}: {metric} is {value} (not finite); training stopped. \
+         Try a lower train.learning_rate or train.max_grad_norm; the last good checkpoint is unchanged"
+    )]
+    NonFinite {
+        iteration: u64,
+        metric: String,
+        value: f64,
+    },
+    /// The configuration cannot be trained.
+    #[error("invalid config: {0}")]
+    Config(String),
+    /// The requested device is unusable.
+    #[error("device: {0}")]
+    Device(String),
+    /// A checkpoint does not match what the state needs.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// A tracker could not measure.
+    #[error("tracker: {0}")]
+    Tracker(#[from] crate::trackers::TrackerError),
+    /// A metrics sink (JSONL / TensorBoard) failed.
+    #[error("metrics output: {0}")]
+    Sink(#[from] crate::sinks::SinkError),
+    /// An error from libtorch.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// Why a run returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// `train.total_steps` reached.
+    Completed,
+    /// The next iteration would have crossed `train.max_wall_time`.
+    WallTime,
+    /// The stop flag was set (signal, notebook interrupt, caller).
+    StopRequested,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// Step counter when the run started (non-zero after a resume).
+    pub start_step: u64,
+    /// Step counter at the end.
+    pub final_step: u64,
+    /// Iterations done in this run.
+    pub iterations: u64,
+    pub stopped: StopReason,
+    /// Metrics of the last iteration, if any ran.
+    pub last_metrics: Option<Metrics>,
+    /// All tracker events of the run so far (including before a resume).
+    pub events: Vec<crate::trackers::TrackerEvent>,
+    /// The checkpoint written at the end, if any (set by the checkpoint layer).
+    pub checkpoint: Option<PathBuf>,
+    /// Other files written (metrics, TensorBoard, ...).
+    pub files: Vec<PathBuf>,
+}
+
+/// Progress callback: called after every iteration with the state and its metrics.
+pub type ProgressFn = Box<dyn FnMut(&TrainState, &Metrics)>;
+
+/// Runs iterations of a [`TrainState`] until done, out of wall time or asked to stop.
+pub struct Trainer {
+    /// The state being trained (public: the checkpoint layer saves it).
+    pub state: TrainState,
+    /// Where progress, events and messages go (default: [`ReportMode::Auto`]).
+    pub reporter: Reporter,
+    stop: Arc<AtomicBool>,
+    on_progress: Option<ProgressFn>,
+    started: Instant,
+}
+
+impl Trainer {
+    /// A fresh run of a validated config: device from `train.device`, `tch::set_num_threads(train.num_threads)`
+    /// when > 0, state from `train.seed`.
+    pub fn new(config: Config) -> Result<Trainer, TrainError> {
+        config
+            .validate()
+            .map_err(|e| TrainError::Config(e.to_string()))?;
+        let device = Self::prepare_device(&config)?;
+        Ok(Trainer::from_state(TrainState::new(config, device)?))
+    }
+
+    /// Applies `train.num_threads` and resolves `train.device`.
+    pub fn prepare_device(config: &Config) -> Result<tch::Device, TrainError> {
+        if config.train.num_threads > 0 {
+            tch::set_num_threads(config.train.num_threads as i32);
+        }
+        crate::device::select(&config.train.device).map_err(TrainError::Device)
+    }
+
+    /// A trainer continuing `state` (e.g. loaded from a checkpoint).
+    pub fn from_state(state: TrainState) -> Trainer {
+        Trainer {
+            state,
+            reporter: Reporter::new(ReportMode::Auto),
+            stop: Arc::new(AtomicBool::new(false)),
+            on_progress: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// The stop flag: set it (from a signal handler, another thread, a notebook) and the
+    /// run returns after the current iteration with [`StopReason::StopRequested`].
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Replaces the reporter (e.g. [`Reporter::silent`] in tests).
+    pub fn with_reporter(mut self, reporter: Reporter) -> Self {
+        self.reporter = reporter;
+        self
+    }
+
+    /// Calls `f` after every iteration, after the metrics were written and reported.
+    pub fn on_progress(&mut self, f: impl FnMut(&TrainState, &Metrics) + 'static) {
+        self.on_progress = Some(Box::new(f));
+    }
+
+    /// Trains until `train.total_steps`, the wall-time limit or a stop request. Writes each
+    /// iteration's metrics to the sinks of `log` (JSONL, TensorBoard; continuing at the
+    /// right step after a resume), reports progress every `log.log_interval` steps and
+    /// tracker events as they happen.
+    pub fn run(&mut self) -> Result<TrainSummary, TrainError> {
+        self.started = Instant::now();
+        let cfg = self.state.config.clone();
+        let wall = cfg.max_wall_time();
+        let total = cfg.train.total_steps;
+        let start_step = self.state.step;
+        let resume = (start_step > 0).then_some(start_step);
+        let mut sinks = Sinks::open(&cfg.log, resume, &self.state.metrics_history)?;
+        for w in sinks.warnings() {
+            self.reporter.warn(&w);
+        }
+        self.reporter.start(start_step, total);
+        let mut iterations = 0;
+        let mut last: Option<Metrics> = None;
+        let mut slowest = Duration::ZERO;
+        let stopped = loop {
+            if self.state.step >= total {
+                break StopReason::Completed;
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                break StopReason::StopRequested;
+            }
+            if let Some(w) = wall {
+                // Stop before an iteration that would likely cross the limit.
+                if self.started.elapsed() + slowest >= w {
+                    break StopReason::WallTime;
+                }
+            }
+            let prev_step = self.state.step;
+            let t = Instant::now();
+            let m = self.state.iterate()?;
+            slowest = slowest.max(t.elapsed());
+            iterations += 1;
+            sinks.write(&m)?;
+            for e in &self.state.new_events {
+                self.reporter.event(e);
+            }
+            if crate::trackers::due(prev_step, self.state.step, cfg.log.log_interval)
+                || self.state.step >= total
+            {
+                let sps = (self.state.step - start_step) as f64
+                    / self.started.elapsed().as_secs_f64().max(1e-9);
+                self.reporter.progress(&Progress {
+                    step: self.state.step,
+                    total,
+                    iteration: self.state.iteration,
+                    mean_reward: m.get("charts/mean_reward").unwrap_or(0.0),
+                    population: m.get("world/population").unwrap_or(0.0),
+                    steps_per_sec: sps,
+                    eta_s: total.saturating_sub(self.state.step) as f64 / sps.max(1e-9),
+                });
+            }
+            if let Some(f) = self.on_progress.as_mut() {
+                f(&self.state, &m);
+            }
+            last = Some(m);
+        };
+        sinks.sync()?;
+        self.reporter.finish(&format!(
+            "stopped={stopped:?} step={} iterations={iterations} events={}",
+            self.state.step,
+            self.state.trackers.events().len()
+        ));
+        Ok(TrainSummary {
+            start_step,
+            final_step: self.state.step,
+            iterations,
+            stopped,
+            last_metrics: last,
+            events: self.state.trackers.events(),
+            checkpoint: None,
+            files: sinks.files(),
+        })
+    }
+}
+
+/// Trains a fresh run of `config` to the end: `Trainer::new(config)?.run()`.
+pub fn train(config: Config) -> Result<TrainSummary, TrainError> {
+    Trainer::new(config)?.run()
+}
