@@ -1,7 +1,60 @@
-//! Run configuration: every group and field of `docs/model.md` with its default.
+//! Run configuration: every group and field of `docs/model.md` with its default, plus how
+//! configs are built from files, command lines and the environment, validated and stored.
 //!
-//! Sources, later wins: defaults < TOML file < CLI overrides < `EMERGENCE_LAB_OVERRIDES`.
-//! Everything serialises to JSON (for checkpoints) and back losslessly.
+//! # Sources and precedence (later wins)
+//!
+//! 1. [`Config::default()`] (or [`Config::kaggle_notebook()`] in notebooks);
+//! 2. TOML files given with `--config run.toml` (`[train]` tables with `total_steps = 8192`;
+//!    several files apply in order);
+//! 3. command-line options `--group.field value` or `--group.field=value`, hyphens or
+//!    underscores in names (`--train.total-steps 8192`); booleans `--evolution.enabled`,
+//!    `--evolution.no-enabled`, `--evolution.enabled false`; lists space- or
+//!    comma-separated (`--train.resume-search a b` or `a,b`, `--agent.hidden-dims 128,128`);
+//!    the map `--specialization.layer-mutation-rates actor=0.02,critic=0.01` (or a TOML
+//!    inline table `{ actor = 0.02 }`);
+//! 4. the environment variable `EMERGENCE_LAB_OVERRIDES`, whitespace-separated `key=value`
+//!    pairs (`"train.total_steps=8192 env.grid_size=10"`; quote values with spaces:
+//!    `log.checkpoint_dir="my runs/a"`).
+//!
+//! [`Config::load_cli`] does all of this and validates; binaries with their own flags first
+//! call [`split_args`]. Notebook cells use [`Config::set`] (`config.set("train.total_steps",
+//! "8192")?`), [`Config::apply_env_overrides`] and [`Config::validate`].
+//!
+//! Integers accept `_` separators and integral scientific notation (`1e7`); booleans
+//! `true/false/yes/no/on/off/1/0`; enums by name (`lr_schedule` linear|constant, `evolved`
+//! all|heads); `train.max_wall_time` durations like `11h30m`, `90m`, `1.5h` or `3600`
+//! seconds ([`parse_duration`]).
+//!
+//! # Errors
+//!
+//! Every problem names its field: unknown keys suggest the closest valid one, wrong types
+//! say what was expected, impossible values say why; all problems found are reported
+//! together, one per line ([`ConfigError`]).
+//!
+//! # Storage and resume
+//!
+//! [`Config::to_json`] / [`Config::from_json`] round-trip exactly (checkpoints);
+//! [`Config::to_toml_string`] writes an editable file. On resume the checkpoint's config is
+//! the run's config: [`ConfigOverrides::apply_for_resume`] applies the user's explicit
+//! settings, taking run-control fields ([`RUN_CONTROL_FIELDS`]) and rejecting any setting
+//! that would change another field.
+
+mod access;
+mod cli;
+mod duration;
+mod error;
+mod format;
+mod overrides;
+mod resume;
+pub mod schema;
+mod validate;
+
+pub use cli::split_args;
+pub use duration::parse_duration;
+pub use error::ConfigError;
+pub use overrides::{ConfigOverrides, Origin, Override, ENV_VAR};
+pub use resume::{is_run_control, RUN_CONTROL_FIELDS};
+pub use validate::valid_device;
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -70,7 +123,12 @@ pub struct FieldConfig {
 
 impl Default for FieldConfig {
     fn default() -> Self {
-        Self { num_channels: 4, diffusion_rate: 0.1, decay_rate: 0.05, write_strength: 1.0 }
+        Self {
+            num_channels: 4,
+            diffusion_rate: 0.1,
+            decay_rate: 0.05,
+            write_strength: 1.0,
+        }
     }
 }
 
@@ -84,7 +142,9 @@ pub struct AgentConfig {
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        Self { hidden_dims: vec![64, 64] }
+        Self {
+            hidden_dims: vec![64, 64],
+        }
     }
 }
 
@@ -292,5 +352,16 @@ impl Config {
     /// Steps per PPO iteration: `E * T * A`.
     pub fn steps_per_iteration(&self) -> u64 {
         (self.train.num_envs * self.train.num_steps * self.evolution.max_agents) as u64
+    }
+
+    /// `train.max_wall_time` as a duration; `None` when empty (no limit) or unreadable
+    /// (which [`Config::validate`] reports).
+    pub fn max_wall_time(&self) -> Option<std::time::Duration> {
+        let t = self.train.max_wall_time.trim();
+        if t.is_empty() {
+            None
+        } else {
+            parse_duration(t).ok()
+        }
     }
 }

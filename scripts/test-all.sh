@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Sets everything up on a fresh machine and runs every test of emergence-lab.
+# Needs only the Rust toolchain and Python 3 (with pip); downloads come from the package
+# registries (crates.io, PyPI). Safe to re-run: every setup step is idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+stamp() { echo "== [$(( $(date +%s) - start ))s] $*"; }
+
+stamp "libtorch (CPU) for tch"
+python3 scripts/setup_libtorch.py
+
+stamp "cargo test (release, whole workspace)"
+cargo test --release --workspace --locked
+
+stamp "all tests passed"
