@@ -8,9 +8,14 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod device;
 pub mod metrics;
+pub mod policy;
+pub mod ppo;
 pub mod rng;
+pub mod train;
 pub mod world;
 
 pub use config::Config;
 pub use rng::Rng;
+pub use train::{train, StopReason, TrainError, TrainState, TrainSummary, Trainer};

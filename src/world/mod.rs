@@ -3,7 +3,15 @@
 //!
 //! Layout is struct-of-arrays over all envs (`[E * A]` for slots, `[E * F]` for food,
 //! `[E * G * G * C]` for the field); observations are written in place into one `f32`
-//! buffer `[E, A, obs_dim]`. All randomness comes from the caller's [`Rng`].
+//! buffer `[E, A, obs_dim]`. All randomness comes from the caller's [`Rng`], drawn in a
+//! fixed order documented on [`World::reset_env`] and [`World::step`].
+
+mod field;
+mod observe;
+mod tick;
+
+pub use field::diffuse_decay;
+pub use tick::{Birth, TickInfo};
 
 use serde::{Deserialize, Serialize};
 
@@ -71,5 +79,181 @@ impl WorldParams {
     pub fn obs_dim(&self) -> usize {
         let side = 2 * self.observation_radius + 1;
         3 + side * side * self.num_channels + 3 * self.observed_food
+    }
+}
+
+/// Parent id of agents that have no parent (episode resets and floor respawns).
+///
+/// Agent ids start at 1, so id 0 also marks a slot that has never held an agent.
+pub const NO_PARENT: u64 = 0;
+
+/// Private per-step scratch space; not state (never affects the future), so it is neither
+/// serialised nor compared.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    /// One env's field, `G * G * C` (intermediate of the separable blur).
+    field: Vec<f32>,
+    /// `[A]`: slot received a child this tick (children cannot reproduce on their birth tick).
+    born: Vec<bool>,
+}
+
+impl PartialEq for Scratch {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// The state of all `E` envs (model.md section 2), struct-of-arrays.
+///
+/// Slot arrays are `[E * A]` (index `e * A + i`), food arrays `[E * F]`, the field
+/// `[E * G * G * C]` row-major with channels innermost. Everything that affects the future
+/// is a public field and serialises, so save -> restore -> continue is bit-exact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct World {
+    /// The constants this world runs with.
+    pub params: WorldParams,
+    /// Slot row (0 = top).
+    pub row: Vec<i32>,
+    /// Slot column.
+    pub col: Vec<i32>,
+    /// Slot energy, in `[0, max_energy]`.
+    pub energy: Vec<f32>,
+    /// Slot holds a living agent.
+    pub alive: Vec<bool>,
+    /// Id of the agent in the slot (last one, if dead); 0 = never used since reset.
+    pub agent_id: Vec<u64>,
+    /// Id of the agent's parent, [`NO_PARENT`] for reset and floor agents.
+    pub parent_id: Vec<u64>,
+    /// Env tick at which the agent was born or placed.
+    pub birth_tick: Vec<u32>,
+    /// Food row.
+    pub food_row: Vec<i32>,
+    /// Food column.
+    pub food_col: Vec<i32>,
+    /// Food has been eaten and not yet respawned.
+    pub food_collected: Vec<bool>,
+    /// The field, `[E * G * G * C]`.
+    pub field: Vec<f32>,
+    /// `[E]` tick within the current episode.
+    pub tick: Vec<u32>,
+    /// `[E]` next agent id; ids are unique per env and never reused (across resets too).
+    pub next_id: Vec<u64>,
+    #[serde(skip)]
+    scratch: Scratch,
+}
+
+impl World {
+    /// A world with every env reset (model.md "Reset"); envs are reset in order 0..E.
+    pub fn new(params: WorldParams, rng: &mut Rng) -> World {
+        let (e, a, f) = (params.num_envs, params.num_slots, params.num_food);
+        let cells = params.grid_size * params.grid_size * params.num_channels;
+        let mut w = World {
+            row: vec![0; e * a],
+            col: vec![0; e * a],
+            energy: vec![0.0; e * a],
+            alive: vec![false; e * a],
+            agent_id: vec![0; e * a],
+            parent_id: vec![NO_PARENT; e * a],
+            birth_tick: vec![0; e * a],
+            food_row: vec![0; e * f],
+            food_col: vec![0; e * f],
+            food_collected: vec![false; e * f],
+            field: vec![0.0; e * cells],
+            tick: vec![0; e],
+            next_id: vec![1; e],
+            params,
+            scratch: Scratch::default(),
+        };
+        for env in 0..e {
+            w.reset_env(env, rng);
+        }
+        w
+    }
+
+    /// Resets one env (model.md "Reset"): tick 0, field zero, every slot cleared and dead,
+    /// then `num_agents` fresh agents in slots `0..num_agents` on distinct random cells, then
+    /// every food uncollected on a random cell. Ids keep counting (never reused).
+    ///
+    /// Random draws, in order: for each placed agent, `below(G*G)` repeated until the cell
+    /// is free (cells are only required distinct while free cells remain); then for each
+    /// food, one `below(G*G)`.
+    pub fn reset_env(&mut self, env: usize, rng: &mut Rng) {
+        let p = &self.params;
+        let (a, f, g) = (p.num_slots, p.num_food, p.grid_size);
+        let n = p.num_agents.min(a);
+        let start = p.starting_energy.min(p.max_energy).max(0.0);
+        let cells = g * g * p.num_channels;
+        self.tick[env] = 0;
+        self.field[env * cells..(env + 1) * cells].fill(0.0);
+        let s = env * a;
+        self.row[s..s + a].fill(0);
+        self.col[s..s + a].fill(0);
+        self.energy[s..s + a].fill(0.0);
+        self.alive[s..s + a].fill(false);
+        self.agent_id[s..s + a].fill(0);
+        self.parent_id[s..s + a].fill(NO_PARENT);
+        self.birth_tick[s..s + a].fill(0);
+        for i in 0..n {
+            let cell = loop {
+                let c = rng.below(g * g);
+                let taken = i < g * g
+                    && (0..i)
+                        .any(|j| (self.row[s + j] as usize) * g + self.col[s + j] as usize == c);
+                if !taken {
+                    break c;
+                }
+            };
+            self.place_fresh(env, i, cell, start, 0);
+        }
+        for k in env * f..(env + 1) * f {
+            let c = rng.below(g * g);
+            self.food_row[k] = (c / g) as i32;
+            self.food_col[k] = (c % g) as i32;
+            self.food_collected[k] = false;
+        }
+    }
+
+    /// Puts a fresh parentless agent (new id) in `slot` of `env` at grid cell `cell`.
+    fn place_fresh(&mut self, env: usize, slot: usize, cell: usize, energy: f32, tick: u32) {
+        let g = self.params.grid_size;
+        let k = env * self.params.num_slots + slot;
+        self.row[k] = (cell / g) as i32;
+        self.col[k] = (cell % g) as i32;
+        self.energy[k] = energy;
+        self.alive[k] = true;
+        self.agent_id[k] = self.next_id[env];
+        self.next_id[env] += 1;
+        self.parent_id[k] = NO_PARENT;
+        self.birth_tick[k] = tick;
+    }
+
+    /// Observation length per slot: `3 + (2R+1)^2 C + 3K`.
+    pub fn obs_dim(&self) -> usize {
+        self.params.obs_dim()
+    }
+
+    /// Living agents in `env`.
+    pub fn alive_count(&self, env: usize) -> usize {
+        let a = self.params.num_slots;
+        self.alive[env * a..(env + 1) * a]
+            .iter()
+            .filter(|&&x| x)
+            .count()
+    }
+
+    /// Number of envs `E`.
+    pub fn num_envs(&self) -> usize {
+        self.params.num_envs
+    }
+
+    /// Slots per env `A`.
+    pub fn num_slots(&self) -> usize {
+        self.params.num_slots
+    }
+
+    /// The field of one env, `G * G * C`.
+    pub fn env_field(&self, env: usize) -> &[f32] {
+        let n = self.params.grid_size * self.params.grid_size * self.params.num_channels;
+        &self.field[env * n..(env + 1) * n]
     }
 }

@@ -1,0 +1,316 @@
+//! The actor-critic MLP of model.md section 5 on tch, with stable path-like parameter names.
+//!
+//! Parameters are plain tensors (no `VarStore`) so the names (`policy/hidden0/weight`, ...)
+//! are exactly the checkpoint keys; the forward pass takes optional per-agent offsets and
+//! computes `x (W + D_i)^T` as one shared matmul plus batched per-agent products.
+
+pub mod offsets;
+
+pub use offsets::Offsets;
+
+use tch::{Device, Kind, Tensor};
+
+use crate::rng::Rng;
+use crate::world::NUM_ACTIONS;
+
+/// LayerNorm epsilon of model.md section 5.
+pub const LAYER_NORM_EPS: f64 = 1e-6;
+
+/// The shared actor-critic parameters.
+///
+/// Parameter order (also the checkpoint order): per hidden layer `k`
+/// `policy/hidden{k}/weight [h, in]`, `policy/hidden{k}/bias [h]`,
+/// `policy/hidden{k}/norm/weight [h]`, `policy/hidden{k}/norm/bias [h]`; then
+/// `policy/actor/weight [6, h]`, `policy/actor/bias [6]`, `policy/critic/weight [1, h]`,
+/// `policy/critic/bias [1]`.
+#[derive(Debug)]
+pub struct Policy {
+    /// Parameter names, in order.
+    pub names: Vec<String>,
+    /// Parameter tensors (leaf tensors with `requires_grad`), in the order of `names`.
+    pub params: Vec<Tensor>,
+    /// Observation length.
+    pub obs_dim: usize,
+    /// Hidden layer widths.
+    pub hidden_dims: Vec<usize>,
+}
+
+/// Per-parameter tensors gathered for a batch of agents (`[U, ...shape]`), `None` for
+/// parameters without offsets. Indexed like [`Policy::params`].
+pub type AgentOffsets = Vec<Option<Tensor>>;
+
+/// The parameter names of the network for `hidden_dims`, in order.
+pub fn param_names(hidden_dims: &[usize]) -> Vec<String> {
+    let mut names = Vec::new();
+    for k in 0..hidden_dims.len() {
+        for s in ["weight", "bias", "norm/weight", "norm/bias"] {
+            names.push(format!("policy/hidden{k}/{s}"));
+        }
+    }
+    for head in ["actor", "critic"] {
+        for s in ["weight", "bias"] {
+            names.push(format!("policy/{head}/{s}"));
+        }
+    }
+    names
+}
+
+/// The parameter shapes of the network, in the order of [`param_names`].
+pub fn param_shapes(obs_dim: usize, hidden_dims: &[usize]) -> Vec<Vec<i64>> {
+    let mut shapes = Vec::new();
+    let mut inp = obs_dim as i64;
+    for &h in hidden_dims {
+        let h = h as i64;
+        shapes.extend([vec![h, inp], vec![h], vec![h], vec![h]]);
+        inp = h;
+    }
+    shapes.extend([
+        vec![NUM_ACTIONS as i64, inp],
+        vec![NUM_ACTIONS as i64],
+        vec![1, inp],
+        vec![1],
+    ]);
+    shapes
+}
+
+/// An orthogonal `[rows, cols]` matrix scaled by `gain` (the usual QR construction, with
+/// the normal draws taken from `rng` in row-major order of the `[max, min]` matrix).
+pub fn orthogonal(rows: usize, cols: usize, gain: f64, rng: &mut Rng) -> Tensor {
+    let (r, c) = (rows.max(cols), rows.min(cols));
+    let data: Vec<f32> = (0..r * c).map(|_| rng.normal_f32()).collect();
+    let a = Tensor::from_slice(&data).view([r as i64, c as i64]);
+    let (q, rr) = Tensor::linalg_qr(&a, "reduced");
+    let sign = rr.diagonal(0, 0, 1).sign();
+    // A zero diagonal entry has sign 0; keep that column rather than zeroing it.
+    let sign = sign.where_self(&sign.ne(0.0), &sign.ones_like());
+    let q = q * sign.unsqueeze(0);
+    let q = if rows < cols { q.tr() } else { q };
+    (q * gain).contiguous()
+}
+
+impl Policy {
+    /// A freshly initialised network (model.md section 5): orthogonal weights with gains
+    /// sqrt(2) (hidden), 0.01 (actor), 1.0 (critic); zero biases; LayerNorm scale 1, bias 0.
+    /// Random draws come from `rng` (hidden layers in order, then actor, then critic).
+    pub fn new(obs_dim: usize, hidden_dims: &[usize], rng: &mut Rng, device: Device) -> Policy {
+        let names = param_names(hidden_dims);
+        let shapes = param_shapes(obs_dim, hidden_dims);
+        let n_hidden = hidden_dims.len();
+        let mut params = Vec::with_capacity(names.len());
+        for (i, shape) in shapes.iter().enumerate() {
+            let t = if shape.len() == 2 {
+                let gain = if i < 4 * n_hidden {
+                    2f64.sqrt()
+                } else if i == 4 * n_hidden {
+                    0.01
+                } else {
+                    1.0
+                };
+                orthogonal(shape[0] as usize, shape[1] as usize, gain, rng)
+            } else if names[i].ends_with("norm/weight") {
+                Tensor::ones(shape.as_slice(), (Kind::Float, Device::Cpu))
+            } else {
+                Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu))
+            };
+            params.push(t.to_device(device).set_requires_grad(true));
+        }
+        Policy {
+            names,
+            params,
+            obs_dim,
+            hidden_dims: hidden_dims.to_vec(),
+        }
+    }
+
+    /// Builds a policy from existing tensors (e.g. a checkpoint), checking names and shapes.
+    pub fn from_tensors(
+        obs_dim: usize,
+        hidden_dims: &[usize],
+        tensors: Vec<Tensor>,
+        device: Device,
+    ) -> Result<Policy, String> {
+        let names = param_names(hidden_dims);
+        let shapes = param_shapes(obs_dim, hidden_dims);
+        if tensors.len() != names.len() {
+            return Err(format!(
+                "expected {} policy tensors, got {}",
+                names.len(),
+                tensors.len()
+            ));
+        }
+        let mut params = Vec::with_capacity(names.len());
+        for ((t, shape), name) in tensors.into_iter().zip(&shapes).zip(&names) {
+            if t.size() != *shape {
+                return Err(format!(
+                    "{name}: shape {:?}, expected {:?}",
+                    t.size(),
+                    shape
+                ));
+            }
+            params.push(
+                t.to_kind(Kind::Float)
+                    .to_device(device)
+                    .detach()
+                    .set_requires_grad(true),
+            );
+        }
+        Ok(Policy {
+            names,
+            params,
+            obs_dim,
+            hidden_dims: hidden_dims.to_vec(),
+        })
+    }
+
+    /// Total number of scalar parameters (37,063 for the defaults).
+    pub fn num_params(&self) -> i64 {
+        self.params.iter().map(|p| p.numel() as i64).sum()
+    }
+
+    /// Device of the parameters.
+    pub fn device(&self) -> Device {
+        self.params[0].device()
+    }
+
+    /// Index of a parameter by name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// Forward pass for `U` agents x `L` timesteps: `x` is `[U, L, obs_dim]`, `offsets`
+    /// (if any) holds per-agent `[U, ...shape]` offsets per parameter. Returns logits
+    /// `[U, L, 6]` and values `[U, L]`.
+    ///
+    /// The shared part is one matmul over all `U*L` rows; the per-agent part is one `bmm`
+    /// per evolved weight (`[U, L, in] x [U, in, out]`), so each agent's offsets are read
+    /// once and reused over its `L` timesteps.
+    pub fn forward(&self, x: &Tensor, offsets: Option<&AgentOffsets>) -> (Tensor, Tensor) {
+        let off = |i: usize| offsets.and_then(|o| o[i].as_ref());
+        let p = &self.params;
+        let mut h = x.shallow_clone();
+        for k in 0..self.hidden_dims.len() {
+            let b = 4 * k;
+            h = linear(&h, &p[b], &p[b + 1], off(b), off(b + 1));
+            h = layer_norm(&h, &p[b + 2], &p[b + 3], off(b + 2), off(b + 3));
+            h = h.tanh();
+        }
+        let a = 4 * self.hidden_dims.len();
+        let logits = linear(&h, &p[a], &p[a + 1], off(a), off(a + 1));
+        let value = linear(&h, &p[a + 2], &p[a + 3], off(a + 2), off(a + 3)).squeeze_dim(-1);
+        (logits, value)
+    }
+
+    /// Deep copies of the parameters, detached (no gradient).
+    pub fn detached_copies(&self) -> Vec<Tensor> {
+        self.params.iter().map(|p| p.detach().copy()).collect()
+    }
+}
+
+/// `x W^T + b (+ x D^T + d)` for `x` `[U, L, in]`.
+fn linear(x: &Tensor, w: &Tensor, b: &Tensor, dw: Option<&Tensor>, db: Option<&Tensor>) -> Tensor {
+    let mut y = x.matmul(&w.tr()) + b;
+    if let Some(dw) = dw {
+        y = y + x.bmm(&dw.transpose(1, 2));
+    }
+    if let Some(db) = db {
+        y = y + db.unsqueeze(1);
+    }
+    y
+}
+
+/// LayerNorm over the last dim with (optionally per-agent offset) scale and bias.
+fn layer_norm(
+    x: &Tensor,
+    g: &Tensor,
+    b: &Tensor,
+    dg: Option<&Tensor>,
+    db: Option<&Tensor>,
+) -> Tensor {
+    let h = *x.size().last().unwrap();
+    if dg.is_none() && db.is_none() {
+        return x.layer_norm([h], Some(g), Some(b), LAYER_NORM_EPS, true);
+    }
+    let n = x.layer_norm([h], None::<Tensor>, None::<Tensor>, LAYER_NORM_EPS, true);
+    let scale = match dg {
+        Some(dg) => g + dg.unsqueeze(1),
+        None => g.shallow_clone(),
+    };
+    let shift = match db {
+        Some(db) => b + db.unsqueeze(1),
+        None => b.shallow_clone(),
+    };
+    n * scale + shift
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_param_count_is_37063() {
+        let c = crate::Config::default();
+        let p = Policy::new(
+            c.obs_dim(),
+            &c.agent.hidden_dims,
+            &mut Rng::seed_from_u64(0),
+            Device::Cpu,
+        );
+        assert_eq!(p.num_params(), 37_063);
+        assert_eq!(p.names[0], "policy/hidden0/weight");
+        assert_eq!(p.names[2], "policy/hidden0/norm/weight");
+        assert_eq!(p.names[11], "policy/critic/bias");
+    }
+
+    #[test]
+    fn orthogonal_rows_or_columns_are_orthonormal_times_gain() {
+        let mut rng = Rng::seed_from_u64(1);
+        let w = orthogonal(6, 64, 0.01, &mut rng);
+        let g = w.matmul(&w.tr()) / (0.01 * 0.01);
+        let err = (g - Tensor::eye(6, (Kind::Float, Device::Cpu)))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(err < 1e-4, "{err}");
+        let w = orthogonal(64, 30, 2f64.sqrt(), &mut rng);
+        let g = w.tr().matmul(&w) / 2.0;
+        let err = (g - Tensor::eye(30, (Kind::Float, Device::Cpu)))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(err < 1e-4, "{err}");
+    }
+
+    #[test]
+    fn biases_zero_and_norm_scale_one() {
+        let p = Policy::new(20, &[8, 8], &mut Rng::seed_from_u64(2), Device::Cpu);
+        for (n, t) in p.names.iter().zip(&p.params) {
+            let expect = if n.ends_with("norm/weight") { 1.0 } else { 0.0 };
+            if n.ends_with("bias") || n.ends_with("norm/weight") {
+                let dev = (t - expect).abs().max().double_value(&[]);
+                assert_eq!(dev, 0.0, "{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn offsets_in_forward_equal_effective_weights() {
+        // x (W + D)^T computed via the split path equals the forward with W + D as shared.
+        tch::set_num_threads(1);
+        let mut rng = Rng::seed_from_u64(3);
+        let p = Policy::new(10, &[8, 8], &mut rng, Device::Cpu);
+        let x = Tensor::randn([1, 4, 10], (Kind::Float, Device::Cpu));
+        let d: Vec<Tensor> = p.params.iter().map(|t| t.randn_like() * 0.1).collect();
+        let offs: AgentOffsets = d.iter().map(|t| Some(t.unsqueeze(0))).collect();
+        let (l1, v1) = tch::no_grad(|| p.forward(&x, Some(&offs)));
+        let eff: Vec<Tensor> = p
+            .params
+            .iter()
+            .zip(&d)
+            .map(|(w, d)| w.detach() + d)
+            .collect();
+        let q = Policy::from_tensors(10, &[8, 8], eff, Device::Cpu).unwrap();
+        let (l2, v2) = tch::no_grad(|| q.forward(&x, None));
+        assert!((l1 - l2).abs().max().double_value(&[]) < 1e-5);
+        assert!((v1 - v2).abs().max().double_value(&[]) < 1e-5);
+    }
+}

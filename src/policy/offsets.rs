@@ -1,0 +1,235 @@
+//! Per-slot evolved weight offsets `d_i` (model.md section 5): agents act with `w + d_i`.
+//!
+//! One tensor `[E*A, ...shape]` per evolved parameter; births copy the parent's row plus
+//! Gaussian mutation drawn from the run's [`Rng`], floor respawns and resets zero a row.
+
+use tch::{Device, Kind, Tensor};
+
+use super::{AgentOffsets, Policy};
+use crate::config::{Config, Evolved};
+use crate::rng::Rng;
+
+/// The per-slot offsets of the evolved parameters.
+#[derive(Debug)]
+pub struct Offsets {
+    /// Index of each evolved parameter in [`Policy::params`].
+    pub param_index: Vec<usize>,
+    /// Names of the evolved parameters (`policy/...`), in order.
+    pub names: Vec<String>,
+    /// `[num_slots, ...shape]` per evolved parameter (no gradient).
+    pub tensors: Vec<Tensor>,
+    /// Mutation standard deviation per evolved parameter.
+    pub stds: Vec<f32>,
+    /// Total parameter count of the network (for [`Offsets::gather`]).
+    pub num_policy_params: usize,
+}
+
+/// Names of the parameters that carry offsets for `evolved`.
+pub fn evolved_names(names: &[String], evolved: Evolved) -> Vec<usize> {
+    (0..names.len())
+        .filter(|&i| match evolved {
+            Evolved::All => true,
+            Evolved::Heads => {
+                names[i].starts_with("policy/actor/") || names[i].starts_with("policy/critic/")
+            }
+        })
+        .collect()
+}
+
+/// The mutation std of a parameter: the first `layer_mutation_rates` key that is a
+/// substring of `name`, else `mutation_std`.
+pub fn mutation_std_for(config: &Config, name: &str) -> f32 {
+    for (key, std) in &config.specialization.layer_mutation_rates {
+        if name.contains(key.as_str()) {
+            return *std as f32;
+        }
+    }
+    config.evolution.mutation_std as f32
+}
+
+impl Offsets {
+    /// Zero offsets for `num_slots` slots, or `None` when `evolution.enabled = false`.
+    pub fn new(policy: &Policy, config: &Config, num_slots: usize) -> Option<Offsets> {
+        if !config.evolution.enabled {
+            return None;
+        }
+        let idx = evolved_names(&policy.names, config.evolution.evolved);
+        let device = policy.device();
+        let tensors = idx
+            .iter()
+            .map(|&i| {
+                let mut shape = vec![num_slots as i64];
+                shape.extend(policy.params[i].size());
+                Tensor::zeros(shape.as_slice(), (Kind::Float, device))
+            })
+            .collect();
+        Some(Offsets {
+            names: idx.iter().map(|&i| policy.names[i].clone()).collect(),
+            stds: idx
+                .iter()
+                .map(|&i| mutation_std_for(config, &policy.names[i]))
+                .collect(),
+            param_index: idx,
+            tensors,
+            num_policy_params: policy.params.len(),
+        })
+    }
+
+    /// Number of slots.
+    pub fn num_slots(&self) -> usize {
+        self.tensors
+            .first()
+            .map(|t| t.size()[0] as usize)
+            .unwrap_or(0)
+    }
+
+    /// Number of offset scalars per slot.
+    pub fn per_slot_numel(&self) -> i64 {
+        self.tensors.iter().map(|t| t.numel() as i64).sum::<i64>() / self.num_slots().max(1) as i64
+    }
+
+    /// Device of the offsets.
+    pub fn device(&self) -> Device {
+        self.tensors[0].device()
+    }
+
+    /// Draws one mutation (`N(0, std^2)` per element) for every evolved parameter, in
+    /// parameter order then row-major element order (parameters with std 0 draw nothing).
+    pub fn mutation_noise(&self, rng: &mut Rng) -> Vec<Tensor> {
+        let device = self.device();
+        self.tensors
+            .iter()
+            .zip(&self.stds)
+            .map(|(t, &std)| {
+                let shape = &t.size()[1..];
+                let n: i64 = shape.iter().product();
+                if std == 0.0 {
+                    return Tensor::zeros(shape, (Kind::Float, device));
+                }
+                let data: Vec<f32> = (0..n).map(|_| rng.normal_f32() * std).collect();
+                Tensor::from_slice(&data).view(shape).to_device(device)
+            })
+            .collect()
+    }
+
+    /// The rows of `slot` (views, `[...shape]` per parameter).
+    pub fn row(&self, slot: usize) -> Vec<Tensor> {
+        self.tensors.iter().map(|t| t.get(slot as i64)).collect()
+    }
+
+    /// Overwrites the rows of `slot` with `values` (`[...shape]` per parameter).
+    pub fn set_row(&mut self, slot: usize, values: &[Tensor]) {
+        tch::no_grad(|| {
+            for (t, v) in self.tensors.iter().zip(values) {
+                t.get(slot as i64).copy_(v);
+            }
+        });
+    }
+
+    /// Birth: `d_child = d_parent + mutation` (noise from `rng`). Returns the child's row.
+    pub fn birth(&mut self, parent: usize, child: usize, rng: &mut Rng) -> Vec<Tensor> {
+        let noise = self.mutation_noise(rng);
+        let row: Vec<Tensor> = self
+            .row(parent)
+            .iter()
+            .zip(&noise)
+            .map(|(p, n)| p + n)
+            .collect();
+        self.set_row(child, &row);
+        row
+    }
+
+    /// Zeroes the rows of `slots` (floor respawns, episode resets).
+    pub fn zero_rows(&mut self, slots: std::ops::Range<usize>) {
+        if slots.is_empty() {
+            return;
+        }
+        tch::no_grad(|| {
+            for t in &self.tensors {
+                let _ = t.narrow(0, slots.start as i64, slots.len() as i64).zero_();
+            }
+        });
+    }
+
+    /// Gathers rows `idx` (`[U]` int64 on the offsets' device) of `tables` (one
+    /// `[rows, ...shape]` tensor per evolved parameter) into per-parameter `[U, ...shape]`,
+    /// placed at their [`Policy::params`] index.
+    pub fn gather(&self, tables: &[Tensor], idx: &Tensor) -> AgentOffsets {
+        let mut out: AgentOffsets = (0..self.num_policy_params).map(|_| None).collect();
+        for (&pi, t) in self.param_index.iter().zip(tables) {
+            out[pi] = Some(t.index_select(0, idx));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(evolved: Evolved) -> (Config, Policy) {
+        let mut c = Config::default();
+        c.evolution.evolved = evolved;
+        c.specialization
+            .layer_mutation_rates
+            .insert("actor".into(), 0.5);
+        let p = Policy::new(12, &[8, 8], &mut Rng::seed_from_u64(0), Device::Cpu);
+        (c, p)
+    }
+
+    #[test]
+    fn heads_select_only_actor_and_critic() {
+        let (c, p) = setup(Evolved::Heads);
+        let o = Offsets::new(&p, &c, 4).unwrap();
+        assert_eq!(
+            o.names,
+            [
+                "policy/actor/weight",
+                "policy/actor/bias",
+                "policy/critic/weight",
+                "policy/critic/bias"
+            ]
+        );
+        assert_eq!(o.per_slot_numel(), 6 * 8 + 6 + 8 + 1);
+        let (c2, p2) = setup(Evolved::All);
+        let o = Offsets::new(&p2, &c2, 4).unwrap();
+        assert_eq!(o.per_slot_numel(), p2.num_params());
+    }
+
+    #[test]
+    fn disabled_has_no_offsets() {
+        let (mut c, p) = setup(Evolved::All);
+        c.evolution.enabled = false;
+        assert!(Offsets::new(&p, &c, 4).is_none());
+    }
+
+    #[test]
+    fn birth_copies_parent_plus_per_layer_mutation_and_zero_resets() {
+        let (c, p) = setup(Evolved::All);
+        let mut o = Offsets::new(&p, &c, 4).unwrap();
+        let mut rng = Rng::seed_from_u64(5);
+        let first = o.birth(0, 1, &mut rng);
+        let second = o.birth(1, 2, &mut rng);
+        let ai = o
+            .names
+            .iter()
+            .position(|n| n == "policy/actor/weight")
+            .unwrap();
+        let hi = o
+            .names
+            .iter()
+            .position(|n| n == "policy/hidden0/weight")
+            .unwrap();
+        // Child 2 = child 1 + noise; the actor noise has std 0.5, hidden noise std 0.01.
+        let da = (&second[ai] - &first[ai]).std(false).double_value(&[]);
+        let dh = (&second[hi] - &first[hi]).std(false).double_value(&[]);
+        assert!((0.3..0.7).contains(&da), "{da}");
+        assert!((0.005..0.015).contains(&dh), "{dh}");
+        assert_eq!(
+            o.row(2)[ai].sum(Kind::Float).double_value(&[]),
+            second[ai].sum(Kind::Float).double_value(&[])
+        );
+        o.zero_rows(1..3);
+        assert_eq!(o.tensors[ai].abs().sum(Kind::Float).double_value(&[]), 0.0);
+    }
+}

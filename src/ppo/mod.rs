@@ -1,0 +1,16 @@
+//! PPO for the Emergence Lab population (model.md section 6): rollout buffers, masked GAE,
+//! the clipped-surrogate update with a hand-written Adam, and specialization pressure.
+//!
+//! The pieces are plain functions over plain data so the update reads top to bottom like
+//! CleanRL's `ppo.py`; [`crate::train::TrainState::iterate`] strings them together.
+
+pub mod adam;
+pub mod gae;
+pub mod rollout;
+pub mod specialization;
+pub mod update;
+
+pub use adam::Adam;
+pub use gae::{compute_gae, GaeInput};
+pub use rollout::{collect, Rollout, RolloutStats};
+pub use update::{build_batch, update, UpdateStats};

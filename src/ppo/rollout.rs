@@ -1,0 +1,316 @@
+//! Rollout collection (model.md section 6.1-6.2): T ticks of all envs, each alive agent
+//! acting with its own effective weights, recorded densely `[T, E*A]` for GAE.
+//!
+//! Dead slots are never fed to the network: each tick gathers the alive rows. Offsets can
+//! change mid-rollout (births, respawns, resets), so every distinct agent gets an entry in
+//! a rollout-local offset table (the slots' offsets at rollout start, a zero row, then one
+//! row per birth) and each sample references its entry; the update reads that table.
+
+use std::time::Instant;
+
+use tch::{Device, Kind, Tensor};
+
+use super::gae::GaeInput;
+use crate::policy::{Offsets, Policy};
+use crate::rng::Rng;
+use crate::world::{TickInfo, World, NUM_ACTIONS};
+
+/// Everything recorded in one rollout.
+#[derive(Debug)]
+pub struct Rollout {
+    /// Dense `[T, N]` data for GAE (`reward` is the food reward; bonuses are added later).
+    pub gae: GaeInput,
+    /// `[T, N]` sampled action.
+    pub action: Vec<u8>,
+    /// `[T, N]` log-probability of the sampled action.
+    pub logp: Vec<f32>,
+    /// `[T, N]` entry of the acting agent in `table` (0 when there are no offsets).
+    pub entry: Vec<i64>,
+    /// Observations of the alive samples in `[T, N]` order (tick-major), `[S, obs_dim]`.
+    pub obs: Tensor,
+    /// The rollout-local offset table, one `[entries, ...shape]` per evolved parameter.
+    pub table: Option<Vec<Tensor>>,
+    /// Counters for the metrics.
+    pub stats: RolloutStats,
+}
+
+/// Counters and timings of one rollout.
+#[derive(Debug, Clone, Default)]
+pub struct RolloutStats {
+    pub births: u64,
+    pub deaths: u64,
+    pub foods_eaten: u64,
+    pub floor_respawns: u64,
+    /// Samples (alive agent-ticks).
+    pub alive_agent_steps: u64,
+    /// Seconds in `World::observe` + `World::step`.
+    pub world_s: f64,
+    /// Seconds in the network forward passes (incl. host/device copies).
+    pub network_s: f64,
+    /// Seconds for offsets bookkeeping (mutation, table).
+    pub offsets_s: f64,
+}
+
+/// Reusable host buffers of the rollout.
+#[derive(Debug, Default)]
+pub struct RolloutScratch {
+    obs: Vec<f32>,
+    compact: Vec<f32>,
+    actions: Vec<u8>,
+    info: TickInfo,
+}
+
+/// Evaluates the policy for the slots `slots` whose observations are the rows `rows`
+/// (`[n * obs_dim]`), with the offsets of `offsets` rows `offset_rows`. Returns
+/// `(log_softmax [n*6], values [n])` on the host.
+pub fn evaluate(
+    policy: &Policy,
+    offsets: Option<&Offsets>,
+    rows: &[f32],
+    offset_rows: &[i64],
+    keep_obs: bool,
+) -> (Vec<f32>, Vec<f32>, Option<Tensor>) {
+    let n = offset_rows.len() as i64;
+    let device = policy.device();
+    let x = Tensor::from_slice(rows)
+        .view([n, 1, policy.obs_dim as i64])
+        .to_device(device);
+    let (logits, value) = tch::no_grad(|| {
+        let d = offsets.map(|o| {
+            let idx = Tensor::from_slice(offset_rows).to_device(device);
+            o.gather(&o.tensors, &idx)
+        });
+        policy.forward(&x, d.as_ref())
+    });
+    let logp = logits
+        .log_softmax(-1, Kind::Float)
+        .to_device(Device::Cpu)
+        .flatten(0, -1);
+    let value = value.to_device(Device::Cpu).flatten(0, -1);
+    let obs = keep_obs.then(|| x.view([n, policy.obs_dim as i64]));
+    (
+        Vec::try_from(&logp).unwrap(),
+        Vec::try_from(&value).unwrap(),
+        obs,
+    )
+}
+
+/// Samples an action from log-probabilities with one uniform draw (inverse CDF).
+pub fn sample_action(logp: &[f32], rng: &mut Rng) -> u8 {
+    let u = rng.uniform_f32();
+    let mut cum = 0f32;
+    let mut last_nonzero = 0;
+    for (k, &lp) in logp.iter().enumerate() {
+        let p = lp.exp();
+        if p > 0.0 {
+            last_nonzero = k;
+        }
+        cum += p;
+        if u < cum {
+            return k as u8;
+        }
+    }
+    last_nonzero as u8
+}
+
+/// Runs `num_steps` ticks of every env. Random draws per tick: one `uniform_f32` per alive
+/// slot (slot order) for its action, then the world's draws, then the mutation noise of
+/// each birth in order.
+pub fn collect(
+    world: &mut World,
+    rng: &mut Rng,
+    policy: &Policy,
+    mut offsets: Option<&mut Offsets>,
+    num_steps: usize,
+    scratch: &mut RolloutScratch,
+) -> Rollout {
+    let (e_n, a_n) = (world.num_envs(), world.num_slots());
+    let n = e_n * a_n;
+    let d = world.obs_dim();
+    let mut gae = GaeInput::new(num_steps, n);
+    let mut action = vec![0u8; num_steps * n];
+    let mut logp_out = vec![0f32; num_steps * n];
+    let mut entry = vec![0i64; num_steps * n];
+    let mut stats = RolloutStats::default();
+    let mut obs_ticks: Vec<Tensor> = Vec::with_capacity(num_steps);
+    scratch.obs.resize(n * d, 0.0);
+    scratch.actions.resize(n, 0);
+
+    // Offset table: rows 0..n = slot offsets at rollout start, row n = zeros, then births.
+    let t0 = Instant::now();
+    let snapshot: Option<Vec<Tensor>> = offsets
+        .as_ref()
+        .map(|o| o.tensors.iter().map(|t| t.copy()).collect());
+    let zero_entry = n as i64;
+    let mut appended: Vec<Vec<Tensor>> = Vec::new();
+    let mut slot_entry: Vec<i64> = (0..n as i64).collect();
+    stats.offsets_s += t0.elapsed().as_secs_f64();
+
+    let mut alive_slots: Vec<i64> = Vec::with_capacity(n);
+    for t in 0..num_steps {
+        let tw = Instant::now();
+        world.observe(&mut scratch.obs);
+        stats.world_s += tw.elapsed().as_secs_f64();
+
+        alive_slots.clear();
+        scratch.compact.clear();
+        for k in 0..n {
+            if world.alive[k] {
+                alive_slots.push(k as i64);
+                scratch
+                    .compact
+                    .extend_from_slice(&scratch.obs[k * d..(k + 1) * d]);
+            }
+        }
+        let tn = Instant::now();
+        let (lp, val) = if alive_slots.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let (lp, val, x) = evaluate(
+                policy,
+                offsets.as_deref(),
+                &scratch.compact,
+                &alive_slots,
+                true,
+            );
+            obs_ticks.push(x.unwrap());
+            (lp, val)
+        };
+        stats.network_s += tn.elapsed().as_secs_f64();
+
+        scratch.actions.fill(0);
+        for (j, &k) in alive_slots.iter().enumerate() {
+            let k = k as usize;
+            let row = &lp[j * NUM_ACTIONS..(j + 1) * NUM_ACTIONS];
+            let act = sample_action(row, rng);
+            scratch.actions[k] = act;
+            let i = t * n + k;
+            gae.alive[i] = true;
+            gae.agent_id[i] = world.agent_id[k];
+            gae.value[i] = val[j];
+            action[i] = act;
+            logp_out[i] = row[act as usize];
+            entry[i] = slot_entry[k];
+        }
+        stats.alive_agent_steps += alive_slots.len() as u64;
+
+        let tw = Instant::now();
+        world.step(&scratch.actions, rng, &mut scratch.info);
+        stats.world_s += tw.elapsed().as_secs_f64();
+        let info = &scratch.info;
+        for k in 0..n {
+            let i = t * n + k;
+            gae.reward[i] = info.rewards[k];
+            gae.died[i] = info.died[k];
+            gae.truncated[i] = gae.alive[i] && info.truncated[k / a_n];
+        }
+        stats.deaths += info.deaths.iter().map(|&x| x as u64).sum::<u64>();
+        stats.foods_eaten += info.foods_eaten.iter().map(|&x| x as u64).sum::<u64>();
+        stats.births += info.births.len() as u64;
+        stats.floor_respawns += info.floor_respawns.len() as u64;
+
+        // Time-limit truncation: value of the final pre-reset observation of each agent
+        // that acted this tick and survived it, with its own (pre-reset) offsets.
+        if info.truncated.iter().any(|&x| x) {
+            let mut rows = Vec::new();
+            let mut which = Vec::new();
+            for k in 0..n {
+                let i = t * n + k;
+                if gae.truncated[i] && !gae.died[i] {
+                    rows.extend_from_slice(&info.terminal_obs[k * d..(k + 1) * d]);
+                    which.push(k as i64);
+                }
+            }
+            if !which.is_empty() {
+                let tn = Instant::now();
+                let (_, tv, _) = evaluate(policy, offsets.as_deref(), &rows, &which, false);
+                for (j, &k) in which.iter().enumerate() {
+                    gae.terminal_value[t * n + k as usize] = tv[j];
+                }
+                stats.network_s += tn.elapsed().as_secs_f64();
+            }
+        }
+
+        // Offsets: births inherit + mutate, floor respawns and resets start from zero.
+        if let Some(o) = offsets.as_deref_mut() {
+            let to = Instant::now();
+            for b in &info.births {
+                let (parent, child) = (b.env * a_n + b.parent_slot, b.env * a_n + b.child_slot);
+                let row = o.birth(parent, child, rng);
+                appended.push(row);
+                slot_entry[child] = n as i64 + appended.len() as i64;
+            }
+            for &(env, slot) in &info.floor_respawns {
+                let k = env * a_n + slot;
+                o.zero_rows(k..k + 1);
+                slot_entry[k] = zero_entry;
+            }
+            for env in 0..e_n {
+                if info.truncated[env] {
+                    o.zero_rows(env * a_n..(env + 1) * a_n);
+                    slot_entry[env * a_n..(env + 1) * a_n].fill(zero_entry);
+                }
+            }
+            stats.offsets_s += to.elapsed().as_secs_f64();
+        }
+    }
+
+    // Bootstrap values of the final observation.
+    let tw = Instant::now();
+    world.observe(&mut scratch.obs);
+    stats.world_s += tw.elapsed().as_secs_f64();
+    alive_slots.clear();
+    scratch.compact.clear();
+    for k in 0..n {
+        gae.final_alive[k] = world.alive[k];
+        gae.final_agent_id[k] = world.agent_id[k];
+        if world.alive[k] {
+            alive_slots.push(k as i64);
+            scratch
+                .compact
+                .extend_from_slice(&scratch.obs[k * d..(k + 1) * d]);
+        }
+    }
+    if !alive_slots.is_empty() {
+        let tn = Instant::now();
+        let (_, fv, _) = evaluate(
+            policy,
+            offsets.as_deref(),
+            &scratch.compact,
+            &alive_slots,
+            false,
+        );
+        for (j, &k) in alive_slots.iter().enumerate() {
+            gae.final_value[k as usize] = fv[j];
+        }
+        stats.network_s += tn.elapsed().as_secs_f64();
+    }
+
+    let to = Instant::now();
+    let table = snapshot.map(|snap| {
+        snap.into_iter()
+            .enumerate()
+            .map(|(p, s)| {
+                let zero = s.get(0).zeros_like().unsqueeze(0);
+                let mut parts = vec![s, zero];
+                parts.extend(appended.iter().map(|r| r[p].unsqueeze(0)));
+                Tensor::cat(&parts, 0)
+            })
+            .collect()
+    });
+    stats.offsets_s += to.elapsed().as_secs_f64();
+    let obs = if obs_ticks.is_empty() {
+        Tensor::zeros([0, d as i64], (Kind::Float, policy.device()))
+    } else {
+        Tensor::cat(&obs_ticks, 0)
+    };
+    Rollout {
+        gae,
+        action,
+        logp: logp_out,
+        entry,
+        obs,
+        table,
+        stats,
+    }
+}

@@ -1,0 +1,270 @@
+//! `TrainState`: everything a checkpoint needs (model.md section 8) and the training step
+//! `iterate` (TrainState -> TrainState + metrics), PureJaxRL-style.
+//!
+//! One iteration = rollout -> specialization bonus -> GAE -> PPO update -> metrics, in
+//! exactly the order of model.md section 6.
+
+use std::time::Instant;
+
+use tch::Device;
+
+use super::TrainError;
+use crate::config::{Config, LrSchedule};
+use crate::metrics::Metrics;
+use crate::policy::{Offsets, Policy};
+use crate::ppo::rollout::RolloutScratch;
+use crate::ppo::{self, specialization, Adam};
+use crate::rng::Rng;
+use crate::world::{World, WorldParams};
+
+/// The complete training state: if it is not here, it is not state.
+#[derive(Debug)]
+pub struct TrainState {
+    /// The run's config (as loaded; saved in checkpoints).
+    pub config: Config,
+    /// Shared actor-critic weights.
+    pub policy: Policy,
+    /// Adam state over the shared weights.
+    pub adam: Adam,
+    /// Per-slot evolved offsets (`None` when `evolution.enabled = false`).
+    pub offsets: Option<Offsets>,
+    /// All env states.
+    pub world: World,
+    /// The run's one random generator.
+    pub rng: Rng,
+    /// Steps done (agent-slot env ticks, dead slots included).
+    pub step: u64,
+    /// Iterations done.
+    pub iteration: u64,
+    /// Metrics of every iteration so far.
+    pub metrics_history: Vec<Metrics>,
+    /// Tracker state (JSON; becomes `crate::trackers::Trackers` once that lands).
+    pub trackers: serde_json::Value,
+    scratch: RolloutScratch,
+}
+
+/// Basic checks the learner relies on (the config module's `validate` does the rest).
+pub fn check_config(c: &Config) -> Result<(), TrainError> {
+    let bad = |m: &str| Err(TrainError::Config(m.to_string()));
+    if c.train.num_envs == 0 || c.train.num_steps == 0 || c.evolution.max_agents == 0 {
+        return bad("train.num_envs, train.num_steps and evolution.max_agents must be >= 1");
+    }
+    if c.agent.hidden_dims.is_empty() || c.agent.hidden_dims.contains(&0) {
+        return bad("agent.hidden_dims must be a non-empty list of positive widths, e.g. [64, 64]");
+    }
+    if c.train.minibatch_size == 0 {
+        return bad("train.minibatch_size must be >= 1");
+    }
+    if c.env.grid_size == 0 {
+        return bad("env.grid_size must be >= 1");
+    }
+    Ok(())
+}
+
+impl TrainState {
+    /// A fresh state: `Rng::seed_from_u64(train.seed)`, then the world's resets, then the
+    /// network initialisation, all from that one generator.
+    pub fn new(config: Config, device: Device) -> Result<TrainState, TrainError> {
+        check_config(&config)?;
+        let mut rng = Rng::seed_from_u64(config.train.seed);
+        let world = World::new(WorldParams::from_config(&config), &mut rng);
+        let policy = Policy::new(world.obs_dim(), &config.agent.hidden_dims, &mut rng, device);
+        let adam = Adam::new(&policy.params);
+        let offsets = Offsets::new(&policy, &config, world.num_envs() * world.num_slots());
+        Ok(TrainState::from_parts(
+            config, policy, adam, offsets, world, rng,
+        ))
+    }
+
+    /// Assembles a state at step 0 from its parts (used by checkpoint loading too).
+    pub(crate) fn from_parts(
+        config: Config,
+        policy: Policy,
+        adam: Adam,
+        offsets: Option<Offsets>,
+        world: World,
+        rng: Rng,
+    ) -> TrainState {
+        TrainState {
+            config,
+            policy,
+            adam,
+            offsets,
+            world,
+            rng,
+            step: 0,
+            iteration: 0,
+            metrics_history: Vec::new(),
+            trackers: serde_json::Value::Null,
+            scratch: RolloutScratch::default(),
+        }
+    }
+
+    /// Device of the network.
+    pub fn device(&self) -> Device {
+        self.policy.device()
+    }
+
+    /// Iterations the run takes: `ceil(total_steps / steps_per_iteration)`, at least 1.
+    pub fn num_iterations(&self) -> u64 {
+        let spi = self.config.steps_per_iteration().max(1);
+        self.config.train.total_steps.div_ceil(spi).max(1)
+    }
+
+    /// Learning rate of the next iteration: linear from `learning_rate` down to 0 over the
+    /// run's iterations (from the iteration counter, so it continues after a resume), or
+    /// constant.
+    pub fn learning_rate(&self) -> f64 {
+        let lr = self.config.train.learning_rate;
+        match self.config.train.lr_schedule {
+            LrSchedule::Constant => lr,
+            LrSchedule::Linear => {
+                let frac = 1.0 - self.iteration as f64 / self.num_iterations() as f64;
+                lr * frac.max(0.0)
+            }
+        }
+    }
+
+    /// One PPO iteration (model.md section 6). On a NaN/Inf loss returns
+    /// [`TrainError::NonFinite`] naming the iteration and metric (the state is then only
+    /// good for a debug save).
+    pub fn iterate(&mut self) -> Result<Metrics, TrainError> {
+        let t_start = Instant::now();
+        let c = &self.config;
+        let (e_n, a_n, t_n) = (c.train.num_envs, c.evolution.max_agents, c.train.num_steps);
+
+        // 1-2. Rollout with bootstrap values.
+        let mut rollout = ppo::collect(
+            &mut self.world,
+            &mut self.rng,
+            &self.policy,
+            self.offsets.as_mut(),
+            t_n,
+            &mut self.scratch,
+        );
+        let rollout_s = t_start.elapsed().as_secs_f64();
+        let stats = rollout.stats.clone();
+        let g = &mut rollout.gae;
+        let samples = stats.alive_agent_steps.max(1) as f64;
+        let food_reward: f64 = (0..g.alive.len())
+            .filter(|&k| g.alive[k])
+            .map(|k| g.reward[k] as f64)
+            .sum();
+
+        // Specialization pressure from the offsets and alive mask after the rollout; added
+        // to every alive reward of the agents present at its end (not to mean_reward).
+        let sp = &self.config.specialization;
+        if sp.diversity_bonus != 0.0 || sp.niche_pressure != 0.0 {
+            let dist =
+                specialization::cosine_distances(&self.policy, self.offsets.as_ref(), e_n, a_n);
+            let bonus = specialization::bonus_from_distances(
+                &dist,
+                &self.world.alive,
+                a_n,
+                sp.diversity_bonus,
+                sp.niche_pressure,
+            );
+            let n = e_n * a_n;
+            for k in 0..t_n * n {
+                let col = k % n;
+                if g.alive[k] && self.world.alive[col] && g.agent_id[k] == self.world.agent_id[col]
+                {
+                    g.reward[k] += bonus[col];
+                }
+            }
+        }
+
+        // 3. GAE.
+        let (adv, ret) = ppo::compute_gae(g, self.config.train.gamma, self.config.train.gae_lambda);
+        let (mut value_sum, mut return_sum) = (0f64, 0f64);
+        for k in 0..g.alive.len() {
+            if g.alive[k] {
+                value_sum += g.value[k] as f64;
+                return_sum += ret[k] as f64;
+            }
+        }
+
+        // 4-5. Update.
+        let t_update = Instant::now();
+        let lr = self.learning_rate();
+        let batch = ppo::build_batch(rollout, &adv, &ret);
+        let up = ppo::update(
+            &self.policy,
+            self.offsets.as_ref(),
+            &mut self.adam,
+            &batch,
+            &self.config.train,
+            lr,
+            &mut self.rng,
+        )
+        .map_err(|e| TrainError::NonFinite {
+            iteration: self.iteration + 1,
+            metric: e.metric,
+            value: e.value,
+        })?;
+        let update_s = t_update.elapsed().as_secs_f64();
+
+        self.iteration += 1;
+        self.step += self.config.steps_per_iteration();
+        let total_s = t_start.elapsed().as_secs_f64();
+
+        // 6. Metrics.
+        let mut m = Metrics::new(self.step, self.iteration);
+        m.set("losses/policy_loss", up.policy_loss);
+        m.set("losses/value_loss", up.value_loss);
+        m.set("losses/entropy", up.entropy);
+        m.set("losses/approx_kl", up.approx_kl);
+        m.set("losses/clip_fraction", up.clip_fraction);
+        m.set("losses/total_loss", up.total_loss);
+        m.set("charts/mean_reward", food_reward / samples);
+        m.set("charts/mean_value", value_sum / samples);
+        m.set("charts/mean_return", return_sum / samples);
+        m.set("charts/learning_rate", lr);
+        let w = &self.world;
+        let alive: Vec<usize> = (0..w.alive.len()).filter(|&k| w.alive[k]).collect();
+        let energies = alive.iter().map(|&k| w.energy[k] as f64);
+        let (emin, emax) = energies
+            .clone()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                (a.min(x), b.max(x))
+            });
+        let oldest = alive
+            .iter()
+            .map(|&k| w.tick[k / a_n].saturating_sub(w.birth_tick[k]) as f64)
+            .fold(0.0, f64::max);
+        let any = !alive.is_empty();
+        m.set(
+            "world/population",
+            stats.alive_agent_steps as f64 / (e_n * t_n) as f64,
+        );
+        m.set("world/births", stats.births as f64);
+        m.set("world/deaths", stats.deaths as f64);
+        m.set("world/foods_eaten", stats.foods_eaten as f64);
+        m.set("world/floor_respawns", stats.floor_respawns as f64);
+        m.set(
+            "world/mean_energy",
+            if any {
+                energies.sum::<f64>() / alive.len() as f64
+            } else {
+                0.0
+            },
+        );
+        m.set("world/min_energy", if any { emin } else { 0.0 });
+        m.set("world/max_energy", if any { emax } else { 0.0 });
+        m.set("world/oldest_age", oldest);
+        m.set(
+            "perf/steps_per_sec",
+            self.config.steps_per_iteration() as f64 / total_s,
+        );
+        m.set("perf/env_ticks", (e_n * t_n) as f64);
+        m.set("perf/alive_agent_steps", stats.alive_agent_steps as f64);
+        m.set("perf/rollout_s", rollout_s);
+        m.set("perf/update_s", update_s);
+        m.set("perf/world_s", stats.world_s);
+        m.set("perf/network_s", stats.network_s);
+        m.set("perf/offsets_s", stats.offsets_s);
+        m.set("perf/minibatches", up.minibatches as f64);
+        self.metrics_history.push(m.clone());
+        Ok(m)
+    }
+}
