@@ -1,8 +1,8 @@
 //! Checkpoints: one safetensors file per saved `TrainState`, written atomically, verified
 //! on load, rotated by step, with `latest.safetensors` pointing at the newest good one.
 //!
-//! The in-memory form is in `format.rs`, the file format v1 in `header.rs` (see also
-//! `helpers/CHECKPOINT_FORMAT.md`); this module knows nothing of tch or Kaggle.
+//! The in-memory form is in `format.rs`, the file format v1 in `header.rs`; everything but
+//! `session.rs` (the glue to the `Trainer`: resume, saves, signals) is independent of tch.
 
 pub mod error;
 pub mod format;
@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod reader;
 pub mod resume;
 pub mod saver;
+pub mod session;
 pub mod store;
 pub mod writer;
 
@@ -23,6 +24,7 @@ pub use resume::{
     ResumeChoice,
 };
 pub use saver::{AsyncSaver, SaverStats};
+pub use session::{train_with_checkpoints, CheckpointedRun, RunError, RunOutcome, SignalGuard};
 pub use store::{
     checkpoint_file_name, parse_checkpoint_file_name, CheckpointStore, LatestMode, SaveReport,
     LATEST_NAME,
