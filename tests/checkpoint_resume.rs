@@ -11,6 +11,7 @@ use std::time::Duration;
 use emergence_lab::checkpoint::{
     auto_resume, read_checkpoint, Checkpoint, CheckpointKind, CheckpointedRun, RunError,
 };
+use emergence_lab::config::ConfigOverrides;
 use emergence_lab::train::StopReason;
 use emergence_lab::Config;
 
@@ -263,6 +264,25 @@ fn resume_allows_only_run_control_changes() {
         msg.contains("train.gamma") && msg.contains("env.grid_size"),
         "{msg}"
     );
+    // Binaries: only the settings the user gave count (here a default config + overrides).
+    let mut base = Config::default();
+    base.log.checkpoint_dir = cfg.log.checkpoint_dir.clone();
+    base.train.resume_from = "auto".into();
+    let mut ov = ConfigOverrides::default();
+    ov.push("train.total_steps", &(3 * SPI).to_string());
+    ov.push("train.seed", "11");
+    let run = CheckpointedRun::start_with_overrides(base.clone(), &ov).unwrap();
+    assert_eq!(run.trainer().state.config.train.total_steps, 3 * SPI);
+    assert_eq!(
+        run.trainer().state.config.env.grid_size,
+        6,
+        "the checkpoint's config, not the defaults"
+    );
+    ov.push("train.seed", "12");
+    let e = CheckpointedRun::start_with_overrides(base, &ov)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("train.seed"), "{e}");
     let mut more = cfg;
     more.train.total_steps = 2 * SPI;
     more.log.keep_checkpoints = 1;

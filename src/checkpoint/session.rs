@@ -17,7 +17,7 @@ use super::reader::read_checkpoint;
 use super::resume::{find_resume, CheckpointInfo};
 use super::saver::{AsyncSaver, SaverStats};
 use super::store::CheckpointStore;
-use crate::config::Config;
+use crate::config::{Config, ConfigOverrides};
 use crate::metrics::Metrics;
 use crate::train::{StopReason, TrainError, TrainState, TrainSummary, Trainer};
 
@@ -132,16 +132,34 @@ pub fn crossed(interval: i64, before: u64, after: u64) -> bool {
     interval > 0 && before / interval as u64 != after / interval as u64
 }
 
-/// The config a resumed run uses: the checkpoint's, with the run-control fields of
-/// `requested` (an error listing every other differing field).
-pub fn resume_config(checkpoint_config: &Config, requested: &Config) -> Result<Config, String> {
-    Config::merge_run_control(checkpoint_config, requested).map_err(|e| e.to_string())
-}
-
 impl CheckpointedRun {
     /// Resolves `train.resume_from`, loads and restores the checkpoint (its config with the
-    /// run-control fields of `config`), or starts fresh; opens `log.checkpoint_dir`.
+    /// run-control fields of `config`; any other difference is an error listing the fields),
+    /// or starts fresh; opens `log.checkpoint_dir`. For notebooks, which hold a full config.
     pub fn start(config: Config) -> Result<CheckpointedRun, RunError> {
+        Self::start_with(config, |theirs, requested| {
+            Config::merge_run_control(theirs, requested).map_err(|e| e.to_string())
+        })
+    }
+
+    /// Like [`CheckpointedRun::start`] for binaries: on resume only the settings the user
+    /// gave (`overrides`: config files, command line, environment) are applied to the
+    /// checkpoint's config, via [`ConfigOverrides::apply_for_resume`].
+    pub fn start_with_overrides(
+        config: Config,
+        overrides: &ConfigOverrides,
+    ) -> Result<CheckpointedRun, RunError> {
+        Self::start_with(config, |theirs, _| {
+            overrides
+                .apply_for_resume(theirs)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn start_with(
+        config: Config,
+        resolve: impl FnOnce(&Config, &Config) -> Result<Config, String>,
+    ) -> Result<CheckpointedRun, RunError> {
         let choice = find_resume(&config)?;
         let mut warnings = choice.warnings;
         let (trainer, resumed_from) = match choice.checkpoint {
@@ -154,7 +172,7 @@ impl CheckpointedRun {
                         detail: format!("its config does not parse with this build: {e}"),
                     })?;
                 let merged =
-                    resume_config(&theirs, &config).map_err(|detail| RunError::Resume {
+                    resolve(&theirs, &config).map_err(|detail| RunError::Resume {
                         path: info.path.clone(),
                         detail,
                     })?;
