@@ -18,8 +18,9 @@ pub const LAYER_NORM_EPS: f64 = 1e-6;
 
 /// The shared actor-critic parameters.
 ///
-/// Parameter order (also the checkpoint order): per hidden layer `k`
-/// `policy/hidden{k}/weight [h, in]`, `policy/hidden{k}/bias [h]`,
+/// All parameters live in one flat leaf tensor `flat` (so Adam and gradient clipping are a
+/// few ops per step); `params` are views into it in this order (also the checkpoint order):
+/// per hidden layer `k` `policy/hidden{k}/weight [h, in]`, `policy/hidden{k}/bias [h]`,
 /// `policy/hidden{k}/norm/weight [h]`, `policy/hidden{k}/norm/bias [h]`; then
 /// `policy/actor/weight [6, h]`, `policy/actor/bias [6]`, `policy/critic/weight [1, h]`,
 /// `policy/critic/bias [1]`.
@@ -27,12 +28,30 @@ pub const LAYER_NORM_EPS: f64 = 1e-6;
 pub struct Policy {
     /// Parameter names, in order.
     pub names: Vec<String>,
-    /// Parameter tensors (leaf tensors with `requires_grad`), in the order of `names`.
+    /// Parameter shapes, in order.
+    pub shapes: Vec<Vec<i64>>,
+    /// All parameters concatenated (leaf tensor with `requires_grad`).
+    pub flat: Tensor,
+    /// Views into `flat`, one per parameter (use [`Policy::fresh_params`] for a new graph).
     pub params: Vec<Tensor>,
     /// Observation length.
     pub obs_dim: usize,
     /// Hidden layer widths.
     pub hidden_dims: Vec<usize>,
+}
+
+/// Views of `flat` with `shapes`, in order.
+pub fn split_flat(flat: &Tensor, shapes: &[Vec<i64>]) -> Vec<Tensor> {
+    let mut off = 0;
+    shapes
+        .iter()
+        .map(|s| {
+            let n: i64 = s.iter().product();
+            let v = flat.narrow(0, off, n).view(s.as_slice());
+            off += n;
+            v
+        })
+        .collect()
 }
 
 /// Per-parameter tensors gathered for a batch of agents (`[U, ...shape]`), `None` for
@@ -112,14 +131,29 @@ impl Policy {
             } else {
                 Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu))
             };
-            params.push(t.to_device(device).set_requires_grad(true));
+            params.push(t);
         }
-        Policy {
-            names,
-            params,
-            obs_dim,
-            hidden_dims: hidden_dims.to_vec(),
-        }
+        Self::assemble(names, shapes, params, obs_dim, hidden_dims, device)
+    }
+
+    fn assemble(
+        names: Vec<String>,
+        shapes: Vec<Vec<i64>>,
+        tensors: Vec<Tensor>,
+        obs_dim: usize,
+        hidden_dims: &[usize],
+        device: Device,
+    ) -> Policy {
+        let parts: Vec<Tensor> =
+            tensors.iter().map(|t| t.detach().to_kind(Kind::Float).flatten(0, -1)).collect();
+        let flat = Tensor::cat(&parts, 0).to_device(device).set_requires_grad(true);
+        let params = split_flat(&flat, &shapes);
+        Policy { names, shapes, flat, params, obs_dim, hidden_dims: hidden_dims.to_vec() }
+    }
+
+    /// New views of `flat` (for building a fresh autograd graph).
+    pub fn fresh_params(&self) -> Vec<Tensor> {
+        split_flat(&self.flat, &self.shapes)
     }
 
     /// Builds a policy from existing tensors (e.g. a checkpoint), checking names and shapes.
@@ -138,38 +172,22 @@ impl Policy {
                 tensors.len()
             ));
         }
-        let mut params = Vec::with_capacity(names.len());
-        for ((t, shape), name) in tensors.into_iter().zip(&shapes).zip(&names) {
+        for ((t, shape), name) in tensors.iter().zip(&shapes).zip(&names) {
             if t.size() != *shape {
-                return Err(format!(
-                    "{name}: shape {:?}, expected {:?}",
-                    t.size(),
-                    shape
-                ));
+                return Err(format!("{name}: shape {:?}, expected {:?}", t.size(), shape));
             }
-            params.push(
-                t.to_kind(Kind::Float)
-                    .to_device(device)
-                    .detach()
-                    .set_requires_grad(true),
-            );
         }
-        Ok(Policy {
-            names,
-            params,
-            obs_dim,
-            hidden_dims: hidden_dims.to_vec(),
-        })
+        Ok(Self::assemble(names, shapes, tensors, obs_dim, hidden_dims, device))
     }
 
     /// Total number of scalar parameters (37,063 for the defaults).
     pub fn num_params(&self) -> i64 {
-        self.params.iter().map(|p| p.numel() as i64).sum()
+        self.flat.numel() as i64
     }
 
     /// Device of the parameters.
     pub fn device(&self) -> Device {
-        self.params[0].device()
+        self.flat.device()
     }
 
     /// Index of a parameter by name.
@@ -185,8 +203,12 @@ impl Policy {
     /// per evolved weight (`[U, L, in] x [U, in, out]`), so each agent's offsets are read
     /// once and reused over its `L` timesteps.
     pub fn forward(&self, x: &Tensor, offsets: Option<&AgentOffsets>) -> (Tensor, Tensor) {
+        self.forward_with(&self.params, x, offsets)
+    }
+
+    /// [`Policy::forward`] with the parameter tensors `p` (e.g. from [`Policy::fresh_params`]).
+    pub fn forward_with(&self, p: &[Tensor], x: &Tensor, offsets: Option<&AgentOffsets>) -> (Tensor, Tensor) {
         let off = |i: usize| offsets.and_then(|o| o[i].as_ref());
-        let p = &self.params;
         let mut h = x.shallow_clone();
         for k in 0..self.hidden_dims.len() {
             let b = 4 * k;

@@ -180,7 +180,8 @@ pub fn update(
                 }
                 _ => None,
             };
-            let (logits, value) = policy.forward(&x, d.as_ref());
+            let params = policy.fresh_params();
+            let (logits, value) = policy.forward_with(&params, &x, d.as_ref());
             let logp_all = logits.log_softmax(-1, Kind::Float);
             let act = pick(&batch.actions);
             let newlogp = logp_all
@@ -235,9 +236,9 @@ pub fn update(
                 sums[i] += v as f64;
             }
 
-            let mut grads = Tensor::run_backward(&[&loss], &policy.params, false, false);
+            let mut grads = Tensor::run_backward(&[&loss], &[&policy.flat], false, false);
             let _ = clip_grad_norm(&mut grads, cfg.max_grad_norm);
-            adam.step(&policy.params, &grads, lr);
+            adam.step(std::slice::from_ref(&policy.flat), &grads, lr);
             stats.minibatches += 1;
         }
     }

@@ -122,10 +122,13 @@ impl TrainState {
         for (name, p) in self.policy.names.iter().zip(&self.policy.params) {
             arrays.push(tensor_array(name, p));
         }
-        for (name, m) in self.policy.names.iter().zip(&self.adam.m) {
+        // Adam's moments are flat like the parameters; stored per parameter name.
+        let m = crate::policy::split_flat(&self.adam.m[0], &self.policy.shapes);
+        let v = crate::policy::split_flat(&self.adam.v[0], &self.policy.shapes);
+        for (name, m) in self.policy.names.iter().zip(&m) {
             arrays.push(tensor_array(&format!("adam/m/{name}"), m));
         }
-        for (name, v) in self.policy.names.iter().zip(&self.adam.v) {
+        for (name, v) in self.policy.names.iter().zip(&v) {
             arrays.push(tensor_array(&format!("adam/v/{name}"), v));
         }
         arrays.push(array("adam/step", vec![1], &[self.adam.step]));
@@ -210,9 +213,10 @@ impl TrainState {
         };
         let policy = Policy::from_tensors(obs_dim, &config.agent.hidden_dims, load("")?, device)
             .map_err(TrainError::Checkpoint)?;
-        let mut adam = Adam::new(&policy.params);
-        adam.m = load("adam/m/")?;
-        adam.v = load("adam/v/")?;
+        let mut adam = Adam::new(std::slice::from_ref(&policy.flat));
+        let flat = |ts: Vec<Tensor>| Tensor::cat(&ts.iter().map(|t| t.flatten(0, -1)).collect::<Vec<_>>(), 0);
+        adam.m = vec![flat(load("adam/m/")?)];
+        adam.v = vec![flat(load("adam/v/")?)];
         adam.step = read::<i64>(ck, "adam/step", 1)?[0];
 
         let (e, a, f) = (params.num_envs, params.num_slots, params.num_food);

@@ -69,7 +69,7 @@ impl TrainState {
         let mut rng = Rng::seed_from_u64(config.train.seed);
         let world = World::new(WorldParams::from_config(&config), &mut rng);
         let policy = Policy::new(world.obs_dim(), &config.agent.hidden_dims, &mut rng, device);
-        let adam = Adam::new(&policy.params);
+        let adam = Adam::new(std::slice::from_ref(&policy.flat));
         let offsets = Offsets::new(&policy, &config, world.num_envs() * world.num_slots());
         Ok(TrainState::from_parts(
             config, policy, adam, offsets, world, rng,

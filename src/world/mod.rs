@@ -197,8 +197,7 @@ impl World {
             let cell = loop {
                 let c = rng.below(g * g);
                 let taken = i < g * g
-                    && (0..i)
-                        .any(|j| (self.row[s + j] as usize) * g + self.col[s + j] as usize == c);
+                    && (0..i).any(|j| (self.row[s + j] as usize) * g + self.col[s + j] as usize == c);
                 if !taken {
                     break c;
                 }
@@ -235,10 +234,7 @@ impl World {
     /// Living agents in `env`.
     pub fn alive_count(&self, env: usize) -> usize {
         let a = self.params.num_slots;
-        self.alive[env * a..(env + 1) * a]
-            .iter()
-            .filter(|&&x| x)
-            .count()
+        self.alive[env * a..(env + 1) * a].iter().filter(|&&x| x).count()
     }
 
     /// Number of envs `E`.

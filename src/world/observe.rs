@@ -16,11 +16,7 @@ impl World {
     /// `no_field`).
     pub fn observe_masked(&self, out: &mut [f32], hide_field: bool) {
         let per_env = self.params.num_slots * self.obs_dim();
-        assert_eq!(
-            out.len(),
-            self.params.num_envs * per_env,
-            "out must be [E * A * obs_dim]"
-        );
+        assert_eq!(out.len(), self.params.num_envs * per_env, "out must be [E * A * obs_dim]");
         if per_env == 0 {
             return;
         }
@@ -32,12 +28,7 @@ impl World {
     /// Writes the observations of one env's slots into `out` (`[A * obs_dim]`).
     pub(crate) fn observe_env(&self, env: usize, out: &mut [f32], hide_field: bool) {
         let p = &self.params;
-        let (a, g, ch, r) = (
-            p.num_slots,
-            p.grid_size,
-            p.num_channels,
-            p.observation_radius,
-        );
+        let (a, g, ch, r) = (p.num_slots, p.grid_size, p.num_channels, p.observation_radius);
         let d = self.obs_dim();
         let side = 2 * r + 1;
         let field_len = side * side * ch;

@@ -80,11 +80,7 @@ impl World {
     /// `reproduce_cost <= reproduce_threshold` and costs within the cap).
     pub fn step(&mut self, actions: &[u8], rng: &mut Rng, info: &mut TickInfo) {
         let (e_n, a) = (self.params.num_envs, self.params.num_slots);
-        assert_eq!(
-            actions.len(),
-            e_n * a,
-            "actions must be [num_envs * num_slots]"
-        );
+        assert_eq!(actions.len(), e_n * a, "actions must be [num_envs * num_slots]");
         let obs_dim = self.obs_dim();
         info.prepare(e_n, a, obs_dim);
         let cells = self.params.grid_size * self.params.grid_size * self.params.num_channels;
@@ -169,14 +165,7 @@ impl World {
         let ch = p.num_channels;
         let cells = g * g * ch;
         let fld = &mut self.field[env * cells..(env + 1) * cells];
-        diffuse_decay(
-            fld,
-            &mut self.scratch.field,
-            g,
-            ch,
-            p.diffusion_rate,
-            p.decay_rate,
-        );
+        diffuse_decay(fld, &mut self.scratch.field, g, ch, p.diffusion_rate, p.decay_rate);
         let ws = p.write_strength;
         for k in s..s + a {
             if self.alive[k] {
@@ -225,11 +214,7 @@ impl World {
             self.parent_id[c] = self.agent_id[k];
             self.birth_tick[c] = t;
             born[j] = true;
-            info.births.push(Birth {
-                env,
-                parent_slot: i,
-                child_slot: j,
-            });
+            info.births.push(Birth { env, parent_slot: i, child_slot: j });
         }
 
         // 9. Population floor (Fix): fresh agents in the lowest dead slots.
@@ -238,9 +223,7 @@ impl World {
             let start = p.starting_energy.min(cap).max(0.0);
             let mut n = self.alive_count(env);
             while n < floor {
-                let j = (0..a)
-                    .find(|&j| !self.alive[s + j])
-                    .expect("a dead slot exists below the floor");
+                let j = (0..a).find(|&j| !self.alive[s + j]).expect("a dead slot exists below the floor");
                 let c = rng.below(g * g);
                 self.place_fresh(env, j, c, start, t);
                 debug_assert_eq!(self.parent_id[s + j], NO_PARENT);

@@ -1,0 +1,38 @@
+//! Quick end-to-end checks of TrainState::iterate on a tiny config.
+use emergence_lab::{Config, TrainState};
+
+#[test]
+fn iterate_small_config_produces_finite_metrics() {
+    tch::set_num_threads(1);
+    let mut c = Config::default();
+    c.env.grid_size = 10;
+    c.train.num_envs = 4;
+    c.evolution.max_agents = 8;
+    c.env.num_agents = 4;
+    c.train.num_steps = 16;
+    c.train.minibatch_size = 64;
+    c.env.max_steps = 20;
+    c.specialization.diversity_bonus = 0.1;
+    c.specialization.niche_pressure = 0.05;
+    let mut s = TrainState::new(c, tch::Device::Cpu).unwrap();
+    for _ in 0..3 {
+        let m = s.iterate().unwrap();
+        for (k, v) in &m.values {
+            assert!(v.is_finite(), "{k} = {v}");
+        }
+    }
+}
+
+#[test]
+#[ignore]
+fn profile_kaggle_short() {
+    tch::set_num_threads(1);
+    let mut c = Config::kaggle_notebook();
+    c.train.num_steps = std::env::var("T").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    let mut s = TrainState::new(c, tch::Device::Cpu).unwrap();
+    for _ in 0..2 {
+        let t = std::time::Instant::now();
+        let m = s.iterate().unwrap();
+        eprintln!("{:.3}s {:?}", t.elapsed().as_secs_f64(), m.values);
+    }
+}
