@@ -13,6 +13,7 @@ pub mod resume;
 pub mod saver;
 pub mod session;
 pub mod store;
+pub mod tensor;
 pub mod writer;
 
 pub use error::CheckpointError;
