@@ -65,11 +65,14 @@ fn resume_child() {
     }
     let mut run = CheckpointedRun::start(cfg)
         .unwrap()
-        .handle_signals(mode == "sigterm");
+        .handle_signals(mode == "sigterm" || mode == "slow");
     let dir = PathBuf::from(dir);
     let mode2 = mode.to_string();
     run.on_progress(move |s, _| {
         println!("ITER {}", s.iteration);
+        if mode2 == "slow" {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
         if mode2 == "periodic" && s.iteration == 2 {
             // Wait until the background writer has put iteration 2 on disk, then leave
             // without any final save, as a killed notebook would.
@@ -218,6 +221,45 @@ fn stop_by_sigterm_mid_rollout_then_resume_is_bit_identical() {
 }
 
 #[test]
+fn a_second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_child("slow", dir.path());
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while !lines
+        .next()
+        .expect("child ended early")
+        .unwrap()
+        .ends_with("ITER 1")
+    {}
+    // Both arrive while the child sits in its progress callback: the first asks for a stop,
+    // the second exits at once (128 + SIGINT) without the emergency save.
+    let pid = child.id().to_string();
+    let t0 = std::time::Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 2));
+    assert!(
+        t0.elapsed() < Duration::from_millis(1000),
+        "exit took {:?}",
+        t0.elapsed()
+    );
+    let emergency = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("emergency"));
+    assert!(!emergency, "no emergency save after a second signal");
+}
+
+#[test]
 fn deadline_stops_saves_final_and_says_how_to_continue() {
     tch::set_num_threads(1);
     let dir = tempfile::tempdir().unwrap();
@@ -309,7 +351,12 @@ fn kill9_during_training_never_breaks_resume() {
         let mut child = spawn_child("forever", dir.path());
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         // Wait until it trains (so libtorch start-up is not all we kill), then a random moment.
-        let _ = lines.next();
+        while !lines
+            .next()
+            .expect("child ended early")
+            .unwrap()
+            .contains("ITER")
+        {}
         while round == 0 && !dir.path().join("latest.safetensors").exists() {
             std::thread::sleep(Duration::from_millis(5));
         }
