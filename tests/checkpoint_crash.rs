@@ -19,19 +19,21 @@ fn crash_child_saves_forever() {
     let Some(dir) = std::env::var_os(DIR_VAR).map(PathBuf::from) else {
         return;
     };
-    let start = auto_resume(&[dir.clone()]).checkpoint.map_or(0, |c| c.step);
+    let start = auto_resume(std::slice::from_ref(&dir))
+        .checkpoint
+        .map_or(0, |c| c.step);
     let store = CheckpointStore::new(&dir, 3).unwrap();
     let saver = AsyncSaver::new(store.clone()).unwrap();
     let mut step = start;
     loop {
         step += 10;
-        let kind = if step % 70 == 0 {
+        let kind = if step.is_multiple_of(70) {
             CheckpointKind::Emergency
         } else {
             CheckpointKind::Periodic
         };
         let c = checkpoint_support::big(step, kind, 4);
-        if step % 30 == 0 {
+        if step.is_multiple_of(30) {
             // Mix in synchronous saves (the path emergency saves take).
             saver.wait().unwrap();
             store.save(&c).unwrap();

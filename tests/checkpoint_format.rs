@@ -315,10 +315,8 @@ fn changed_header_values_fail_the_header_crc() {
 fn inconsistent_tensor_entries_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let file = to_bytes(&sample(4, CheckpointKind::Periodic)).unwrap();
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&mut serde_json::Map<String, serde_json::Value>)>,
-    )> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Map<String, serde_json::Value>)>;
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "shape",
             Box::new(|h| h["world/energy"]["shape"] = serde_json::json!([2, 4])),

@@ -84,6 +84,20 @@ fn python_safetensors_reads_tensors_and_metadata() {
         "python failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let direct = Command::new(&python)
+        .arg(&script)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        direct.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&direct.stderr)
+    );
+    assert_eq!(
+        direct.stdout, out.stdout,
+        "the file and latest read the same"
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let md = &v["metadata"];
     assert_eq!(md["format"], "emergence-lab-checkpoint");

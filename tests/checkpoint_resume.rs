@@ -169,7 +169,9 @@ fn stop_by_periodic_save_and_exit_then_resume_is_bit_identical() {
     let b_dir = root.path().join("b");
     let status = spawn_child("periodic", &b_dir).wait().unwrap();
     assert!(status.success(), "{status}");
-    let resumed = auto_resume(&[b_dir.clone()]).checkpoint.unwrap();
+    let resumed = auto_resume(std::slice::from_ref(&b_dir))
+        .checkpoint
+        .unwrap();
     assert_eq!(
         (resumed.step, resumed.kind),
         (2 * SPI, CheckpointKind::Periodic)
@@ -209,7 +211,9 @@ fn stop_by_sigterm_mid_rollout_then_resume_is_bit_identical() {
     assert!(kill.success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(128 + 15), "exit code 128 + SIGTERM");
-    let info = auto_resume(&[b_dir.clone()]).checkpoint.unwrap();
+    let info = auto_resume(std::slice::from_ref(&b_dir))
+        .checkpoint
+        .unwrap();
     assert_eq!(info.kind, CheckpointKind::Emergency);
     assert!(
         info.step == 3 * SPI || info.step == 2 * SPI,

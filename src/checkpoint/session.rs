@@ -171,11 +171,10 @@ impl CheckpointedRun {
                         path: info.path.clone(),
                         detail: format!("its config does not parse with this build: {e}"),
                     })?;
-                let merged =
-                    resolve(&theirs, &config).map_err(|detail| RunError::Resume {
-                        path: info.path.clone(),
-                        detail,
-                    })?;
+                let merged = resolve(&theirs, &config).map_err(|detail| RunError::Resume {
+                    path: info.path.clone(),
+                    detail,
+                })?;
                 let device = Trainer::prepare_device(&merged)?;
                 let state = TrainState::from_checkpoint_with_config(&ckpt, merged, device)?;
                 if state.step >= state.config.train.total_steps {

@@ -267,7 +267,7 @@ impl CheckpointStore {
                 _ => None,
             })
             .collect();
-        periodic.sort_by(|a, b| b.0.cmp(&a.0));
+        periodic.sort_by_key(|p| std::cmp::Reverse(p.0));
         let protected = self.latest_target_name();
         let mut removed = Vec::new();
         for (_, name) in periodic.into_iter().skip(self.keep) {

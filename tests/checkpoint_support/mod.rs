@@ -122,7 +122,7 @@ fn edit_header_with(
         root["__metadata__"]["header_crc32c"] = "00000000".into();
     }
     let mut h = serde_json::Value::Object(root).to_string().into_bytes();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     if sealed {
