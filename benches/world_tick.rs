@@ -1,5 +1,8 @@
 //! Criterion benchmark of the world: one tick of all 32 envs with the Kaggle notebook values
-//! (A = 32, G = 20, F = 20), with and without writing the observations.
+//! (A = 32, G = 20, F = 20), with and without writing the observations, and observing alone.
+//!
+//! `cargo bench --bench world_tick`. On a shared machine, run the built bench binary under
+//! `chrt -f 10` so that other processes do not preempt it mid-measurement.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use emergence_lab::world::{TickInfo, World, WorldParams, NUM_ACTIONS};
@@ -11,8 +14,9 @@ fn setup() -> (World, Vec<Vec<u8>>, Rng) {
     let mut rng = Rng::seed_from_u64(0);
     let mut world = World::new(params, &mut rng);
     let n = world.num_envs() * world.num_slots();
-    let actions: Vec<Vec<u8>> =
-        (0..64).map(|_| (0..n).map(|_| rng.below(NUM_ACTIONS) as u8).collect()).collect();
+    let actions: Vec<Vec<u8>> = (0..64)
+        .map(|_| (0..n).map(|_| rng.below(NUM_ACTIONS) as u8).collect())
+        .collect();
     let mut info = TickInfo::default();
     for t in 0..300 {
         world.step(&actions[t % actions.len()], &mut rng, &mut info);

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod policy;
 pub mod ppo;
 pub mod rng;
+pub mod simulate;
 pub mod train;
 pub mod world;
 

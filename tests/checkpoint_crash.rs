@@ -2,9 +2,10 @@
 //! SIGKILL at random moments; `latest` must always load and `auto` resume always succeed.
 mod checkpoint_support;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use emergence_lab::checkpoint::{
     auto_resume, read_checkpoint, AsyncSaver, CheckpointKind, CheckpointStore,
@@ -24,6 +25,7 @@ fn crash_child_saves_forever() {
         .map_or(0, |c| c.step);
     let store = CheckpointStore::new(&dir, 3).unwrap();
     let saver = AsyncSaver::new(store.clone()).unwrap();
+    println!("READY");
     let mut step = start;
     loop {
         step += 10;
@@ -76,19 +78,23 @@ fn kill9_at_random_moments_never_breaks_latest_or_auto_resume() {
                 "--nocapture",
             ])
             .env(DIR_VAR, dir.path())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap();
+        // Kill at a random moment after start-up (libtorch loading takes ~0.5 s here).
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        while !lines
+            .next()
+            .expect("child ended before saving")
+            .unwrap()
+            .contains("READY")
+        {}
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let wait = Duration::from_millis(80 + seed % 600);
-        let t0 = Instant::now();
-        while t0.elapsed() < wait {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("child exited on its own in round {round}: {status}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(seed % 300));
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("child exited on its own in round {round}: {status}");
         }
         child.kill().unwrap(); // SIGKILL on Unix
         child.wait().unwrap();
@@ -120,7 +126,7 @@ fn kill9_at_random_moments_never_breaks_latest_or_auto_resume() {
     }
     eprintln!("{kills} kills: progress in {advanced}, {mid_write} left temporary files, final step {last_step}");
     assert!(
-        advanced >= 3,
+        advanced >= kills / 2,
         "the child rarely got to save ({advanced}/{kills}); the test is not exercising saves"
     );
     assert!(

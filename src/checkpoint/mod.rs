@@ -1,8 +1,9 @@
 //! Checkpoints: one safetensors file per saved `TrainState`, written atomically, verified
 //! on load, rotated by step, with `latest.safetensors` pointing at the newest good one.
 //!
-//! The in-memory form is in `format.rs`, the file format v1 in `header.rs`; everything but
-//! `session.rs` (the glue to the `Trainer`: resume, saves, signals) is independent of tch.
+//! The in-memory form is in `format.rs`, the file format v1 in `header.rs`; only
+//! `tensor.rs` (fast tensor -> array copies) and `session.rs` (the glue to the `Trainer`:
+//! resume, saves, signals) touch tch.
 
 pub mod error;
 pub mod format;

@@ -18,7 +18,11 @@ pub fn diffuse_decay(
     decay: f32,
 ) {
     let w = grid * channels;
-    assert_eq!(field.len(), grid * w, "field must be grid * grid * channels");
+    assert_eq!(
+        field.len(),
+        grid * w,
+        "field must be grid * grid * channels"
+    );
     assert_eq!(scratch.len(), field.len(), "scratch must match the field");
     if grid == 0 || channels == 0 {
         return;
@@ -84,7 +88,8 @@ mod tests {
                     }
                     let i = (y * g + x) * c + ch;
                     let blur = s / 16.0;
-                    out[i] = (((1.0 - r as f64) * v[i] as f64 + r as f64 * blur) * (1.0 - d as f64)) as f32;
+                    out[i] = (((1.0 - r as f64) * v[i] as f64 + r as f64 * blur) * (1.0 - d as f64))
+                        as f32;
                 }
             }
         }
@@ -94,7 +99,9 @@ mod tests {
     #[test]
     fn matches_direct_convolution_on_pseudo_random_field() {
         for (g, c) in [(1, 1), (2, 3), (3, 1), (5, 4), (8, 2)] {
-            let mut v: Vec<f32> = (0..g * g * c).map(|i| ((i * 7919 % 113) as f32 - 50.0) / 7.0).collect();
+            let mut v: Vec<f32> = (0..g * g * c)
+                .map(|i| ((i * 7919 % 113) as f32 - 50.0) / 7.0)
+                .collect();
             let want = reference(&v, g, c, 0.3, 0.05);
             let mut s = vec![0.0; v.len()];
             diffuse_decay(&mut v, &mut s, g, c, 0.3, 0.05);

@@ -26,25 +26,45 @@ pub const ACTION_REPRODUCE: u8 = 5;
 /// World constants derived from a [`Config`] (f32 physics).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorldParams {
+    /// Independent envs `E` (`train.num_envs`).
     pub num_envs: usize,
+    /// Agent slots per env `A` (`evolution.max_agents`).
     pub num_slots: usize,
+    /// Grid side `G` (`env.grid_size`).
     pub grid_size: usize,
+    /// Food items per env `F` (`env.num_food`).
     pub num_food: usize,
+    /// Field channels `C` (`field.num_channels`).
     pub num_channels: usize,
+    /// Ticks per episode (`env.max_steps`).
     pub max_steps: u32,
+    /// Field neighbourhood radius `R` (`env.observation_radius`).
     pub observation_radius: usize,
+    /// Foods listed per observation `K` (`env.observed_food`).
     pub observed_food: usize,
+    /// Per-tick respawn probability of a collected food.
     pub food_respawn_prob: f32,
+    /// Blend factor of the 3x3 blur.
     pub diffusion_rate: f32,
+    /// Fraction of the field lost per tick.
     pub decay_rate: f32,
+    /// Amount an alive agent adds to every channel of its cell per tick.
     pub write_strength: f32,
+    /// Agents alive at reset.
     pub num_agents: usize,
+    /// Population floor per env (0 disables).
     pub min_agents: usize,
+    /// Energy of reset and floor agents.
     pub starting_energy: f32,
+    /// Energy drained per tick.
     pub energy_per_step: f32,
+    /// Energy (and reward) per food eaten.
     pub food_energy: f32,
+    /// Energy cap.
     pub max_energy: f32,
+    /// Energy needed to reproduce.
     pub reproduce_threshold: f32,
+    /// Energy a parent pays, and its child starts with.
     pub reproduce_cost: f32,
 }
 
@@ -75,11 +95,72 @@ impl WorldParams {
         }
     }
 
+    /// Checks what the world needs to run without panics or NaN: at least one env and one
+    /// slot, a non-empty grid, finite non-negative physics, probabilities and rates in
+    /// [0, 1], and a positive `max_energy`. (Config validation is stricter.)
+    pub fn check(&self) -> Result<(), ParamsError> {
+        let bad = |field: &'static str, value: String, need: &'static str| {
+            Err(ParamsError { field, value, need })
+        };
+        if self.num_envs == 0 {
+            return bad("train.num_envs", "0".into(), "at least 1");
+        }
+        if self.num_slots == 0 {
+            return bad("evolution.max_agents", "0".into(), "at least 1");
+        }
+        if self.grid_size == 0 {
+            return bad("env.grid_size", "0".into(), "at least 1");
+        }
+        let unit = [
+            ("env.food_respawn_prob", self.food_respawn_prob),
+            ("field.diffusion_rate", self.diffusion_rate),
+            ("field.decay_rate", self.decay_rate),
+        ];
+        for (field, v) in unit {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(field, v.to_string(), "a number in [0, 1]");
+            }
+        }
+        let non_negative = [
+            ("field.write_strength", self.write_strength),
+            ("evolution.starting_energy", self.starting_energy),
+            ("evolution.energy_per_step", self.energy_per_step),
+            ("evolution.food_energy", self.food_energy),
+            ("evolution.reproduce_threshold", self.reproduce_threshold),
+            ("evolution.reproduce_cost", self.reproduce_cost),
+        ];
+        for (field, v) in non_negative {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(field, v.to_string(), "a finite number >= 0");
+            }
+        }
+        if !(self.max_energy.is_finite() && self.max_energy > 0.0) {
+            return bad(
+                "evolution.max_energy",
+                self.max_energy.to_string(),
+                "a finite number > 0",
+            );
+        }
+        Ok(())
+    }
+
     /// Observation length: `3 + (2R+1)^2 C + 3K`.
     pub fn obs_dim(&self) -> usize {
         let side = 2 * self.observation_radius + 1;
         3 + side * side * self.num_channels + 3 * self.observed_food
     }
+}
+
+/// A world parameter the world cannot run with.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("world parameter `{field}` is {value}, but must be {need}; fix it in the config")]
+pub struct ParamsError {
+    /// Config name of the field (`group.field`).
+    pub field: &'static str,
+    /// The value given.
+    pub value: String,
+    /// What the value must be.
+    pub need: &'static str,
 }
 
 /// Parent id of agents that have no parent (episode resets and floor respawns).
@@ -95,6 +176,9 @@ struct Scratch {
     field: Vec<f32>,
     /// `[A]`: slot received a child this tick (children cannot reproduce on their birth tick).
     born: Vec<bool>,
+    /// `[G * G]`: lowest alive slot on each cell during eating, `u32::MAX` when empty
+    /// (restored to all `u32::MAX` after use).
+    occupant: Vec<u32>,
 }
 
 impl PartialEq for Scratch {
@@ -144,7 +228,14 @@ pub struct World {
 
 impl World {
     /// A world with every env reset (model.md "Reset"); envs are reset in order 0..E.
+    ///
+    /// # Panics
+    /// If `params` fail [`WorldParams::check`] (the message names the field); configs that
+    /// passed config validation always pass.
     pub fn new(params: WorldParams, rng: &mut Rng) -> World {
+        if let Err(e) = params.check() {
+            panic!("{e}");
+        }
         let (e, a, f) = (params.num_envs, params.num_slots, params.num_food);
         let cells = params.grid_size * params.grid_size * params.num_channels;
         let mut w = World {
@@ -197,7 +288,8 @@ impl World {
             let cell = loop {
                 let c = rng.below(g * g);
                 let taken = i < g * g
-                    && (0..i).any(|j| (self.row[s + j] as usize) * g + self.col[s + j] as usize == c);
+                    && (0..i)
+                        .any(|j| (self.row[s + j] as usize) * g + self.col[s + j] as usize == c);
                 if !taken {
                     break c;
                 }
@@ -234,7 +326,10 @@ impl World {
     /// Living agents in `env`.
     pub fn alive_count(&self, env: usize) -> usize {
         let a = self.params.num_slots;
-        self.alive[env * a..(env + 1) * a].iter().filter(|&&x| x).count()
+        self.alive[env * a..(env + 1) * a]
+            .iter()
+            .filter(|&&x| x)
+            .count()
     }
 
     /// Number of envs `E`.

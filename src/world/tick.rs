@@ -9,7 +9,7 @@ use crate::world::ACTION_REPRODUCE;
 
 /// What happened in one tick, across all envs. Reused between ticks (no allocation per
 /// tick once the buffers have their size).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TickInfo {
     /// `[E*A]` `food_energy` x foods credited this tick (not reduced by the cap); 0 for dead.
     pub rewards: Vec<f32>,
@@ -58,6 +58,9 @@ impl TickInfo {
         reset(&mut self.truncated, e, false);
         self.births.clear();
         self.floor_respawns.clear();
+        // At most one birth or floor agent per slot per tick: reserve once, never grow.
+        self.births.reserve(e * a);
+        self.floor_respawns.reserve(e * a);
         if self.terminal_obs.len() != e * a * obs_dim {
             self.terminal_obs.resize(e * a * obs_dim, 0.0);
         }
@@ -80,12 +83,18 @@ impl World {
     /// `reproduce_cost <= reproduce_threshold` and costs within the cap).
     pub fn step(&mut self, actions: &[u8], rng: &mut Rng, info: &mut TickInfo) {
         let (e_n, a) = (self.params.num_envs, self.params.num_slots);
-        assert_eq!(actions.len(), e_n * a, "actions must be [num_envs * num_slots]");
+        assert_eq!(
+            actions.len(),
+            e_n * a,
+            "actions must be [num_envs * num_slots]"
+        );
         let obs_dim = self.obs_dim();
         info.prepare(e_n, a, obs_dim);
         let cells = self.params.grid_size * self.params.grid_size * self.params.num_channels;
         self.scratch.field.resize(cells, 0.0);
         self.scratch.born.resize(a, false);
+        let g = self.params.grid_size;
+        self.scratch.occupant.resize(g * g, u32::MAX);
         for env in 0..e_n {
             self.step_env(env, actions, rng, info);
             let n = self.alive_count(env);
@@ -109,11 +118,11 @@ impl World {
         let t = self.tick[env];
 
         // 1. Move.
-        for k in s..s + a {
+        for (k, &act) in (s..s + a).zip(&actions[s..s + a]) {
             if !self.alive[k] {
                 continue;
             }
-            let (dr, dc) = match actions[k] {
+            let (dr, dc) = match act {
                 1 => (-1, 0),
                 2 => (1, 0),
                 3 => (0, -1),
@@ -126,27 +135,39 @@ impl World {
 
         // 2. Eat: each uncollected food goes to the closest (Chebyshev) alive agent within
         //    distance 1, ties to the lowest slot. 4. Reward = food_energy per food.
+        //    Via an occupancy grid: an agent on the food's cell (distance 0) wins, else the
+        //    lowest slot on the 8 neighbouring cells (distance 1).
         let (fe, cap) = (p.food_energy, p.max_energy);
+        let occ = &mut self.scratch.occupant;
+        for i in (0..a).rev() {
+            if self.alive[s + i] {
+                occ[self.row[s + i] as usize * g + self.col[s + i] as usize] = i as u32;
+            }
+        }
         for q in env * f..(env + 1) * f {
             if self.food_collected[q] {
                 continue;
             }
-            let (fr, fc) = (self.food_row[q], self.food_col[q]);
-            let mut best: Option<(i32, usize)> = None;
-            for k in s..s + a {
-                if !self.alive[k] {
-                    continue;
-                }
-                let d = (self.row[k] - fr).abs().max((self.col[k] - fc).abs());
-                if d <= 1 && best.is_none_or(|(bd, _)| d < bd) {
-                    best = Some((d, k));
+            let (fr, fc) = (self.food_row[q] as usize, self.food_col[q] as usize);
+            let mut best = occ[fr * g + fc];
+            if best == u32::MAX {
+                for y in fr.saturating_sub(1)..(fr + 2).min(g) {
+                    for x in fc.saturating_sub(1)..(fc + 2).min(g) {
+                        best = best.min(occ[y * g + x]);
+                    }
                 }
             }
-            if let Some((_, k)) = best {
+            if best != u32::MAX {
+                let k = s + best as usize;
                 self.food_collected[q] = true;
                 info.foods_eaten[env] += 1;
                 info.rewards[k] += fe;
                 self.energy[k] = (self.energy[k] + fe).min(cap);
+            }
+        }
+        for k in s..s + a {
+            if self.alive[k] {
+                occ[self.row[k] as usize * g + self.col[k] as usize] = u32::MAX;
             }
         }
 
@@ -165,7 +186,14 @@ impl World {
         let ch = p.num_channels;
         let cells = g * g * ch;
         let fld = &mut self.field[env * cells..(env + 1) * cells];
-        diffuse_decay(fld, &mut self.scratch.field, g, ch, p.diffusion_rate, p.decay_rate);
+        diffuse_decay(
+            fld,
+            &mut self.scratch.field,
+            g,
+            ch,
+            p.diffusion_rate,
+            p.decay_rate,
+        );
         let ws = p.write_strength;
         for k in s..s + a {
             if self.alive[k] {
@@ -214,7 +242,11 @@ impl World {
             self.parent_id[c] = self.agent_id[k];
             self.birth_tick[c] = t;
             born[j] = true;
-            info.births.push(Birth { env, parent_slot: i, child_slot: j });
+            info.births.push(Birth {
+                env,
+                parent_slot: i,
+                child_slot: j,
+            });
         }
 
         // 9. Population floor (Fix): fresh agents in the lowest dead slots.
@@ -223,7 +255,9 @@ impl World {
             let start = p.starting_energy.min(cap).max(0.0);
             let mut n = self.alive_count(env);
             while n < floor {
-                let j = (0..a).find(|&j| !self.alive[s + j]).expect("a dead slot exists below the floor");
+                let j = (0..a)
+                    .find(|&j| !self.alive[s + j])
+                    .expect("a dead slot exists below the floor");
                 let c = rng.below(g * g);
                 self.place_fresh(env, j, c, start, t);
                 debug_assert_eq!(self.parent_id[s + j], NO_PARENT);

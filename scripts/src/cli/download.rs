@@ -1,0 +1,324 @@
+//! `kaggle_download`: fetch every output file of the remembered run, write its log, verify the
+//! checkpoints and print the command that resumes training locally.
+
+use super::{human_bytes, Common, AFTER_HELP, EXIT_ERROR, EXIT_OK};
+use crate::kaggle::api::{OutputFile, Ref};
+use crate::kaggle::checkpoint::{find_checkpoints, pick_resume, verify_checkpoint, CheckpointInfo};
+use crate::kaggle::client::{ApiClient, StorageClient};
+use crate::kaggle::download::{fetch_file, safe_join, DlEvent, Fetched, Manifest, ManifestEntry};
+use crate::kaggle::progress::{log_text, parse_log_json};
+use crate::kaggle::KaggleError;
+use anyhow::Context;
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Download the outputs (checkpoints, metrics, log) of the run started by kaggle_run.
+///
+/// Pages through the output list, streams each file from its signed link (no Kaggle
+/// credentials are sent there) to a temporary file renamed when complete, skips files already
+/// downloaded, refuses names that would land outside DIR, retries transient errors, writes the
+/// run log to DIR/<kernel-slug>.log, then verifies every checkpoint and prints the command to
+/// resume locally.
+#[derive(Debug, Parser)]
+#[command(name = "kaggle_download", after_help = AFTER_HELP)]
+pub struct DownloadArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Folder to download into.
+    #[arg(long, value_name = "DIR", default_value = "kaggle_output")]
+    pub output_dir: PathBuf,
+    /// Version to download (default: the one kaggle_run remembered, else the latest).
+    #[arg(long, value_name = "N")]
+    pub version: Option<i64>,
+    /// Files per page when listing outputs (1-200).
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub page_size: u32,
+}
+
+/// All output files (all pages) and the log of the first page.
+pub fn list_outputs(
+    client: &ApiClient,
+    k: &Ref,
+    version: Option<i64>,
+    page_size: u32,
+) -> Result<(Vec<OutputFile>, Option<String>), KaggleError> {
+    let mut files = vec![];
+    let mut log = None;
+    let mut token = String::new();
+    let mut seen = HashSet::new();
+    loop {
+        let page = client.output_page(k, version, &token, page_size)?;
+        if log.is_none() {
+            log = page.log.clone();
+        }
+        files.extend(page.files);
+        match page.next_page_token.filter(|t| !t.is_empty()) {
+            None => return Ok((files, log)),
+            Some(t) => {
+                if !seen.insert(t.clone()) {
+                    return Err(KaggleError::BadAnswer {
+                        call: "ListKernelSessionOutput".into(),
+                        detail: format!("page token {t:?} repeated; the listing would never end"),
+                    });
+                }
+                token = t;
+            }
+        }
+    }
+}
+
+fn bar_for(name: &str) -> Option<ProgressBar> {
+    if !super::is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:30} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(name.to_string());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Some(bar)
+}
+
+struct Tally {
+    written: usize,
+    skipped: usize,
+    refused: Vec<String>,
+    failed: Vec<String>,
+}
+
+/// Run `kaggle_download`.
+pub fn run(args: DownloadArgs) -> anyhow::Result<i32> {
+    let meta = args.common.metadata()?;
+    let state = args.common.run_state(&meta)?;
+    let version = args.version.or(state.map(|s| s.version));
+    let (client, _) = args.common.connect()?;
+    let storage = StorageClient::new(
+        client.settings(),
+        Duration::from_secs(300).max(client.settings().timeout),
+    )?;
+    let k = meta.id.clone();
+    let dir = &args.output_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let v = version
+        .map(|v| format!(" version {v}"))
+        .unwrap_or_else(|| " (latest run)".into());
+    println!("Listing outputs of {k}{v}...");
+    let (files, log) = list_outputs(&client, &k, version, args.page_size)?;
+    println!("{} file(s) listed.", files.len());
+    if let Some(log) = &log {
+        write_log(dir, &k, log)?;
+    }
+    let mut manifest = Manifest::load(dir);
+    if manifest.kernel != k.to_string() {
+        manifest = Manifest {
+            kernel: k.to_string(),
+            ..Default::default()
+        };
+    }
+    let mut urls: HashMap<String, String> = files
+        .iter()
+        .map(|f| (f.file_name.clone(), f.url.clone()))
+        .collect();
+    let mut refreshed = false;
+    let mut t = Tally {
+        written: 0,
+        skipped: 0,
+        refused: vec![],
+        failed: vec![],
+    };
+    for f in &files {
+        let dest = match safe_join(dir, &f.file_name) {
+            Ok(d) => d,
+            Err(why) => {
+                eprintln!("refused: {why}");
+                t.refused.push(f.file_name.clone());
+                continue;
+            }
+        };
+        if manifest.is_complete(&manifest.kernel, &f.file_name, version, &dest) {
+            println!("skipped {} (already complete)", f.file_name);
+            t.skipped += 1;
+            continue;
+        }
+        let mut result = fetch_one(
+            &storage,
+            &f.file_name,
+            &urls[&f.file_name],
+            &dest,
+            manifest.files.get(&f.file_name),
+        );
+        if matches!(result, Err(KaggleError::SignedUrlExpired { .. })) && !refreshed {
+            eprintln!(
+                "note: download link of {} expired; fetching fresh links",
+                f.file_name
+            );
+            refreshed = true;
+            let (fresh, _) = list_outputs(&client, &k, version, args.page_size)?;
+            urls = fresh.into_iter().map(|f| (f.file_name, f.url)).collect();
+            if let Some(u) = urls.get(&f.file_name) {
+                result = fetch_one(
+                    &storage,
+                    &f.file_name,
+                    u,
+                    &dest,
+                    manifest.files.get(&f.file_name),
+                );
+            }
+        }
+        match result {
+            Ok(Fetched::Written { bytes, etag }) => {
+                println!("downloaded {} ({})", f.file_name, human_bytes(bytes));
+                t.written += 1;
+                manifest.files.insert(
+                    f.file_name.clone(),
+                    ManifestEntry {
+                        version,
+                        bytes,
+                        etag,
+                    },
+                );
+                manifest.save(dir)?;
+            }
+            Ok(Fetched::AlreadyComplete) => {
+                println!("skipped {} (unchanged)", f.file_name);
+                t.skipped += 1;
+                if let Some(entry) = manifest.files.get_mut(&f.file_name) {
+                    if entry.version != version {
+                        entry.version = version;
+                        manifest.save(dir)?;
+                    }
+                }
+            }
+            Err(e) => {
+                super::report_error(&anyhow::Error::new(e));
+                t.failed.push(f.file_name.clone());
+            }
+        }
+    }
+    println!(
+        "Downloaded {}, skipped {}, refused {}, failed {} -> {}",
+        t.written,
+        t.skipped,
+        t.refused.len(),
+        t.failed.len(),
+        dir.display()
+    );
+    let bad_ckpt = report_checkpoints(dir);
+    if !t.refused.is_empty() {
+        eprintln!(
+            "error: refused {} file name(s) that would land outside {}: {}",
+            t.refused.len(),
+            dir.display(),
+            t.refused.join(", ")
+        );
+        eprintln!(
+            "hint: the output list is not trustworthy; nothing was written outside the folder"
+        );
+    }
+    if !t.failed.is_empty() {
+        eprintln!(
+            "error: {} file(s) failed: {}",
+            t.failed.len(),
+            t.failed.join(", ")
+        );
+        eprintln!("hint: run kaggle_download again; complete files are skipped");
+    }
+    Ok(
+        if t.refused.is_empty() && t.failed.is_empty() && !bad_ckpt {
+            EXIT_OK
+        } else {
+            EXIT_ERROR
+        },
+    )
+}
+
+fn fetch_one(
+    storage: &StorageClient,
+    name: &str,
+    url: &str,
+    dest: &Path,
+    known: Option<&ManifestEntry>,
+) -> Result<Fetched, KaggleError> {
+    let bar = bar_for(name);
+    let r = fetch_file(storage, name, url, dest, known, &mut |ev| {
+        if let Some(b) = &bar {
+            match ev {
+                DlEvent::Start(total) => {
+                    b.set_length(total.unwrap_or(0));
+                    b.set_position(0);
+                }
+                DlEvent::Bytes(n) => b.set_position(n),
+            }
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    r
+}
+
+fn write_log(dir: &Path, k: &Ref, log: &str) -> anyhow::Result<()> {
+    let text_path = dir.join(format!("{}.log", k.slug));
+    let json_path = dir.join(format!("{}.log.json", k.slug));
+    std::fs::write(&json_path, log)
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    std::fs::write(&text_path, log_text(&parse_log_json(log)))
+        .with_context(|| format!("cannot write {}", text_path.display()))?;
+    println!("Run log written to {}", text_path.display());
+    Ok(())
+}
+
+/// Verify every checkpoint under `dir`, print the results and the resume command.
+/// Returns true when at least one checkpoint failed verification.
+fn report_checkpoints(dir: &Path) -> bool {
+    let paths = find_checkpoints(dir);
+    if paths.is_empty() {
+        println!("No checkpoints (*.safetensors) found in {}.", dir.display());
+        return false;
+    }
+    println!("Checkpoints:");
+    let mut good: Vec<CheckpointInfo> = vec![];
+    let mut bad = false;
+    for p in paths {
+        match verify_checkpoint(&p) {
+            Ok(info) => {
+                println!(
+                    "  ok   {}  step={} iteration={} kind={} {}",
+                    p.display(),
+                    info.step,
+                    info.iteration,
+                    info.kind,
+                    human_bytes(info.bytes)
+                );
+                good.push(info);
+            }
+            Err(e) => {
+                println!("  BAD  {}: {}", p.display(), e.check);
+                bad = true;
+            }
+        }
+    }
+    match pick_resume(&good) {
+        Some(c) => {
+            println!("Resume locally from step {} with:", c.step);
+            println!(
+                "  cargo run --release --bin train -- --train.resume-from {}",
+                c.path.display()
+            );
+        }
+        None => println!("No usable checkpoint to resume from."),
+    }
+    if bad {
+        eprintln!("error: some checkpoints failed verification (listed as BAD above)");
+        eprintln!("hint: run kaggle_download again; if it persists the run wrote a damaged file, resume from an older checkpoint");
+    }
+    bad
+}

@@ -1,0 +1,167 @@
+//! The command layer behind the `kaggle_*` binaries: argument structs, terminal output
+//! (plain lines or indicatif bars) and exit codes. This is the only module that prints.
+
+pub mod download;
+pub mod publish;
+pub mod push;
+pub mod setup;
+pub mod status;
+
+use crate::kaggle::checkpoint::CheckpointError;
+use crate::kaggle::client::{ApiClient, Settings, ENDPOINT_ENV};
+use crate::kaggle::credentials::{find_credentials, CredentialEnv, CredentialFlags, Credentials};
+use crate::kaggle::metadata::{KernelMetadata, RunState, DEFAULT_METADATA};
+use crate::kaggle::KaggleError;
+use clap::Args;
+use std::path::PathBuf;
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: an error (bad input, credentials, API or network failure).
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code: the run ended in `ERROR`.
+pub const EXIT_RUN_FAILED: i32 = 3;
+/// Exit code: the run was cancelled.
+pub const EXIT_RUN_CANCELLED: i32 = 4;
+/// Exit code: watching was interrupted with Ctrl-C (the run goes on).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Options every helper accepts.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Kaggle API host (https; plain http only for 127.0.0.1/::1/localhost).
+    #[arg(long, env = ENDPOINT_ENV, value_name = "URL", default_value = crate::kaggle::client::DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+    /// Kernel metadata file (written by kaggle_setup).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_METADATA)]
+    pub metadata: PathBuf,
+    /// Use the API token in this file (takes precedence over every other source).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Use this kaggle.json (takes precedence over environment variables and ~/.kaggle).
+    #[arg(long, value_name = "PATH", conflicts_with = "token_file")]
+    pub kaggle_json: Option<PathBuf>,
+}
+
+/// Text appended to every `--help`: where credentials come from and the tunables.
+pub const AFTER_HELP: &str = "\
+Credentials (first found wins): --token-file / --kaggle-json, KAGGLE_API_TOKEN (token or path
+to a file), ~/.kaggle/access_token, KAGGLE_USERNAME + KAGGLE_KEY, $KAGGLE_CONFIG_DIR/kaggle.json
+or ~/.kaggle/kaggle.json. Create a token at https://www.kaggle.com/settings (API section).
+Credentials are never printed.
+
+Environment: KAGGLE_HELPERS_ENDPOINT (API host, like --endpoint), KAGGLE_HELPERS_RETRIES
+(attempts per request, default 6), KAGGLE_HELPERS_BACKOFF_MS (first retry delay, doubled each
+time, default 1000), KAGGLE_HELPERS_MAX_WAIT_S (longest wait, also caps Retry-After, default
+120), KAGGLE_HELPERS_TIMEOUT_S (per request, default 60), KAGGLE_HELPERS_NOT_YET_S (how long
+after kaggle_run a 404 means \"not visible yet\", default 300).
+
+Exit codes: 0 success, 1 error, 2 bad arguments, 3 run ended in ERROR, 4 run cancelled,
+130 watching interrupted by Ctrl-C.";
+
+impl Common {
+    /// Connection settings from the options and environment.
+    pub fn settings(&self) -> Result<Settings, KaggleError> {
+        Settings::from_env(Some(&self.endpoint))
+    }
+
+    /// Find credentials (printing permission fixes) and build the API client.
+    pub fn connect(&self) -> anyhow::Result<(ApiClient, Credentials)> {
+        let settings = self.settings()?;
+        let flags = CredentialFlags {
+            token_file: self.token_file.clone(),
+            kaggle_json: self.kaggle_json.clone(),
+        };
+        let (creds, notices) = find_credentials(&flags, &CredentialEnv::from_process())?;
+        for n in notices {
+            eprintln!("note: {n}");
+        }
+        let client = ApiClient::new(settings, creds.auth.clone())?;
+        Ok((client, creds))
+    }
+
+    /// Load and validate the kernel metadata.
+    pub fn metadata(&self) -> Result<KernelMetadata, KaggleError> {
+        KernelMetadata::load(&self.metadata)
+    }
+
+    /// The remembered run, if it belongs to the kernel in the metadata.
+    pub fn run_state(&self, meta: &KernelMetadata) -> Result<Option<RunState>, KaggleError> {
+        Ok(RunState::load(&meta.state_path())?.filter(|s| s.kernel == meta.id.to_string()))
+    }
+}
+
+/// Print an error as `error: ...` (one line) plus `hint: ...`.
+pub fn report_error(err: &anyhow::Error) {
+    eprintln!(
+        "error: {}",
+        crate::kaggle::error::one_line(&format!("{err:#}"))
+    );
+    let hint = err.chain().find_map(|e| {
+        if let Some(k) = e.downcast_ref::<KaggleError>() {
+            k.hint()
+        } else if e.downcast_ref::<CheckpointError>().is_some() {
+            Some("download it again (kaggle_download skips only files it completed), or resume from an older checkpoint".into())
+        } else {
+            None
+        }
+    });
+    if let Some(h) = hint {
+        eprintln!("hint: {h}");
+    }
+}
+
+/// Run a command body and turn its result into a process exit code.
+pub fn exit_with(result: anyhow::Result<i32>) -> ! {
+    let code = match result {
+        Ok(c) => c,
+        Err(e) => {
+            report_error(&e);
+            EXIT_ERROR
+        }
+    };
+    std::process::exit(code)
+}
+
+/// True when stdout is an interactive terminal (bars), false for pipes and files (plain lines).
+pub fn is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("KAGGLE_HELPERS_PLAIN").is_none()
+}
+
+/// Human size: `1.5 MB`.
+pub fn human_bytes(n: u64) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn argument_definitions_are_consistent() {
+        super::setup::SetupArgs::command().debug_assert();
+        super::push::PushArgs::command().debug_assert();
+        super::push::RunArgs::command().debug_assert();
+        super::status::StatusArgs::command().debug_assert();
+        super::download::DownloadArgs::command().debug_assert();
+        super::publish::PublishArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(super::human_bytes(999), "999 B");
+        assert_eq!(super::human_bytes(1_500_000), "1.5 MB");
+    }
+}

@@ -1,0 +1,214 @@
+//! `kaggle_publish`: upload verified checkpoints as a private dataset (created on first use,
+//! a new version afterwards), wait until Kaggle says READY, and make the kernel metadata list
+//! the dataset so the next session's resume cell finds it under `/kaggle/input`.
+
+use super::{human_bytes, Common, AFTER_HELP, EXIT_OK};
+use crate::kaggle::api::Ref;
+use crate::kaggle::checkpoint::{find_checkpoints, pick_resume, verify_checkpoint};
+use crate::kaggle::client::StorageClient;
+use crate::kaggle::dataset::{collect_items, normalise_status, UploadItem, DATASET_TITLE};
+use crate::kaggle::metadata::DATASET_SLUG;
+use anyhow::Context;
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Publish checkpoints as a private Kaggle dataset for the next session.
+///
+/// Prerequisites: checkpoints downloaded with kaggle_download (default folder
+/// kaggle_output/checkpoints). Every checkpoint is verified first; nothing is uploaded if one
+/// is damaged. The first call creates the dataset USER/emergence-lab-checkpoints, later calls
+/// add a version (which holds only the files uploaded now). Waits until the dataset is READY,
+/// then makes sure notebooks/kernel-metadata.json lists it in dataset_sources.
+#[derive(Debug, Parser)]
+#[command(name = "kaggle_publish", version, after_help = AFTER_HELP)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Folder whose files are uploaded (sub-folders are zipped).
+    #[arg(long, value_name = "DIR", default_value = "kaggle_output/checkpoints")]
+    pub dir: PathBuf,
+    /// Dataset OWNER/SLUG (default: the kernel owner's emergence-lab-checkpoints).
+    #[arg(long, value_name = "OWNER/SLUG")]
+    pub dataset: Option<String>,
+    /// Version notes.
+    #[arg(long, short = 'm', value_name = "TEXT")]
+    pub message: Option<String>,
+    /// Upload only the checkpoint to resume from (smaller, faster).
+    #[arg(long)]
+    pub latest_only: bool,
+    /// Ask Kaggle to delete the dataset's older versions.
+    #[arg(long)]
+    pub delete_old_versions: bool,
+    /// Return after the upload without waiting for READY.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Seconds between readiness checks.
+    #[arg(long, value_name = "N", default_value_t = 10.0)]
+    pub interval: f64,
+    /// Give up waiting for READY after this many seconds.
+    #[arg(long, value_name = "N", default_value_t = 1800.0)]
+    pub timeout: f64,
+    /// Do not add the dataset to dataset_sources in the kernel metadata.
+    #[arg(long)]
+    pub no_update_metadata: bool,
+}
+
+/// Run `kaggle_publish`.
+pub fn run(args: PublishArgs) -> anyhow::Result<i32> {
+    if !(args.interval.is_finite()
+        && args.interval > 0.0
+        && args.timeout.is_finite()
+        && args.timeout >= 0.0)
+    {
+        anyhow::bail!("--interval must be positive and --timeout non-negative");
+    }
+    let meta = args.common.metadata()?;
+    let dataset = match &args.dataset {
+        Some(d) => Ref::parse(d)
+            .ok_or_else(|| anyhow::anyhow!("--dataset must be OWNER/SLUG, found {d:?}"))?,
+        None => Ref {
+            owner: meta.id.owner.clone(),
+            slug: DATASET_SLUG.into(),
+        },
+    };
+    if !args.dir.is_dir() {
+        anyhow::bail!(
+            "{} is not a folder; download the run's outputs first with kaggle_download (or pass --dir)",
+            args.dir.display()
+        );
+    }
+    let paths = find_checkpoints(&args.dir);
+    if paths.is_empty() {
+        anyhow::bail!(
+            "no checkpoints (*.safetensors) in {}; run kaggle_download first",
+            args.dir.display()
+        );
+    }
+    let mut good = vec![];
+    for p in &paths {
+        good.push(verify_checkpoint(p).context("refusing to publish a damaged checkpoint")?);
+    }
+    let zip_dir = std::env::temp_dir().join(format!("kaggle-publish-{}", std::process::id()));
+    std::fs::create_dir_all(&zip_dir)
+        .with_context(|| format!("cannot create {}", zip_dir.display()))?;
+    let result = publish(&args, &dataset, &good, &zip_dir);
+    let _ = std::fs::remove_dir_all(&zip_dir);
+    let newest = pick_resume(&good).map(|c| c.step).unwrap_or(0);
+    result?;
+    if !args.no_update_metadata {
+        ensure_source(&args.common.metadata, &dataset.to_string())?;
+    }
+    println!("Next session: cargo run --release -p emergence_lab_scripts --bin kaggle_run   (resumes from step {newest})");
+    Ok(EXIT_OK)
+}
+
+fn publish(
+    args: &PublishArgs,
+    dataset: &Ref,
+    good: &[crate::kaggle::checkpoint::CheckpointInfo],
+    zip_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let items: Vec<UploadItem> = if args.latest_only {
+        let c =
+            pick_resume(good).ok_or_else(|| anyhow::anyhow!("no usable checkpoint to publish"))?;
+        vec![UploadItem {
+            name: c
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            path: c.path.clone(),
+        }]
+    } else {
+        collect_items(&args.dir, zip_dir)?
+    };
+    let (client, _) = args.common.connect()?;
+    let storage = StorageClient::new(
+        client.settings(),
+        Duration::from_secs(300).max(client.settings().timeout),
+    )?;
+    let exists = client.dataset_status(dataset)?.is_some();
+    let mut tokens = vec![];
+    for item in &items {
+        let size = std::fs::metadata(&item.path).map(|m| m.len()).unwrap_or(0);
+        println!("uploading {} ({})", item.name, human_bytes(size));
+        tokens.push(client.upload_blob(&storage, item)?);
+    }
+    let notes = args.message.clone().unwrap_or_else(|| {
+        let step = pick_resume(good).map(|c| c.step).unwrap_or(0);
+        format!("emergence-lab checkpoints up to step {step}")
+    });
+    let ans = if exists {
+        let a =
+            client.create_dataset_version(dataset, &notes, args.delete_old_versions, &tokens)?;
+        println!("New version of dataset {dataset} created.");
+        a
+    } else {
+        let a = client.create_dataset(dataset, DATASET_TITLE, &tokens)?;
+        println!("Private dataset {dataset} created.");
+        a
+    };
+    if let Some(u) = ans.url.filter(|u| !u.is_empty()) {
+        println!("URL: {u}");
+    }
+    if args.no_wait {
+        println!("Not waiting for Kaggle to process it; check before the next kaggle_run.");
+        return Ok(());
+    }
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let s = client
+            .dataset_status(dataset)?
+            .map(|s| normalise_status(&s))
+            .unwrap_or_else(|| "NOT_YET_VISIBLE".into());
+        if s != last {
+            println!("dataset status: {s}");
+            last = s.clone();
+        }
+        match s.as_str() {
+            "READY" => return Ok(()),
+            "FAILED" | "DELETED" => anyhow::bail!(
+                "Kaggle could not process dataset {dataset} (status {s}); publish again"
+            ),
+            _ => {}
+        }
+        if start.elapsed().as_secs_f64() >= args.timeout {
+            anyhow::bail!(
+                "dataset {dataset} is still {s} after {:.0} s; wait and check its page before the next kaggle_run",
+                args.timeout
+            );
+        }
+        std::thread::sleep(Duration::from_secs_f64(args.interval));
+    }
+}
+
+/// Add `dataset` to `dataset_sources` of the metadata file (keeping everything else).
+fn ensure_source(path: &std::path::Path, dataset: &str) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let list = v
+        .as_object_mut()
+        .context("kernel metadata is not a JSON object")?
+        .entry("dataset_sources")
+        .or_insert_with(|| serde_json::json!([]));
+    let arr = list
+        .as_array_mut()
+        .context("dataset_sources is not a list")?;
+    let present = arr
+        .iter()
+        .filter_map(|s| s.as_str())
+        .any(|s| s == dataset || s.starts_with(&format!("{dataset}/")));
+    if present {
+        println!("{} already lists {dataset}.", path.display());
+        return Ok(());
+    }
+    arr.push(serde_json::json!(dataset));
+    std::fs::write(path, serde_json::to_string_pretty(&v)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("Added {dataset} to dataset_sources in {}.", path.display());
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! Kaggle API client used by the companion binaries: credentials, HTTP with retries, kernel
+//! push/status/output, output downloads, checkpoint verification and dataset publishing.
+//! Everything here returns data or errors; the `cli` module does the printing.
+
+pub mod api;
+pub mod checkpoint;
+pub mod client;
+pub mod credentials;
+pub mod dataset;
+pub mod download;
+pub mod error;
+pub mod metadata;
+pub mod notebook_bridge;
+pub mod progress;
+pub mod secret;
+
+pub use error::KaggleError;
