@@ -22,17 +22,3 @@ fn iterate_small_config_produces_finite_metrics() {
         }
     }
 }
-
-#[test]
-#[ignore]
-fn profile_kaggle_short() {
-    tch::set_num_threads(1);
-    let mut c = Config::kaggle_notebook();
-    c.train.num_steps = std::env::var("T").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
-    let mut s = TrainState::new(c, tch::Device::Cpu).unwrap();
-    for _ in 0..2 {
-        let t = std::time::Instant::now();
-        let m = s.iterate().unwrap();
-        eprintln!("{:.3}s {:?}", t.elapsed().as_secs_f64(), m.values);
-    }
-}

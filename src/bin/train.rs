@@ -6,33 +6,20 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use emergence_lab::config::Evolved;
 use emergence_lab::{Config, TrainState, Trainer};
 
-fn load_config(args: &[String]) -> Result<Config> {
-    let mut config = Config::default();
-    let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
-        if a == "--config" {
-            let path = args.get(i + 1).context("--config needs a file path")?;
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {path}"))?;
-            config = toml::from_str(&text).with_context(|| format!("parsing config file {path}"))?;
-            i += 2;
-        } else {
-            bail!("unknown argument {a:?}; usage: train [--config FILE] | train --bench [ITERATIONS]");
-        }
-    }
-    Ok(config)
-}
-
 fn bench(iters: usize) -> Result<()> {
     let threads = tch::get_num_threads();
-    println!("# PPO iteration benchmark: Config::kaggle_notebook(), {threads} libtorch threads, CPU");
-    for (label, enabled, evolved) in
-        [("evolved=all", true, Evolved::All), ("evolved=heads", true, Evolved::Heads), ("evolution disabled", false, Evolved::All)]
-    {
+    println!(
+        "# PPO iteration benchmark: Config::kaggle_notebook(), {threads} libtorch threads, CPU"
+    );
+    for (label, enabled, evolved) in [
+        ("evolved=all", true, Evolved::All),
+        ("evolved=heads", true, Evolved::Heads),
+        ("evolution disabled", false, Evolved::All),
+    ] {
         let mut c = Config::kaggle_notebook();
         c.evolution.enabled = enabled;
         c.evolution.evolved = evolved;
@@ -65,23 +52,35 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--bench") {
         let iters = match args.get(1) {
-            Some(n) => n.parse().with_context(|| format!("--bench takes a number of iterations, got {n:?}"))?,
+            Some(n) => n
+                .parse()
+                .with_context(|| format!("--bench takes a number of iterations, got {n:?}"))?,
             None => 3,
         };
         if let Some(t) = args.get(2) {
-            let t: i32 = t.parse().with_context(|| format!("--bench ITERS THREADS: bad thread count {t:?}"))?;
+            let t: i32 = t
+                .parse()
+                .with_context(|| format!("--bench ITERS THREADS: bad thread count {t:?}"))?;
             tch::set_num_threads(t);
         }
         return bench(iters);
     }
-    let config = load_config(&args)?;
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!(
+            "usage: train [--config FILE] [--group.field VALUE ...]\n       train --bench [ITERATIONS [THREADS]]\n\noptions (defaults):\n{}",
+            Config::options_help()
+        );
+        return Ok(());
+    }
+    let config = Config::load_cli(args.iter().cloned())?;
     let total = config.train.total_steps;
     let log_interval = config.log.log_interval;
     let mut trainer = Trainer::new(config)?;
     let started = Instant::now();
     let mut last_logged = 0u64;
     trainer.on_progress(move |state, m| {
-        let due = log_interval > 0 && state.step / log_interval as u64 > last_logged / log_interval as u64;
+        let due = log_interval > 0
+            && state.step / log_interval as u64 > last_logged / log_interval as u64;
         if due || state.step >= total {
             last_logged = state.step;
             let sps = state.step as f64 / started.elapsed().as_secs_f64().max(1e-9);

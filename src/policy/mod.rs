@@ -54,9 +54,31 @@ pub fn split_flat(flat: &Tensor, shapes: &[Vec<i64>]) -> Vec<Tensor> {
         .collect()
 }
 
-/// Per-parameter tensors gathered for a batch of agents (`[U, ...shape]`), `None` for
-/// parameters without offsets. Indexed like [`Policy::params`].
-pub type AgentOffsets = Vec<Option<Tensor>>;
+/// Per-agent offsets for a batch of `U` agents, per parameter (indexed like
+/// [`Policy::params`]): either `gathered[i]` (`[U, ...shape]`), or for weight matrices
+/// `runs[i]` (the full per-slot table `[N, out, in]`) read through `spans` without copying.
+#[derive(Debug, Default)]
+pub struct AgentOffsets {
+    /// Gathered per-agent offsets `[U, ...shape]`, `None` when absent or in `runs`.
+    pub gathered: Vec<Option<Tensor>>,
+    /// Full per-slot tables of weight matrices used through `spans`.
+    pub runs: Vec<Option<Tensor>>,
+    /// `(first agent in the batch, first table row, length)` of each run of consecutive
+    /// table rows; they cover the batch in order.
+    pub spans: Vec<(i64, i64, i64)>,
+}
+
+impl AgentOffsets {
+    /// Offsets given as gathered `[U, ...shape]` tensors.
+    pub fn gathered(gathered: Vec<Option<Tensor>>) -> Self {
+        let runs = gathered.iter().map(|_| None).collect();
+        AgentOffsets {
+            gathered,
+            runs,
+            spans: Vec::new(),
+        }
+    }
+}
 
 /// The parameter names of the network for `hidden_dims`, in order.
 pub fn param_names(hidden_dims: &[usize]) -> Vec<String> {
@@ -144,11 +166,22 @@ impl Policy {
         hidden_dims: &[usize],
         device: Device,
     ) -> Policy {
-        let parts: Vec<Tensor> =
-            tensors.iter().map(|t| t.detach().to_kind(Kind::Float).flatten(0, -1)).collect();
-        let flat = Tensor::cat(&parts, 0).to_device(device).set_requires_grad(true);
+        let parts: Vec<Tensor> = tensors
+            .iter()
+            .map(|t| t.detach().to_kind(Kind::Float).flatten(0, -1))
+            .collect();
+        let flat = Tensor::cat(&parts, 0)
+            .to_device(device)
+            .set_requires_grad(true);
         let params = split_flat(&flat, &shapes);
-        Policy { names, shapes, flat, params, obs_dim, hidden_dims: hidden_dims.to_vec() }
+        Policy {
+            names,
+            shapes,
+            flat,
+            params,
+            obs_dim,
+            hidden_dims: hidden_dims.to_vec(),
+        }
     }
 
     /// New views of `flat` (for building a fresh autograd graph).
@@ -174,10 +207,21 @@ impl Policy {
         }
         for ((t, shape), name) in tensors.iter().zip(&shapes).zip(&names) {
             if t.size() != *shape {
-                return Err(format!("{name}: shape {:?}, expected {:?}", t.size(), shape));
+                return Err(format!(
+                    "{name}: shape {:?}, expected {:?}",
+                    t.size(),
+                    shape
+                ));
             }
         }
-        Ok(Self::assemble(names, shapes, tensors, obs_dim, hidden_dims, device))
+        Ok(Self::assemble(
+            names,
+            shapes,
+            tensors,
+            obs_dim,
+            hidden_dims,
+            device,
+        ))
     }
 
     /// Total number of scalar parameters (37,063 for the defaults).
@@ -207,18 +251,26 @@ impl Policy {
     }
 
     /// [`Policy::forward`] with the parameter tensors `p` (e.g. from [`Policy::fresh_params`]).
-    pub fn forward_with(&self, p: &[Tensor], x: &Tensor, offsets: Option<&AgentOffsets>) -> (Tensor, Tensor) {
-        let off = |i: usize| offsets.and_then(|o| o[i].as_ref());
+    pub fn forward_with(
+        &self,
+        p: &[Tensor],
+        x: &Tensor,
+        offsets: Option<&AgentOffsets>,
+    ) -> (Tensor, Tensor) {
+        let off = |i: usize| offsets.and_then(|o| o.gathered[i].as_ref());
+        let run =
+            |i: usize| offsets.and_then(|o| o.runs[i].as_ref().map(|t| (t, o.spans.as_slice())));
         let mut h = x.shallow_clone();
         for k in 0..self.hidden_dims.len() {
             let b = 4 * k;
-            h = linear(&h, &p[b], &p[b + 1], off(b), off(b + 1));
+            h = linear(&h, &p[b], &p[b + 1], off(b), run(b), off(b + 1));
             h = layer_norm(&h, &p[b + 2], &p[b + 3], off(b + 2), off(b + 3));
             h = h.tanh();
         }
         let a = 4 * self.hidden_dims.len();
-        let logits = linear(&h, &p[a], &p[a + 1], off(a), off(a + 1));
-        let value = linear(&h, &p[a + 2], &p[a + 3], off(a + 2), off(a + 3)).squeeze_dim(-1);
+        let logits = linear(&h, &p[a], &p[a + 1], off(a), run(a), off(a + 1));
+        let value =
+            linear(&h, &p[a + 2], &p[a + 3], off(a + 2), run(a + 2), off(a + 3)).squeeze_dim(-1);
         (logits, value)
     }
 
@@ -228,11 +280,28 @@ impl Policy {
     }
 }
 
-/// `x W^T + b (+ x D^T + d)` for `x` `[U, L, in]`.
-fn linear(x: &Tensor, w: &Tensor, b: &Tensor, dw: Option<&Tensor>, db: Option<&Tensor>) -> Tensor {
+/// `x W^T + b (+ x D^T + d)` for `x` `[U, L, in]`; `D` gathered (`dw`) or read from a
+/// per-slot table through runs of consecutive rows (one `bmm` per run, no copy).
+fn linear(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    dw: Option<&Tensor>,
+    runs: Option<(&Tensor, &[(i64, i64, i64)])>,
+    db: Option<&Tensor>,
+) -> Tensor {
     let mut y = x.matmul(&w.tr()) + b;
     if let Some(dw) = dw {
         y = y + x.bmm(&dw.transpose(1, 2));
+    } else if let Some((table, spans)) = runs {
+        let parts: Vec<Tensor> = spans
+            .iter()
+            .map(|&(xs, ts, len)| {
+                x.narrow(0, xs, len)
+                    .bmm(&table.narrow(0, ts, len).transpose(1, 2))
+            })
+            .collect();
+        y = y + Tensor::cat(&parts, 0);
     }
     if let Some(db) = db {
         y = y + db.unsqueeze(1);
@@ -322,7 +391,7 @@ mod tests {
         let p = Policy::new(10, &[8, 8], &mut rng, Device::Cpu);
         let x = Tensor::randn([1, 4, 10], (Kind::Float, Device::Cpu));
         let d: Vec<Tensor> = p.params.iter().map(|t| t.randn_like() * 0.1).collect();
-        let offs: AgentOffsets = d.iter().map(|t| Some(t.unsqueeze(0))).collect();
+        let offs = AgentOffsets::gathered(d.iter().map(|t| Some(t.unsqueeze(0))).collect());
         let (l1, v1) = tch::no_grad(|| p.forward(&x, Some(&offs)));
         let eff: Vec<Tensor> = p
             .params
@@ -334,5 +403,25 @@ mod tests {
         let (l2, v2) = tch::no_grad(|| q.forward(&x, None));
         assert!((l1 - l2).abs().max().double_value(&[]) < 1e-5);
         assert!((v1 - v2).abs().max().double_value(&[]) < 1e-5);
+    }
+
+    #[test]
+    fn runs_over_slot_table_equal_gathered_offsets() {
+        tch::set_num_threads(1);
+        let mut c = crate::Config::default();
+        c.evolution.mutation_std = 0.3;
+        let mut rng = Rng::seed_from_u64(8);
+        let p = Policy::new(10, &[8, 8], &mut rng, Device::Cpu);
+        let mut o = Offsets::new(&p, &c, 6).unwrap();
+        for k in 1..6 {
+            o.birth(k - 1, k, &mut rng);
+        }
+        let slots = [0i64, 1, 3, 4, 5, 2];
+        let x = Tensor::randn([6, 1, 10], (Kind::Float, Device::Cpu));
+        let (l1, v1) = tch::no_grad(|| p.forward(&x, Some(&o.by_slots(&slots))));
+        let idx = Tensor::from_slice(&slots);
+        let (l2, v2) = tch::no_grad(|| p.forward(&x, Some(&o.gather(&o.tensors, &idx))));
+        assert!((l1 - l2).abs().max().double_value(&[]) < 1e-6);
+        assert!((v1 - v2).abs().max().double_value(&[]) < 1e-6);
     }
 }

@@ -155,9 +155,66 @@ impl Offsets {
     /// `[rows, ...shape]` tensor per evolved parameter) into per-parameter `[U, ...shape]`,
     /// placed at their [`Policy::params`] index.
     pub fn gather(&self, tables: &[Tensor], idx: &Tensor) -> AgentOffsets {
-        let mut out: AgentOffsets = (0..self.num_policy_params).map(|_| None).collect();
+        let mut out: Vec<Option<Tensor>> = (0..self.num_policy_params).map(|_| None).collect();
         for (&pi, t) in self.param_index.iter().zip(tables) {
             out[pi] = Some(t.index_select(0, idx));
+        }
+        AgentOffsets::gathered(out)
+    }
+
+    /// Per-parameter offsets of `entries` of the virtual table `[self.tensors; extra]`
+    /// (entries `< num_slots` are slot rows, the rest index `extra`).
+    pub fn gather_entries(&self, extra: &[Tensor], entries: &[i64]) -> AgentOffsets {
+        let n = self.num_slots() as i64;
+        let device = self.device();
+        let mut out: Vec<Option<Tensor>> = (0..self.num_policy_params).map(|_| None).collect();
+        let all_slots = entries.iter().all(|&e| e < n);
+        let all_extra = entries.iter().all(|&e| e >= n);
+        let lo: Vec<i64> = entries.iter().map(|&e| e.min(n - 1)).collect();
+        let hi: Vec<i64> = entries.iter().map(|&e| (e - n).max(0)).collect();
+        let lo = Tensor::from_slice(&lo).to_device(device);
+        let hi = Tensor::from_slice(&hi).to_device(device);
+        let in_slots: Vec<bool> = entries.iter().map(|&e| e < n).collect();
+        let in_slots = Tensor::from_slice(&in_slots).to_device(device);
+        for ((&pi, t), x) in self.param_index.iter().zip(&self.tensors).zip(extra) {
+            out[pi] = Some(if all_slots {
+                t.index_select(0, &lo)
+            } else if all_extra {
+                x.index_select(0, &hi)
+            } else {
+                let mut shape = vec![entries.len() as i64];
+                shape.extend(std::iter::repeat_n(1, t.dim() - 1));
+                t.index_select(0, &lo)
+                    .where_self(&in_slots.view(shape.as_slice()), &x.index_select(0, &hi))
+            });
+        }
+        AgentOffsets::gathered(out)
+    }
+
+    /// The offsets of the slots `slots` without copying the weight matrices:
+    /// they are read in place through runs of consecutive slots; vectors (biases, norm
+    /// parameters) are gathered. Use for one observation per agent (rollout ticks).
+    pub fn by_slots(&self, slots: &[i64]) -> AgentOffsets {
+        let mut spans: Vec<(i64, i64, i64)> = Vec::new();
+        for (j, &k) in slots.iter().enumerate() {
+            match spans.last_mut() {
+                Some((_, ts, len)) if *ts + *len == k => *len += 1,
+                _ => spans.push((j as i64, k, 1)),
+            }
+        }
+        let device = self.device();
+        let idx = Tensor::from_slice(slots).to_device(device);
+        let mut out = AgentOffsets {
+            gathered: (0..self.num_policy_params).map(|_| None).collect(),
+            runs: (0..self.num_policy_params).map(|_| None).collect(),
+            spans,
+        };
+        for (&pi, t) in self.param_index.iter().zip(&self.tensors) {
+            if t.dim() == 3 {
+                out.runs[pi] = Some(t.shallow_clone());
+            } else {
+                out.gathered[pi] = Some(t.index_select(0, &idx));
+            }
         }
         out
     }

@@ -2,9 +2,10 @@
 //! acting with its own effective weights, recorded densely `[T, E*A]` for GAE.
 //!
 //! Dead slots are never fed to the network: each tick gathers the alive rows. Offsets can
-//! change mid-rollout (births, respawns, resets), so every distinct agent gets an entry in
-//! a rollout-local offset table (the slots' offsets at rollout start, a zero row, then one
-//! row per birth) and each sample references its entry; the update reads that table.
+//! change mid-rollout (births, respawns, resets), so each sample references an entry of a
+//! virtual offset table: rows `0..N` are the slots' offsets after the rollout, row `N` is
+//! zeros, rows `N+1..` are archived copies of rows that were overwritten after samples used
+//! them (no full snapshot is taken).
 
 use std::time::Instant;
 
@@ -24,12 +25,14 @@ pub struct Rollout {
     pub action: Vec<u8>,
     /// `[T, N]` log-probability of the sampled action.
     pub logp: Vec<f32>,
-    /// `[T, N]` entry of the acting agent in `table` (0 when there are no offsets).
+    /// `[T, N]` entry of the acting agent in the virtual table `[slot offsets; extra]`
+    /// (0 when there are no offsets).
     pub entry: Vec<i64>,
     /// Observations of the alive samples in `[T, N]` order (tick-major), `[S, obs_dim]`.
     pub obs: Tensor,
-    /// The rollout-local offset table, one `[entries, ...shape]` per evolved parameter.
-    pub table: Option<Vec<Tensor>>,
+    /// Rows `N..` of the virtual table (zero row, then archived rows), one
+    /// `[1 + archived, ...shape]` per evolved parameter.
+    pub extra: Option<Vec<Tensor>>,
     /// Counters for the metrics.
     pub stats: RolloutStats,
 }
@@ -61,7 +64,8 @@ pub struct RolloutScratch {
 }
 
 /// Evaluates the policy for the slots `slots` whose observations are the rows `rows`
-/// (`[n * obs_dim]`), with the offsets of `offsets` rows `offset_rows`. Returns
+/// (`[n * obs_dim]`), with the offsets of `offsets` rows `offset_rows` (any order; runs of
+/// consecutive rows are read in place). Returns
 /// `(log_softmax [n*6], values [n])` on the host.
 pub fn evaluate(
     policy: &Policy,
@@ -76,10 +80,7 @@ pub fn evaluate(
         .view([n, 1, policy.obs_dim as i64])
         .to_device(device);
     let (logits, value) = tch::no_grad(|| {
-        let d = offsets.map(|o| {
-            let idx = Tensor::from_slice(offset_rows).to_device(device);
-            o.gather(&o.tensors, &idx)
-        });
+        let d = offsets.map(|o| o.by_slots(offset_rows));
         policy.forward(&x, d.as_ref())
     });
     let logp = logits
@@ -113,6 +114,71 @@ pub fn sample_action(logp: &[f32], rng: &mut Rng) -> u8 {
     last_nonzero as u8
 }
 
+/// Where the offsets of one version of a slot's content live after the rollout.
+#[derive(Debug, Clone, Copy)]
+enum Loc {
+    /// Still in the slot's row at the end of the rollout.
+    Live(usize),
+    /// All zeros.
+    Zero,
+    /// Copied into the archive before the slot was overwritten.
+    Archived(usize),
+}
+
+/// Versions of slot contents referenced by samples (see the module docs).
+#[derive(Debug)]
+struct EntryBook {
+    slot_version: Vec<usize>,
+    loc: Vec<Loc>,
+    used: Vec<bool>,
+    archive: Vec<Vec<Tensor>>,
+}
+
+impl EntryBook {
+    fn new(n: usize) -> Self {
+        EntryBook {
+            slot_version: (0..n).collect(),
+            loc: (0..n).map(Loc::Live).collect(),
+            used: vec![false; n],
+            archive: Vec::new(),
+        }
+    }
+
+    /// A sample acts with slot `k`'s current offsets: its version id.
+    fn use_slot(&mut self, k: usize) -> i64 {
+        self.used[k] = true;
+        self.slot_version[k] as i64
+    }
+
+    /// Slot `k` is about to be overwritten (with zeros if `zero`): archive its row if a
+    /// sample used it, and start a new version.
+    fn before_overwrite(&mut self, k: usize, o: &Offsets, zero: bool) {
+        let v = self.slot_version[k];
+        if self.used[k] {
+            if let Loc::Live(_) = self.loc[v] {
+                self.archive
+                    .push(o.row(k).iter().map(|t| t.copy()).collect());
+                self.loc[v] = Loc::Archived(self.archive.len() - 1);
+            }
+        }
+        self.loc.push(if zero { Loc::Zero } else { Loc::Live(k) });
+        self.slot_version[k] = self.loc.len() - 1;
+        self.used[k] = false;
+    }
+
+    /// Version id -> entry of the virtual table `[slots (n); zero; archive]`.
+    fn resolve(&self, n: usize) -> Vec<i64> {
+        self.loc
+            .iter()
+            .map(|l| match *l {
+                Loc::Live(k) => k as i64,
+                Loc::Zero => n as i64,
+                Loc::Archived(i) => (n + 1 + i) as i64,
+            })
+            .collect()
+    }
+}
+
 /// Runs `num_steps` ticks of every env. Random draws per tick: one `uniform_f32` per alive
 /// slot (slot order) for its action, then the world's draws, then the mutation noise of
 /// each birth in order.
@@ -136,15 +202,7 @@ pub fn collect(
     scratch.obs.resize(n * d, 0.0);
     scratch.actions.resize(n, 0);
 
-    // Offset table: rows 0..n = slot offsets at rollout start, row n = zeros, then births.
-    let t0 = Instant::now();
-    let snapshot: Option<Vec<Tensor>> = offsets
-        .as_ref()
-        .map(|o| o.tensors.iter().map(|t| t.copy()).collect());
-    let zero_entry = n as i64;
-    let mut appended: Vec<Vec<Tensor>> = Vec::new();
-    let mut slot_entry: Vec<i64> = (0..n as i64).collect();
-    stats.offsets_s += t0.elapsed().as_secs_f64();
+    let mut book = EntryBook::new(n);
 
     let mut alive_slots: Vec<i64> = Vec::with_capacity(n);
     for t in 0..num_steps {
@@ -190,7 +248,7 @@ pub fn collect(
             gae.value[i] = val[j];
             action[i] = act;
             logp_out[i] = row[act as usize];
-            entry[i] = slot_entry[k];
+            entry[i] = book.use_slot(k);
         }
         stats.alive_agent_steps += alive_slots.len() as u64;
 
@@ -236,19 +294,20 @@ pub fn collect(
             let to = Instant::now();
             for b in &info.births {
                 let (parent, child) = (b.env * a_n + b.parent_slot, b.env * a_n + b.child_slot);
-                let row = o.birth(parent, child, rng);
-                appended.push(row);
-                slot_entry[child] = n as i64 + appended.len() as i64;
+                book.before_overwrite(child, o, false);
+                o.birth(parent, child, rng);
             }
             for &(env, slot) in &info.floor_respawns {
                 let k = env * a_n + slot;
+                book.before_overwrite(k, o, true);
                 o.zero_rows(k..k + 1);
-                slot_entry[k] = zero_entry;
             }
             for env in 0..e_n {
                 if info.truncated[env] {
+                    for k in env * a_n..(env + 1) * a_n {
+                        book.before_overwrite(k, o, true);
+                    }
                     o.zero_rows(env * a_n..(env + 1) * a_n);
-                    slot_entry[env * a_n..(env + 1) * a_n].fill(zero_entry);
                 }
             }
             stats.offsets_s += to.elapsed().as_secs_f64();
@@ -287,13 +346,17 @@ pub fn collect(
     }
 
     let to = Instant::now();
-    let table = snapshot.map(|snap| {
-        snap.into_iter()
+    let extra = offsets.as_deref().map(|o| {
+        let resolved = book.resolve(n);
+        for e in entry.iter_mut() {
+            *e = resolved[*e as usize];
+        }
+        o.tensors
+            .iter()
             .enumerate()
-            .map(|(p, s)| {
-                let zero = s.get(0).zeros_like().unsqueeze(0);
-                let mut parts = vec![s, zero];
-                parts.extend(appended.iter().map(|r| r[p].unsqueeze(0)));
+            .map(|(p, t)| {
+                let mut parts = vec![t.get(0).zeros_like().unsqueeze(0)];
+                parts.extend(book.archive.iter().map(|r| r[p].unsqueeze(0)));
                 Tensor::cat(&parts, 0)
             })
             .collect()
@@ -310,7 +373,7 @@ pub fn collect(
         logp: logp_out,
         entry,
         obs,
-        table,
+        extra,
         stats,
     }
 }

@@ -33,7 +33,8 @@ pub struct Batch {
     pub advantages: Tensor,
     pub returns: Tensor,
     pub chunks: Vec<Chunk>,
-    pub table: Option<Vec<Tensor>>,
+    /// Rows `N..` of the rollout's virtual offset table (see [`Rollout::extra`]).
+    pub extra: Option<Vec<Tensor>>,
 }
 
 /// Loss metrics averaged over all minibatches of the update.
@@ -106,7 +107,7 @@ pub fn build_batch(rollout: Rollout, adv: &[f32], ret: &[f32]) -> Batch {
         advantages: Tensor::from_slice(&advs).to_device(dev),
         returns: Tensor::from_slice(&rets).to_device(dev),
         chunks,
-        table: rollout.table,
+        extra: rollout.extra,
     }
 }
 
@@ -173,11 +174,8 @@ pub fn update(
             let n = count as f64;
             let pick = |t: &Tensor| t.index_select(0, &idx_t).view([ui, li]);
             let x = batch.obs.index_select(0, &idx_t).view([ui, li, obs_dim]);
-            let d = match (offsets, &batch.table) {
-                (Some(o), Some(table)) => {
-                    let e = Tensor::from_slice(&entries).to_device(dev);
-                    Some(o.gather(table, &e))
-                }
+            let d = match (offsets, &batch.extra) {
+                (Some(o), Some(extra)) => Some(o.gather_entries(extra, &entries)),
                 _ => None,
             };
             let params = policy.fresh_params();

@@ -209,7 +209,9 @@ impl TrainState {
         let policy = Policy::from_tensors(obs_dim, &config.agent.hidden_dims, load("")?, device)
             .map_err(TrainError::Checkpoint)?;
         let mut adam = Adam::new(std::slice::from_ref(&policy.flat));
-        let flat = |ts: Vec<Tensor>| Tensor::cat(&ts.iter().map(|t| t.flatten(0, -1)).collect::<Vec<_>>(), 0);
+        let flat = |ts: Vec<Tensor>| {
+            Tensor::cat(&ts.iter().map(|t| t.flatten(0, -1)).collect::<Vec<_>>(), 0)
+        };
         adam.m = vec![flat(load("adam/m/")?)];
         adam.v = vec![flat(load("adam/v/")?)];
         adam.step = read::<i64>(ck, "adam/step", 1)?[0];

@@ -79,46 +79,6 @@ pub struct TrainSummary {
 /// Progress callback: called after every iteration with the state and its metrics.
 pub type ProgressFn = Box<dyn FnMut(&TrainState, &Metrics)>;
 
-/// Parses `train.max_wall_time` values like `11h30m`, `90m`, `45s`, `1h`, `3600`.
-pub fn parse_wall_time(text: &str) -> Result<Option<Duration>, TrainError> {
-    let s = text.trim();
-    if s.is_empty() {
-        return Ok(None);
-    }
-    let err = || {
-        TrainError::Config(format!(
-            "train.max_wall_time = {text:?} is not a duration like \"11h30m\", \"90m\", \"45s\" or a number of seconds"
-        ))
-    };
-    if let Ok(secs) = s.parse::<f64>() {
-        return if secs >= 0.0 {
-            Ok(Some(Duration::from_secs_f64(secs)))
-        } else {
-            Err(err())
-        };
-    }
-    let (mut total, mut num) = (0f64, String::new());
-    for ch in s.chars() {
-        if ch.is_ascii_digit() || ch == '.' {
-            num.push(ch);
-            continue;
-        }
-        let unit = match ch {
-            'h' => 3600.0,
-            'm' => 60.0,
-            's' => 1.0,
-            'd' => 86400.0,
-            _ => return Err(err()),
-        };
-        total += num.parse::<f64>().map_err(|_| err())? * unit;
-        num.clear();
-    }
-    if !num.is_empty() {
-        return Err(err());
-    }
-    Ok(Some(Duration::from_secs_f64(total)))
-}
-
 /// Runs iterations of a [`TrainState`] until done, out of wall time or asked to stop.
 pub struct Trainer {
     /// The state being trained (public: the checkpoint layer saves it).
@@ -129,9 +89,12 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// A fresh run: device from `train.device`, `tch::set_num_threads(train.num_threads)`
+    /// A fresh run of a validated config: device from `train.device`, `tch::set_num_threads(train.num_threads)`
     /// when > 0, state from `train.seed`.
     pub fn new(config: Config) -> Result<Trainer, TrainError> {
+        config
+            .validate()
+            .map_err(|e| TrainError::Config(e.to_string()))?;
         let device = Self::prepare_device(&config)?;
         Ok(Trainer::from_state(TrainState::new(config, device)?))
     }
@@ -168,7 +131,7 @@ impl Trainer {
     /// Trains until `train.total_steps`, the wall-time limit or a stop request.
     pub fn run(&mut self) -> Result<TrainSummary, TrainError> {
         self.started = Instant::now();
-        let wall = parse_wall_time(&self.state.config.train.max_wall_time)?;
+        let wall = self.state.config.max_wall_time();
         let start_step = self.state.step;
         let mut iterations = 0;
         let mut last: Option<Metrics> = None;
@@ -211,31 +174,4 @@ impl Trainer {
 /// Trains a fresh run of `config` to the end: `Trainer::new(config)?.run()`.
 pub fn train(config: Config) -> Result<TrainSummary, TrainError> {
     Trainer::new(config)?.run()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wall_time_parses() {
-        assert_eq!(parse_wall_time("").unwrap(), None);
-        assert_eq!(
-            parse_wall_time("11h30m").unwrap(),
-            Some(Duration::from_secs(41_400))
-        );
-        assert_eq!(
-            parse_wall_time("90").unwrap(),
-            Some(Duration::from_secs(90))
-        );
-        assert_eq!(
-            parse_wall_time("2m5s").unwrap(),
-            Some(Duration::from_secs(125))
-        );
-        assert!(parse_wall_time("soon")
-            .unwrap_err()
-            .to_string()
-            .contains("11h30m"));
-        assert!(parse_wall_time("5x").is_err());
-    }
 }

@@ -1,0 +1,85 @@
+//! Evidence that PPO learns: after a few iterations on a small world the trained shared
+//! policy eats more food per alive agent-tick than the untrained one, on the same seeds.
+
+use emergence_lab::policy::Policy;
+use emergence_lab::ppo::rollout::{evaluate, sample_action};
+use emergence_lab::world::{TickInfo, World, WorldParams};
+use emergence_lab::{Config, Rng, TrainState};
+use tch::Device;
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.env.grid_size = 10;
+    c.env.num_food = 10;
+    c.env.num_agents = 4;
+    // Reward 1 per food (and a slow drain so agents live): keeps the value loss O(1), so
+    // the global grad-norm clip does not scale the policy gradient by the value error.
+    c.evolution.food_energy = 1.0;
+    c.evolution.energy_per_step = 0.01;
+    c.env.food_respawn_prob = 0.5;
+    c.evolution.min_agents = 2;
+    c.env.observation_radius = 3;
+    c.env.max_steps = 100;
+    c.train.num_envs = 8;
+    c.evolution.max_agents = 8;
+    c.train.num_steps = 32;
+    c.train.minibatch_size = 128;
+    c.train.learning_rate = 1e-3;
+    c.train.lr_schedule = emergence_lab::config::LrSchedule::Constant;
+    c.train.seed = 11;
+    c
+}
+
+/// Foods eaten per alive agent-tick by the shared policy (no offsets), sampling actions,
+/// over `ticks` ticks of fresh worlds seeded with `seeds`.
+fn food_rate(c: &Config, policy: &Policy, seeds: &[u64], ticks: usize) -> f64 {
+    let (mut foods, mut agent_ticks) = (0u64, 0u64);
+    for &seed in seeds {
+        let mut rng = Rng::seed_from_u64(seed);
+        let mut world = World::new(WorldParams::from_config(c), &mut rng);
+        let (n, d) = (world.num_envs() * world.num_slots(), world.obs_dim());
+        let mut obs = vec![0f32; n * d];
+        let mut actions = vec![0u8; n];
+        let mut info = TickInfo::default();
+        for _ in 0..ticks {
+            world.observe(&mut obs);
+            let slots: Vec<i64> = (0..n as i64).filter(|&k| world.alive[k as usize]).collect();
+            let rows: Vec<f32> = slots
+                .iter()
+                .flat_map(|&k| obs[k as usize * d..(k as usize + 1) * d].to_vec())
+                .collect();
+            let (lp, _, _) = evaluate(policy, None, &rows, &slots, false);
+            actions.fill(0);
+            for (j, &k) in slots.iter().enumerate() {
+                actions[k as usize] = sample_action(&lp[j * 6..(j + 1) * 6], &mut rng);
+            }
+            agent_ticks += slots.len() as u64;
+            world.step(&actions, &mut rng, &mut info);
+            foods += info.foods_eaten.iter().map(|&x| x as u64).sum::<u64>();
+        }
+    }
+    foods as f64 / agent_ticks as f64
+}
+
+#[test]
+fn trained_policy_eats_more_food_than_untrained() {
+    tch::set_num_threads(1);
+    let c = config();
+    // Measured (seed 11, 1 thread): untrained 0.102; 25 iterations 0.208, 40 iterations
+    // 0.232; with the advantage sign flipped 40 iterations give 0.019.
+    let iters = 30;
+    let seeds = [1001, 1002];
+    let mut state = TrainState::new(c.clone(), Device::Cpu).unwrap();
+    let before = food_rate(&c, &state.policy, &seeds, 60);
+    for _ in 0..iters {
+        state.iterate().unwrap();
+    }
+    let after = food_rate(&c, &state.policy, &seeds, 60);
+    eprintln!(
+        "food per alive agent-tick: untrained {before:.4}, after {iters} iterations {after:.4}"
+    );
+    assert!(
+        after > before * 1.5,
+        "no clear learning: untrained {before:.4}, trained {after:.4}"
+    );
+}
