@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use emergence_lab::config::Evolved;
-use emergence_lab::{Config, TrainState, Trainer};
+use emergence_lab::checkpoint::CheckpointedRun;
+use emergence_lab::{Config, TrainState};
 
 fn bench(iters: usize) -> Result<()> {
     let threads = tch::get_num_threads();
@@ -72,18 +73,26 @@ fn main() -> Result<()> {
         );
         return Ok(());
     }
-    let config = Config::load_cli(args.iter().cloned())?;
-    let total = config.train.total_steps;
-    let log_interval = config.log.log_interval;
-    let mut trainer = Trainer::new(config)?;
+    let (config, overrides) = Config::load_cli_with_overrides(args.iter().cloned())?;
+    // Resume (train.resume_from), periodic/final/emergency checkpoints, SIGINT/SIGTERM.
+    let mut run = CheckpointedRun::start_with_overrides(config, &overrides)?.handle_signals(true);
+    for w in run.warnings() {
+        eprintln!("warning: {w}");
+    }
+    if let Some(info) = run.resumed_from() {
+        println!("resumed from {} (step {}, iteration {})", info.path.display(), info.step, info.iteration);
+    }
+    let total = run.trainer().state.config.train.total_steps;
+    let log_interval = run.trainer().state.config.log.log_interval;
+    let start_step = run.trainer().state.step;
     let started = Instant::now();
-    let mut last_logged = 0u64;
-    trainer.on_progress(move |state, m| {
+    let mut last_logged = start_step;
+    run.on_progress(move |state, m| {
         let due = log_interval > 0
             && state.step / log_interval as u64 > last_logged / log_interval as u64;
         if due || state.step >= total {
             last_logged = state.step;
-            let sps = state.step as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let sps = (state.step - start_step) as f64 / started.elapsed().as_secs_f64().max(1e-9);
             let eta = total.saturating_sub(state.step) as f64 / sps.max(1e-9);
             println!(
                 "progress step={} total={} iter={} reward={:.4} pop={:.2} sps={:.0} eta_s={:.0}",
@@ -97,10 +106,12 @@ fn main() -> Result<()> {
             );
         }
     });
-    let summary = trainer.run()?;
+    let out = run.run()?;
+    let summary = &out.summary;
     println!(
         "done stopped={:?} start_step={} final_step={} iterations={}",
         summary.stopped, summary.start_step, summary.final_step, summary.iterations
     );
-    Ok(())
+    println!("{}", out.message);
+    std::process::exit(out.exit_code());
 }

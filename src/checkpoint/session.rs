@@ -226,6 +226,11 @@ impl CheckpointedRun {
         self.trainer
     }
 
+    /// Notes from choosing the checkpoint (skipped corrupt files, nothing left to train, ...).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
     /// The checkpoint being continued, if any.
     pub fn resumed_from(&self) -> Option<&CheckpointInfo> {
         self.resumed_from.as_ref()
