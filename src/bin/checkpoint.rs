@@ -2,6 +2,7 @@
 //!
 //! `checkpoint inspect PATH...` prints step, iteration, kind, config summary, tensors and
 //! whether each verifies (exit 1 if any does not); `checkpoint list DIR` lists a folder.
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,7 +26,19 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    match run(Cli::parse(), &mut std::io::stdout().lock()) {
+        // `checkpoint inspect x | head`: a closed pipe is not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
+        r => r,
+    }
+}
+
+fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Inspect { paths } => {
             if paths.is_empty() {
@@ -36,7 +49,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 let p = if p.is_dir() { p.join(LATEST_NAME) } else { p };
                 let report = checkpoint::inspect(&p)
                     .with_context(|| format!("inspecting {}", p.display()))?;
-                println!("{report}");
+                writeln!(out, "{report}")?;
                 all_ok &= report.verified();
             }
             Ok(if all_ok {
@@ -49,21 +62,22 @@ fn main() -> anyhow::Result<ExitCode> {
             let listing = checkpoint::list_checkpoints(&dir)
                 .with_context(|| format!("listing {}", dir.display()))?;
             for c in &listing.checkpoints {
-                println!(
+                writeln!(
+                    out,
                     "{:>14} {:>8} {:<9} {:>12} bytes  {}",
                     c.step,
                     c.iteration,
                     kind_name(c.kind),
                     c.size_bytes,
                     c.path.display()
-                );
+                )?;
             }
             match checkpoint::latest(&dir) {
-                Ok(l) => println!("latest -> step {} ({})", l.step, kind_name(l.kind)),
-                Err(e) => println!("latest: {e}"),
+                Ok(l) => writeln!(out, "latest -> step {} ({})", l.step, kind_name(l.kind))?,
+                Err(e) => writeln!(out, "latest: {e}")?,
             }
             for (p, e) in &listing.skipped {
-                println!("unreadable {}: {e}", p.display());
+                writeln!(out, "unreadable {}: {e}", p.display())?;
             }
             Ok(if listing.skipped.is_empty() {
                 ExitCode::SUCCESS
