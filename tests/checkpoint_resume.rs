@@ -388,3 +388,24 @@ fn kill9_during_training_never_breaks_resume() {
         "training made progress across kills: step {last}"
     );
 }
+
+#[test]
+fn reusing_the_previous_saves_buffers_gives_the_same_checkpoint() {
+    tch::set_num_threads(1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = emergence_lab::TrainState::new(tiny(dir.path()), tch::Device::Cpu).unwrap();
+    state.iterate().unwrap();
+    let old = state.to_checkpoint(CheckpointKind::Periodic);
+    state.iterate().unwrap();
+    let fresh = state.to_checkpoint(CheckpointKind::Final);
+    let reused = state.to_checkpoint_reusing(CheckpointKind::Final, Some(old.clone()));
+    assert_eq!(fresh.arrays, reused.arrays);
+    assert_ne!(
+        old.arrays, reused.arrays,
+        "the spare's old contents were overwritten"
+    );
+    assert_eq!(
+        (fresh.meta.step, fresh.meta.kind),
+        (reused.meta.step, reused.meta.kind)
+    );
+}

@@ -252,7 +252,9 @@ impl CheckpointedRun {
             let (saver, failure, stop) = (saver.clone(), failure.clone(), stop.clone());
             self.trainer.on_progress(move |state, m| {
                 if crossed(interval, before, state.step) {
-                    if let Err(e) = saver.submit(state.to_checkpoint(CheckpointKind::Periodic)) {
+                    let ckpt =
+                        state.to_checkpoint_reusing(CheckpointKind::Periodic, saver.take_spare());
+                    if let Err(e) = saver.submit(ckpt) {
                         failure.borrow_mut().get_or_insert(e);
                         stop.store(true, Ordering::SeqCst);
                     }
@@ -316,7 +318,11 @@ impl CheckpointedRun {
             StopReason::Completed | StopReason::WallTime => CheckpointKind::Final,
             StopReason::StopRequested => CheckpointKind::Emergency,
         };
-        saver.submit(self.trainer.state.to_checkpoint(kind))?;
+        saver.submit(
+            self.trainer
+                .state
+                .to_checkpoint_reusing(kind, saver.take_spare()),
+        )?;
         saver.wait()?;
         let stats = saver.stats();
         summary.checkpoint = stats.last.as_ref().map(|r| r.path.clone());

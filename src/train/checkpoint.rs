@@ -113,6 +113,23 @@ fn read_tensor(
 impl TrainState {
     /// The state as a checkpoint (CPU arrays + metadata).
     pub fn to_checkpoint(&self, kind: CheckpointKind) -> Checkpoint {
+        self.to_checkpoint_reusing(kind, None)
+    }
+
+    /// Like [`TrainState::to_checkpoint`], copying the per-agent offsets into the buffers of
+    /// `spare` (the previous save, from `AsyncSaver::take_spare`): a plain copy without a
+    /// fresh ~150 MB allocation at the notebook size.
+    pub fn to_checkpoint_reusing(
+        &self,
+        kind: CheckpointKind,
+        spare: Option<Checkpoint>,
+    ) -> Checkpoint {
+        let mut spare: std::collections::HashMap<String, NamedArray> = spare
+            .into_iter()
+            .flat_map(|c| c.arrays)
+            .filter(|a| a.name.starts_with("offsets/"))
+            .map(|a| (a.name.clone(), a))
+            .collect();
         let mut arrays = Vec::new();
         for (name, p) in self.policy.names.iter().zip(&self.policy.params) {
             arrays.push(tensor_array(name, p));
@@ -129,7 +146,15 @@ impl TrainState {
         arrays.push(array("adam/step", vec![1], &[self.adam.step]));
         if let Some(o) = &self.offsets {
             for (name, t) in o.names.iter().zip(&o.tensors) {
-                arrays.push(tensor_array(&format!("offsets/{name}"), t));
+                let key = format!("offsets/{name}");
+                arrays.push(match spare.remove(&key) {
+                    Some(mut a) => {
+                        crate::checkpoint::tensor::refill_f32_array(&mut a, t)
+                            .expect("copying a training tensor to CPU");
+                        a
+                    }
+                    None => tensor_array(&key, t),
+                });
             }
         }
         let w = &self.world;
