@@ -3,6 +3,17 @@
 //!
 //! Periodic saves go through an [`AsyncSaver`] (the caller only converts the state); a stop
 //! (signal, stop flag, deadline) saves the state at the end of the current iteration.
+//!
+//! From a notebook cell (SIGINT/SIGTERM are handled only while the call runs):
+//!
+//! ```text
+//! let mut config = Config::kaggle_notebook();
+//! config.train.resume_from = "auto".into();          // newest good checkpoint, or fresh
+//! config.train.resume_search = vec!["/kaggle/input".into()];
+//! config.train.max_wall_time = "11h30m".into();      // stop, save, return before this
+//! let outcome = train_with_checkpoints(config)?;     // or CheckpointedRun for progress hooks
+//! println!("{}", outcome.message);
+//! ```
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
