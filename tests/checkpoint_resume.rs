@@ -339,6 +339,25 @@ fn resume_allows_only_run_control_changes() {
         (out.summary.start_step, out.summary.final_step),
         (SPI, 2 * SPI)
     );
+    // Resuming a finished run trains nothing, says so, and writes no new file.
+    let mut done = CheckpointedRun::start(tiny_total(dir.path(), 2 * SPI)).unwrap();
+    assert!(
+        done.warnings()
+            .iter()
+            .any(|w| w.contains("nothing left to train")),
+        "{:?}",
+        done.warnings()
+    );
+    let again = done.run().unwrap();
+    assert_eq!(again.summary.iterations, 0);
+    assert_eq!(again.saver.written, 0);
+    assert_eq!(again.summary.checkpoint, out.summary.checkpoint);
+}
+
+fn tiny_total(dir: &Path, total: u64) -> Config {
+    let mut c = tiny(dir);
+    c.train.total_steps = total;
+    c
 }
 
 #[test]

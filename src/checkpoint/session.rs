@@ -329,14 +329,23 @@ impl CheckpointedRun {
             StopReason::Completed | StopReason::WallTime => CheckpointKind::Final,
             StopReason::StopRequested => CheckpointKind::Emergency,
         };
-        saver.submit(
-            self.trainer
-                .state
-                .to_checkpoint_reusing(kind, saver.take_spare()),
-        )?;
-        saver.wait()?;
+        let unchanged = self
+            .resumed_from
+            .as_ref()
+            .filter(|r| summary.iterations == 0 && r.step == self.trainer.state.step);
+        if let Some(r) = unchanged {
+            // Nothing trained since the checkpoint we resumed from: do not write it again.
+            summary.checkpoint = Some(r.path.clone());
+        } else {
+            saver.submit(
+                self.trainer
+                    .state
+                    .to_checkpoint_reusing(kind, saver.take_spare()),
+            )?;
+            saver.wait()?;
+            summary.checkpoint = saver.stats().last.as_ref().map(|r| r.path.clone());
+        }
         let stats = saver.stats();
-        summary.checkpoint = stats.last.as_ref().map(|r| r.path.clone());
         let saved = summary
             .checkpoint
             .as_ref()
