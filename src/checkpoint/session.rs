@@ -232,6 +232,11 @@ impl CheckpointedRun {
         &self.trainer
     }
 
+    /// The trainer, mutably (e.g. its `reporter`).
+    pub fn trainer_mut(&mut self) -> &mut Trainer {
+        &mut self.trainer
+    }
+
     /// The trainer, e.g. to keep the final state after `run`.
     pub fn into_trainer(self) -> Trainer {
         self.trainer

@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::policy::{param_names, Offsets, Policy};
 use crate::ppo::Adam;
 use crate::rng::{Rng, RngState};
+use crate::trackers::Trackers;
 use crate::world::{World, WorldParams};
 
 /// Plain element types that go into checkpoint arrays.
@@ -196,7 +197,7 @@ impl TrainState {
                 iteration: self.iteration,
                 kind,
                 config_json: serde_json::to_string(&self.config).expect("config serialises"),
-                trackers_json: self.trackers.to_string(),
+                trackers_json: self.trackers.to_json(),
                 metrics_json: serde_json::to_string(&self.metrics_history)
                     .expect("metrics serialise"),
                 created_unix,
@@ -279,13 +280,11 @@ impl TrainState {
         state.iteration = ck.meta.iteration;
         state.metrics_history = serde_json::from_str::<Vec<Metrics>>(&ck.meta.metrics_json)
             .map_err(|e| TrainError::Checkpoint(format!("metrics metadata does not parse: {e}")))?;
-        state.trackers = if ck.meta.trackers_json.trim().is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_str(&ck.meta.trackers_json).map_err(|e| {
+        if !ck.meta.trackers_json.trim().is_empty() {
+            state.trackers = Trackers::from_json(&ck.meta.trackers_json).map_err(|e| {
                 TrainError::Checkpoint(format!("trackers metadata does not parse: {e}"))
-            })?
-        };
+            })?;
+        }
         Ok(state)
     }
 }
