@@ -7,8 +7,8 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use emergence_lab::config::Evolved;
 use emergence_lab::checkpoint::CheckpointedRun;
+use emergence_lab::config::Evolved;
 use emergence_lab::{Config, TrainState};
 
 fn bench(iters: usize) -> Result<()> {
