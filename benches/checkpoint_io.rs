@@ -205,5 +205,44 @@ fn checkpoint_io(cr: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, checkpoint_io);
+/// The real conversions at the notebook config: `TrainState::to_checkpoint` (the caller's
+/// synchronous part of every save) and `TrainState::from_checkpoint_with_config` (resume).
+fn train_state_conversion(cr: &mut Criterion) {
+    tch::set_num_threads(1);
+    let mut cfg = Config::kaggle_notebook();
+    cfg.train.device = "cpu".into();
+    let state = emergence_lab::TrainState::new(cfg.clone(), tch::Device::Cpu).unwrap();
+    let ckpt = state.to_checkpoint(CheckpointKind::Periodic);
+    let bytes: u64 = ckpt.arrays.iter().map(|a| a.data.len() as u64).sum();
+    let mut g = cr.benchmark_group("train_state");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(6));
+    g.throughput(Throughput::Bytes(bytes));
+    g.bench_function("to_checkpoint", |b| {
+        b.iter(|| black_box(state.to_checkpoint(CheckpointKind::Periodic)))
+    });
+    let mut spare = Some(state.to_checkpoint(CheckpointKind::Periodic));
+    g.bench_function("to_checkpoint_reusing_spare", |b| {
+        b.iter(|| {
+            let c = state.to_checkpoint_reusing(CheckpointKind::Periodic, spare.take());
+            spare = Some(black_box(c));
+        })
+    });
+    g.bench_function("from_checkpoint", |b| {
+        b.iter(|| {
+            black_box(
+                emergence_lab::TrainState::from_checkpoint_with_config(
+                    &ckpt,
+                    cfg.clone(),
+                    tch::Device::Cpu,
+                )
+                .unwrap(),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, checkpoint_io, train_state_conversion);
 criterion_main!(benches);
