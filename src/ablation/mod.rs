@@ -147,7 +147,8 @@ pub struct AblationOptions {
     /// Compute device (`cpu`, `cuda`, `cuda:N`, `auto`), as `train.device`.
     pub device: String,
     /// Worker threads for the episodes' world work (0 = rayon's global pool). Results do
-    /// not depend on it; libtorch's threads are set with `tch::set_num_threads`.
+    /// not depend on it. On CPU, libtorch runs with one intra-op thread during the
+    /// ablation (its previous setting is restored afterwards).
     pub threads: usize,
 }
 
@@ -289,12 +290,33 @@ pub fn run_state_inspect(
     } else {
         None
     };
+    // On CPU the batched forward passes are small: one libtorch thread is as fast, and
+    // OpenMP's spin-waiting workers would otherwise starve the episode workers (measured
+    // 5x slower with 2 libtorch threads on a 2-core machine). Restored on return.
+    let _threads = (state.policy.device() == tch::Device::Cpu).then(TorchThreads::one);
     let mut per_condition = Vec::with_capacity(conditions.len());
     for &c in &conditions {
         let episodes = episode::run_condition(state, options, c, pool.as_ref(), inspect);
         per_condition.push(ConditionResults::new(c, episodes));
     }
     Ok(AblationResults::new(state, options, per_condition))
+}
+
+/// Sets libtorch's intra-op threads to 1 until dropped, then restores the previous count.
+struct TorchThreads(i32);
+
+impl TorchThreads {
+    fn one() -> Self {
+        let saved = tch::get_num_threads();
+        tch::set_num_threads(1);
+        TorchThreads(saved)
+    }
+}
+
+impl Drop for TorchThreads {
+    fn drop(&mut self) {
+        tch::set_num_threads(self.0);
+    }
 }
 
 /// A checkpoint file, or `latest.safetensors` of a folder; a clear error when missing.

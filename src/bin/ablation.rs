@@ -41,16 +41,13 @@ struct Cli {
     /// Compute device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Threads for libtorch and the episode workers (0 = library defaults).
+    /// Worker threads for the episodes (0 = one per core); libtorch uses 1 thread on CPU.
     #[arg(long, default_value_t = 0)]
     threads: usize,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if cli.threads > 0 {
-        tch::set_num_threads(cli.threads as i32);
-    }
     let options = AblationOptions {
         checkpoint: cli.checkpoint,
         episodes: cli.episodes,
