@@ -300,5 +300,9 @@ fn clear_errors_for_bad_input() {
 
     let empty = tempfile::tempdir().unwrap();
     let e = ablation::run(&AblationOptions::new(empty.path())).unwrap_err();
-    assert!(matches!(e, AblationError::Checkpoint(_)), "{e}");
+    assert!(matches!(e, AblationError::MissingCheckpoint(_)), "{e}");
+    assert!(
+        e.to_string().contains("latest.safetensors does not exist"),
+        "{e}"
+    );
 }

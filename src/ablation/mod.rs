@@ -322,7 +322,13 @@ impl Drop for TorchThreads {
 /// A checkpoint file, or `latest.safetensors` of a folder; a clear error when missing.
 fn resolve_checkpoint(p: &Path) -> Result<PathBuf, AblationError> {
     if p.is_dir() {
-        return Ok(crate::checkpoint::latest(p)?.path);
+        return match crate::checkpoint::latest(p) {
+            Ok(info) => Ok(info.path),
+            Err(CheckpointError::NoLatest { .. }) => Err(AblationError::MissingCheckpoint(
+                p.join(crate::checkpoint::LATEST_NAME),
+            )),
+            Err(e) => Err(e.into()),
+        };
     }
     if !p.exists() {
         return Err(AblationError::MissingCheckpoint(p.to_path_buf()));
