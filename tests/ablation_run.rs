@@ -227,7 +227,7 @@ fn a_policy_that_reads_the_field_shows_a_significant_gap() {
     let mut c = tiny();
     c.env.grid_size = 10;
     c.env.num_food = 6;
-    c.env.max_steps = 60;
+    c.env.max_steps = 100;
     c.env.observation_radius = 2;
     c.evolution.min_agents = 0;
     let state = TrainState::new(c.clone(), tch::Device::Cpu).unwrap();
@@ -253,12 +253,40 @@ fn a_policy_that_reads_the_field_shows_a_significant_gap() {
         let _ = ab.get(0).fill_(0.1); // stay wins only when the hidden state is silent
     });
     let o = AblationOptions {
-        episodes: 12,
+        episodes: 40,
         start: Start::Fresh,
         conditions: vec![Condition::Zeroed, Condition::NoField],
         ..AblationOptions::default()
     };
-    let r = run_state(&state, &o).unwrap();
+    // (moves, stays) per condition.
+    let mut acts = [(0usize, 0usize); 3];
+    let r = run_state_inspect(&state, &o, &mut |b: &ObservedBatch| {
+        let i = [Condition::Normal, Condition::Zeroed, Condition::NoField]
+            .iter()
+            .position(|&c| c == b.condition)
+            .unwrap();
+        for &a in b.actions {
+            if a == 0 {
+                acts[i].1 += 1;
+            } else {
+                acts[i].0 += 1;
+            }
+        }
+    })
+    .unwrap();
+    eprintln!(
+        "{}\n(moves, stays) normal/zeroed/no_field: {acts:?}",
+        r.table()
+    );
+    assert!(
+        acts[0].0 > 10 * acts[0].1,
+        "with the field, agents move: {acts:?}"
+    );
+    assert_eq!(
+        (acts[1].0, acts[2].0),
+        (0, 0),
+        "without it, they stay: {acts:?}"
+    );
     for cond in [Condition::Zeroed, Condition::NoField] {
         let g = r.gap(cond, "total_reward").unwrap();
         assert!(

@@ -283,7 +283,7 @@ pub(super) fn run_condition(
         numel: o
             .tensors
             .iter()
-            .map(|t| (t.numel() / (n * a).max(1)) as usize)
+            .map(|t| t.numel() / (n * a).max(1))
             .collect(),
         stds: o.stds.clone(),
     });

@@ -20,6 +20,10 @@
 //!   take the offsets of the checkpoint's living agents (env-major order), agent `i` of
 //!   episode `k` the `(k * num_agents + i)`-th one cycling, or zero offsets when none lives.
 //!
+//! With [`Start::Fresh`] the field starts at zero, so `frozen` sees what `zeroed` sees.
+//! The field has no effect on the world's physics (only on observations), so `zeroed` and
+//! `no_field` give the same episodes; they differ only in what the world's field holds.
+//!
 //! During an episode the training rules apply: a child gets its parent's offsets plus a
 //! mutation drawn from the episode generator after the tick's world draws, floor respawns
 //! get zero offsets.
