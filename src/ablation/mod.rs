@@ -122,6 +122,15 @@ pub enum Start {
     Fresh,
 }
 
+impl std::fmt::Display for Start {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Start::Checkpoint => "checkpoint",
+            Start::Fresh => "fresh",
+        })
+    }
+}
+
 impl FromStr for Start {
     type Err = AblationError;
 

@@ -222,7 +222,7 @@ impl AblationResults {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "Ablation: {} episodes x {} ticks per condition, seed {}, start {:?}, checkpoint step {} (config {})",
+            "Ablation: {} episodes x {} ticks per condition, seed {}, start {}, checkpoint step {} (config {})",
             self.episodes,
             self.ticks,
             self.seed,
