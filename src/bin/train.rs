@@ -7,8 +7,8 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use emergence_lab::checkpoint::CheckpointedRun;
 use emergence_lab::config::Evolved;
+use emergence_lab::checkpoint::CheckpointedRun;
 use emergence_lab::{Config, TrainState};
 
 fn bench(iters: usize) -> Result<()> {
@@ -80,12 +80,7 @@ fn main() -> Result<()> {
         eprintln!("warning: {w}");
     }
     if let Some(info) = run.resumed_from() {
-        println!(
-            "resumed from {} (step {}, iteration {})",
-            info.path.display(),
-            info.step,
-            info.iteration
-        );
+        println!("resumed from {} (step {}, iteration {})", info.path.display(), info.step, info.iteration);
     }
     let total = run.trainer().state.config.train.total_steps;
     let log_interval = run.trainer().state.config.log.log_interval;

@@ -58,9 +58,7 @@ pub fn check_config(c: &Config) -> Result<(), TrainError> {
     if c.env.grid_size == 0 {
         return bad("env.grid_size must be >= 1");
     }
-    WorldParams::from_config(c)
-        .check()
-        .map_err(|e| TrainError::Config(e.to_string()))
+    WorldParams::from_config(c).check().map_err(|e| TrainError::Config(e.to_string()))
 }
 
 impl TrainState {
