@@ -222,6 +222,13 @@ fn train_state_conversion(cr: &mut Criterion) {
     g.bench_function("to_checkpoint", |b| {
         b.iter(|| black_box(state.to_checkpoint(CheckpointKind::Periodic)))
     });
+    let mut spare = Some(state.to_checkpoint(CheckpointKind::Periodic));
+    g.bench_function("to_checkpoint_reusing_spare", |b| {
+        b.iter(|| {
+            let c = state.to_checkpoint_reusing(CheckpointKind::Periodic, spare.take());
+            spare = Some(black_box(c));
+        })
+    });
     g.bench_function("from_checkpoint", |b| {
         b.iter(|| {
             black_box(

@@ -13,8 +13,12 @@ pub mod device;
 pub mod metrics;
 pub mod policy;
 pub mod ppo;
+pub mod progress;
+pub mod report;
 pub mod rng;
 pub mod simulate;
+pub mod sinks;
+pub mod trackers;
 pub mod train;
 pub mod world;
 

@@ -12,6 +12,7 @@ use emergence_lab::checkpoint::{
     auto_resume, read_checkpoint, Checkpoint, CheckpointKind, CheckpointedRun, RunError,
 };
 use emergence_lab::config::ConfigOverrides;
+use emergence_lab::progress::Reporter;
 use emergence_lab::train::StopReason;
 use emergence_lab::Config;
 
@@ -58,7 +59,11 @@ fn resume_child() {
         return;
     };
     let (mode, dir) = spec.split_once(':').unwrap();
-    let mut cfg = tiny(Path::new(dir));
+    let mut cfg = if mode == "sigterm" {
+        long(Path::new(dir))
+    } else {
+        tiny(Path::new(dir))
+    };
     if mode == "forever" {
         cfg.train.total_steps = 1 << 40;
         cfg.log.keep_checkpoints = 2;
@@ -104,8 +109,23 @@ fn spawn_child(mode: &str, dir: &Path) -> std::process::Child {
 }
 
 /// Runs `tiny(dir)` to the end in this process and returns its final checkpoint.
+/// `tiny` with 8x longer rollouts (so a signal lands inside one) and the same 4 iterations.
+fn long(dir: &Path) -> Config {
+    let mut c = tiny(dir);
+    c.train.num_steps = 128;
+    let spi = c.steps_per_iteration();
+    c.train.total_steps = 4 * spi;
+    c.log.save_interval = spi as i64;
+    c
+}
+
 fn run_to_end(dir: &Path) -> (Checkpoint, emergence_lab::checkpoint::RunOutcome) {
-    let mut run = CheckpointedRun::start(tiny(dir)).unwrap();
+    run_config_to_end(tiny(dir))
+}
+
+fn run_config_to_end(cfg: Config) -> (Checkpoint, emergence_lab::checkpoint::RunOutcome) {
+    let mut run = CheckpointedRun::start(cfg).unwrap();
+    run.trainer_mut().reporter = Reporter::silent();
     let out = run.run().unwrap();
     let path = out
         .summary
@@ -190,7 +210,8 @@ fn stop_by_periodic_save_and_exit_then_resume_is_bit_identical() {
 fn stop_by_sigterm_mid_rollout_then_resume_is_bit_identical() {
     tch::set_num_threads(1);
     let root = tempfile::tempdir().unwrap();
-    let (a, _) = run_to_end(&root.path().join("a"));
+    let (a, _) = run_config_to_end(long(&root.path().join("a")));
+    let spi = long(root.path()).steps_per_iteration();
     let b_dir = root.path().join("b");
     let mut child = spawn_child("sigterm", &b_dir);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -216,11 +237,12 @@ fn stop_by_sigterm_mid_rollout_then_resume_is_bit_identical() {
         .unwrap();
     assert_eq!(info.kind, CheckpointKind::Emergency);
     assert!(
-        info.step == 3 * SPI || info.step == 2 * SPI,
+        info.step == 3 * spi || info.step == 2 * spi,
         "emergency save at step {}",
         info.step
     );
-    let (b, _) = run_to_end(&b_dir);
+    eprintln!("SIGTERM led to an emergency save at iteration {}", info.step / spi);
+    let (b, _) = run_config_to_end(long(&b_dir));
     assert_same_run(&a, &b);
 }
 
@@ -339,6 +361,25 @@ fn resume_allows_only_run_control_changes() {
         (out.summary.start_step, out.summary.final_step),
         (SPI, 2 * SPI)
     );
+    // Resuming a finished run trains nothing, says so, and writes no new file.
+    let mut done = CheckpointedRun::start(tiny_total(dir.path(), 2 * SPI)).unwrap();
+    assert!(
+        done.warnings()
+            .iter()
+            .any(|w| w.contains("nothing left to train")),
+        "{:?}",
+        done.warnings()
+    );
+    let again = done.run().unwrap();
+    assert_eq!(again.summary.iterations, 0);
+    assert_eq!(again.saver.written, 0);
+    assert_eq!(again.summary.checkpoint, out.summary.checkpoint);
+}
+
+fn tiny_total(dir: &Path, total: u64) -> Config {
+    let mut c = tiny(dir);
+    c.train.total_steps = total;
+    c
 }
 
 #[test]
@@ -386,5 +427,26 @@ fn kill9_during_training_never_breaks_resume() {
     assert!(
         last >= 2 * SPI,
         "training made progress across kills: step {last}"
+    );
+}
+
+#[test]
+fn reusing_the_previous_saves_buffers_gives_the_same_checkpoint() {
+    tch::set_num_threads(1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = emergence_lab::TrainState::new(tiny(dir.path()), tch::Device::Cpu).unwrap();
+    state.iterate().unwrap();
+    let old = state.to_checkpoint(CheckpointKind::Periodic);
+    state.iterate().unwrap();
+    let fresh = state.to_checkpoint(CheckpointKind::Final);
+    let reused = state.to_checkpoint_reusing(CheckpointKind::Final, Some(old.clone()));
+    assert_eq!(fresh.arrays, reused.arrays);
+    assert_ne!(
+        old.arrays, reused.arrays,
+        "the spare's old contents were overwritten"
+    );
+    assert_eq!(
+        (fresh.meta.step, fresh.meta.kind),
+        (reused.meta.step, reused.meta.kind)
     );
 }

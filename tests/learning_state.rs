@@ -27,6 +27,9 @@ fn small_config() -> Config {
     c.evolution.mutation_std = 0.05;
     c.specialization.diversity_bonus = 0.1;
     c.specialization.niche_pressure = 0.05;
+    c.analysis.emergence_check_interval = 1;
+    c.analysis.specialization_check_interval = 1;
+    c.analysis.event_window = 1;
     c
 }
 
@@ -85,7 +88,8 @@ fn checkpoint_round_trip_continues_bit_identically() {
     let mut a = TrainState::new(small_config(), Device::Cpu).unwrap();
     a.iterate().unwrap();
     a.iterate().unwrap();
-    a.trackers = serde_json::json!({"emergence": {"history": [1.0, 2.0]}});
+    assert_eq!(a.trackers.emergence.history.len(), 2);
+    assert_eq!(a.trackers.specialization.history.len(), 2);
     let ck = a.to_checkpoint(CheckpointKind::Periodic);
     assert!(ck.array("policy/hidden0/weight").is_some());
     assert!(ck.array("adam/m/policy/critic/bias").is_some());
@@ -106,6 +110,8 @@ fn checkpoint_round_trip_continues_bit_identically() {
     assert_eq!(offsets(&a), offsets(&b));
     assert_eq!(a.world, b.world);
     assert_eq!(a.rng, b.rng);
+    assert_eq!(a.trackers, b.trackers);
+    assert_eq!(a.trackers.emergence.history.len(), 3);
     let strip = |m: &emergence_lab::metrics::Metrics| {
         m.values
             .iter()

@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
+use emergence_lab::progress::Reporter;
 use emergence_lab::{Config, StopReason, TrainError, TrainState, Trainer};
 use tch::Device;
 
@@ -23,14 +24,20 @@ fn tiny() -> Config {
     c.agent.hidden_dims = vec![8];
     c.train.device = "cpu".into();
     c.train.num_threads = 1;
+    c.log.metrics_path = String::new();
+    c.log.tensorboard_dir = String::new();
     c
+}
+
+fn trainer(c: Config) -> Trainer {
+    Trainer::new(c).unwrap().with_reporter(Reporter::silent())
 }
 
 #[test]
 fn runs_to_total_steps_and_reports_progress() {
     let mut c = tiny();
     c.train.total_steps = 3 * c.steps_per_iteration() - 1; // needs 3 iterations
-    let mut t = Trainer::new(c).unwrap();
+    let mut t = trainer(c);
     let seen = Rc::new(RefCell::new(Vec::new()));
     let s2 = seen.clone();
     t.on_progress(move |state, m| s2.borrow_mut().push((state.step, m.iteration)));
@@ -49,7 +56,7 @@ fn runs_to_total_steps_and_reports_progress() {
 fn stop_flag_and_wall_time_stop_cleanly() {
     let mut c = tiny();
     c.train.total_steps = 1_000_000;
-    let mut t = Trainer::new(c.clone()).unwrap();
+    let mut t = trainer(c.clone());
     let flag = t.stop_flag();
     let f2 = flag.clone();
     t.on_progress(move |state, _| {
@@ -63,7 +70,7 @@ fn stop_flag_and_wall_time_stop_cleanly() {
 
     c.train.max_wall_time = "1s".into();
     let start = std::time::Instant::now();
-    let s = Trainer::new(c).unwrap().run().unwrap();
+    let s = trainer(c).run().unwrap();
     assert_eq!(s.stopped, StopReason::WallTime);
     assert!(s.iterations > 0);
     assert!(start.elapsed().as_secs_f64() < 1.5, "{:?}", start.elapsed());
@@ -108,4 +115,29 @@ fn nan_loss_stops_with_iteration_and_metric() {
         }
         other => panic!("expected a NonFinite error, got {other:?}"),
     }
+}
+
+#[test]
+fn writes_metrics_jsonl_and_reports_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tiny();
+    c.train.total_steps = 2 * c.steps_per_iteration();
+    c.log.metrics_path = dir.path().join("m.jsonl").to_string_lossy().into_owned();
+    c.log.log_interval = 1;
+    let buf = emergence_lab::progress::SharedBuffer::new();
+    let mut t = Trainer::new(c)
+        .unwrap()
+        .with_reporter(Reporter::to_writer(Box::new(buf.clone())));
+    let s = t.run().unwrap();
+    assert_eq!(s.files.len(), 1);
+    let text = std::fs::read_to_string(dir.path().join("m.jsonl")).unwrap();
+    assert_eq!(text.lines().count(), 2);
+    assert!(text.contains("losses/policy_loss"));
+    let out = buf.contents();
+    let lines: Vec<_> = out
+        .lines()
+        .filter_map(emergence_lab::progress::parse_progress_line)
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[1].step, 48);
 }

@@ -7,8 +7,8 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use emergence_lab::config::Evolved;
 use emergence_lab::checkpoint::CheckpointedRun;
+use emergence_lab::config::Evolved;
 use emergence_lab::{Config, TrainState};
 
 fn bench(iters: usize) -> Result<()> {
@@ -76,42 +76,36 @@ fn main() -> Result<()> {
     let (config, overrides) = Config::load_cli_with_overrides(args.iter().cloned())?;
     // Resume (train.resume_from), periodic/final/emergency checkpoints, SIGINT/SIGTERM.
     let mut run = CheckpointedRun::start_with_overrides(config, &overrides)?.handle_signals(true);
-    for w in run.warnings() {
-        eprintln!("warning: {w}");
+    for w in run.warnings().to_vec() {
+        run.trainer_mut().reporter.warn(&w);
     }
-    if let Some(info) = run.resumed_from() {
-        println!("resumed from {} (step {}, iteration {})", info.path.display(), info.step, info.iteration);
+    if let Some(info) = run.resumed_from().cloned() {
+        run.trainer_mut().reporter.info(&format!(
+            "resumed from {} (step {}, iteration {})",
+            info.path.display(),
+            info.step,
+            info.iteration
+        ));
     }
-    let total = run.trainer().state.config.train.total_steps;
-    let log_interval = run.trainer().state.config.log.log_interval;
-    let start_step = run.trainer().state.step;
-    let started = Instant::now();
-    let mut last_logged = start_step;
-    run.on_progress(move |state, m| {
-        let due = log_interval > 0
-            && state.step / log_interval as u64 > last_logged / log_interval as u64;
-        if due || state.step >= total {
-            last_logged = state.step;
-            let sps = (state.step - start_step) as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            let eta = total.saturating_sub(state.step) as f64 / sps.max(1e-9);
-            println!(
-                "progress step={} total={} iter={} reward={:.4} pop={:.2} sps={:.0} eta_s={:.0}",
-                state.step,
-                total,
-                state.iteration,
-                m.get("charts/mean_reward").unwrap_or(0.0),
-                m.get("world/population").unwrap_or(0.0),
-                sps,
-                eta
-            );
-        }
-    });
     let out = run.run()?;
     let summary = &out.summary;
-    println!(
-        "done stopped={:?} start_step={} final_step={} iterations={}",
-        summary.stopped, summary.start_step, summary.final_step, summary.iterations
-    );
-    println!("{}", out.message);
+    let reporter = &mut run.trainer_mut().reporter;
+    if let Some(m) = &summary.last_metrics {
+        reporter.info(&format!(
+            "final step={} mean_reward={:.4} population={:.2} policy_loss={:.4} value_loss={:.4}",
+            m.step,
+            m.get("charts/mean_reward").unwrap_or(f64::NAN),
+            m.get("world/population").unwrap_or(f64::NAN),
+            m.get("losses/policy_loss").unwrap_or(f64::NAN),
+            m.get("losses/value_loss").unwrap_or(f64::NAN),
+        ));
+    }
+    for e in &summary.events {
+        reporter.event(e);
+    }
+    for f in &summary.files {
+        reporter.info(&format!("wrote {}", f.display()));
+    }
+    reporter.info(&out.message);
     std::process::exit(out.exit_code());
 }

@@ -3,6 +3,17 @@
 //!
 //! Periodic saves go through an [`AsyncSaver`] (the caller only converts the state); a stop
 //! (signal, stop flag, deadline) saves the state at the end of the current iteration.
+//!
+//! From a notebook cell (SIGINT/SIGTERM are handled only while the call runs):
+//!
+//! ```text
+//! let mut config = Config::kaggle_notebook();
+//! config.train.resume_from = "auto".into();          // newest good checkpoint, or fresh
+//! config.train.resume_search = vec!["/kaggle/input".into()];
+//! config.train.max_wall_time = "11h30m".into();      // stop, save, return before this
+//! let outcome = train_with_checkpoints(config)?;     // or CheckpointedRun for progress hooks
+//! println!("{}", outcome.message);
+//! ```
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -221,6 +232,11 @@ impl CheckpointedRun {
         &self.trainer
     }
 
+    /// The trainer, mutably (e.g. its `reporter`).
+    pub fn trainer_mut(&mut self) -> &mut Trainer {
+        &mut self.trainer
+    }
+
     /// The trainer, e.g. to keep the final state after `run`.
     pub fn into_trainer(self) -> Trainer {
         self.trainer
@@ -252,7 +268,9 @@ impl CheckpointedRun {
             let (saver, failure, stop) = (saver.clone(), failure.clone(), stop.clone());
             self.trainer.on_progress(move |state, m| {
                 if crossed(interval, before, state.step) {
-                    if let Err(e) = saver.submit(state.to_checkpoint(CheckpointKind::Periodic)) {
+                    let ckpt =
+                        state.to_checkpoint_reusing(CheckpointKind::Periodic, saver.take_spare());
+                    if let Err(e) = saver.submit(ckpt) {
                         failure.borrow_mut().get_or_insert(e);
                         stop.store(true, Ordering::SeqCst);
                     }
@@ -316,10 +334,23 @@ impl CheckpointedRun {
             StopReason::Completed | StopReason::WallTime => CheckpointKind::Final,
             StopReason::StopRequested => CheckpointKind::Emergency,
         };
-        saver.submit(self.trainer.state.to_checkpoint(kind))?;
-        saver.wait()?;
+        let unchanged = self
+            .resumed_from
+            .as_ref()
+            .filter(|r| summary.iterations == 0 && r.step == self.trainer.state.step);
+        if let Some(r) = unchanged {
+            // Nothing trained since the checkpoint we resumed from: do not write it again.
+            summary.checkpoint = Some(r.path.clone());
+        } else {
+            saver.submit(
+                self.trainer
+                    .state
+                    .to_checkpoint_reusing(kind, saver.take_spare()),
+            )?;
+            saver.wait()?;
+            summary.checkpoint = saver.stats().last.as_ref().map(|r| r.path.clone());
+        }
         let stats = saver.stats();
-        summary.checkpoint = stats.last.as_ref().map(|r| r.path.clone());
         let saved = summary
             .checkpoint
             .as_ref()

@@ -280,14 +280,19 @@ impl Policy {
     }
 }
 
+/// A per-slot weight table and the runs `(batch start, table start, len)` to read it by.
+type Runs<'a> = Option<(&'a Tensor, &'a [(i64, i64, i64)])>;
+
 /// `x W^T + b (+ x D^T + d)` for `x` `[U, L, in]`; `D` gathered (`dw`) or read from a
 /// per-slot table through runs of consecutive rows (one `bmm` per run, no copy).
+/// (Out-of-place adds on purpose: these tensors are part of the autograd graph.)
+#[allow(clippy::assign_op_pattern)]
 fn linear(
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
     dw: Option<&Tensor>,
-    runs: Option<(&Tensor, &[(i64, i64, i64)])>,
+    runs: Runs<'_>,
     db: Option<&Tensor>,
 ) -> Tensor {
     let mut y = x.matmul(&w.tr()) + b;

@@ -4,7 +4,10 @@
 //!
 //! Samples are grouped into chunks of at most [`CHUNK_LEN`] consecutive ticks of one agent;
 //! a minibatch is a padded `[U, L]` block of chunks, so each agent's offsets are gathered
-//! once per minibatch and applied to all its timesteps with one `bmm`.
+//! once per minibatch and applied to all its timesteps with one `bmm`. Only alive samples
+//! are in the batch (the same as zero weight for dead ones), so `minibatch_size` counts
+//! alive samples: each epoch shuffles the chunks and packs whole chunks into minibatches of
+//! at most `minibatch_size` samples (at least one chunk each).
 
 use tch::{Device, Kind, Tensor};
 

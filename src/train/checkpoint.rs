@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::policy::{param_names, Offsets, Policy};
 use crate::ppo::Adam;
 use crate::rng::{Rng, RngState};
+use crate::trackers::Trackers;
 use crate::world::{World, WorldParams};
 
 /// Plain element types that go into checkpoint arrays.
@@ -113,6 +114,23 @@ fn read_tensor(
 impl TrainState {
     /// The state as a checkpoint (CPU arrays + metadata).
     pub fn to_checkpoint(&self, kind: CheckpointKind) -> Checkpoint {
+        self.to_checkpoint_reusing(kind, None)
+    }
+
+    /// Like [`TrainState::to_checkpoint`], copying the per-agent offsets into the buffers of
+    /// `spare` (the previous save, from `AsyncSaver::take_spare`): a plain copy without a
+    /// fresh ~150 MB allocation at the notebook size.
+    pub fn to_checkpoint_reusing(
+        &self,
+        kind: CheckpointKind,
+        spare: Option<Checkpoint>,
+    ) -> Checkpoint {
+        let mut spare: std::collections::HashMap<String, NamedArray> = spare
+            .into_iter()
+            .flat_map(|c| c.arrays)
+            .filter(|a| a.name.starts_with("offsets/"))
+            .map(|a| (a.name.clone(), a))
+            .collect();
         let mut arrays = Vec::new();
         for (name, p) in self.policy.names.iter().zip(&self.policy.params) {
             arrays.push(tensor_array(name, p));
@@ -129,7 +147,15 @@ impl TrainState {
         arrays.push(array("adam/step", vec![1], &[self.adam.step]));
         if let Some(o) = &self.offsets {
             for (name, t) in o.names.iter().zip(&o.tensors) {
-                arrays.push(tensor_array(&format!("offsets/{name}"), t));
+                let key = format!("offsets/{name}");
+                arrays.push(match spare.remove(&key) {
+                    Some(mut a) => {
+                        crate::checkpoint::tensor::refill_f32_array(&mut a, t)
+                            .expect("copying a training tensor to CPU");
+                        a
+                    }
+                    None => tensor_array(&key, t),
+                });
             }
         }
         let w = &self.world;
@@ -171,7 +197,7 @@ impl TrainState {
                 iteration: self.iteration,
                 kind,
                 config_json: serde_json::to_string(&self.config).expect("config serialises"),
-                trackers_json: self.trackers.to_string(),
+                trackers_json: self.trackers.to_json(),
                 metrics_json: serde_json::to_string(&self.metrics_history)
                     .expect("metrics serialise"),
                 created_unix,
@@ -254,13 +280,11 @@ impl TrainState {
         state.iteration = ck.meta.iteration;
         state.metrics_history = serde_json::from_str::<Vec<Metrics>>(&ck.meta.metrics_json)
             .map_err(|e| TrainError::Checkpoint(format!("metrics metadata does not parse: {e}")))?;
-        state.trackers = if ck.meta.trackers_json.trim().is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_str(&ck.meta.trackers_json).map_err(|e| {
+        if !ck.meta.trackers_json.trim().is_empty() {
+            state.trackers = Trackers::from_json(&ck.meta.trackers_json).map_err(|e| {
                 TrainError::Checkpoint(format!("trackers metadata does not parse: {e}"))
-            })?
-        };
+            })?;
+        }
         Ok(state)
     }
 }

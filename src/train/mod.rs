@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::progress::{Progress, ReportMode, Reporter};
+use crate::sinks::Sinks;
 
 /// Errors of a training run.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,12 @@ pub enum TrainError {
     /// A checkpoint does not match what the state needs.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// A tracker could not measure.
+    #[error("tracker: {0}")]
+    Tracker(#[from] crate::trackers::TrackerError),
+    /// A metrics sink (JSONL / TensorBoard) failed.
+    #[error("metrics output: {0}")]
+    Sink(#[from] crate::sinks::SinkError),
     /// An error from libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
@@ -68,8 +76,8 @@ pub struct TrainSummary {
     pub stopped: StopReason,
     /// Metrics of the last iteration, if any ran.
     pub last_metrics: Option<Metrics>,
-    /// Tracker events (filled once the trackers land).
-    pub events: Vec<String>,
+    /// All tracker events of the run so far (including before a resume).
+    pub events: Vec<crate::trackers::TrackerEvent>,
     /// The checkpoint written at the end, if any (set by the checkpoint layer).
     pub checkpoint: Option<PathBuf>,
     /// Other files written (metrics, TensorBoard, ...).
@@ -83,6 +91,8 @@ pub type ProgressFn = Box<dyn FnMut(&TrainState, &Metrics)>;
 pub struct Trainer {
     /// The state being trained (public: the checkpoint layer saves it).
     pub state: TrainState,
+    /// Where progress, events and messages go (default: [`ReportMode::Auto`]).
+    pub reporter: Reporter,
     stop: Arc<AtomicBool>,
     on_progress: Option<ProgressFn>,
     started: Instant,
@@ -111,6 +121,7 @@ impl Trainer {
     pub fn from_state(state: TrainState) -> Trainer {
         Trainer {
             state,
+            reporter: Reporter::new(ReportMode::Auto),
             stop: Arc::new(AtomicBool::new(false)),
             on_progress: None,
             started: Instant::now(),
@@ -123,21 +134,38 @@ impl Trainer {
         self.stop.clone()
     }
 
-    /// Calls `f` after every iteration (the reporter hooks in here).
+    /// Replaces the reporter (e.g. [`Reporter::silent`] in tests).
+    pub fn with_reporter(mut self, reporter: Reporter) -> Self {
+        self.reporter = reporter;
+        self
+    }
+
+    /// Calls `f` after every iteration, after the metrics were written and reported.
     pub fn on_progress(&mut self, f: impl FnMut(&TrainState, &Metrics) + 'static) {
         self.on_progress = Some(Box::new(f));
     }
 
-    /// Trains until `train.total_steps`, the wall-time limit or a stop request.
+    /// Trains until `train.total_steps`, the wall-time limit or a stop request. Writes each
+    /// iteration's metrics to the sinks of `log` (JSONL, TensorBoard; continuing at the
+    /// right step after a resume), reports progress every `log.log_interval` steps and
+    /// tracker events as they happen.
     pub fn run(&mut self) -> Result<TrainSummary, TrainError> {
         self.started = Instant::now();
-        let wall = self.state.config.max_wall_time();
+        let cfg = self.state.config.clone();
+        let wall = cfg.max_wall_time();
+        let total = cfg.train.total_steps;
         let start_step = self.state.step;
+        let resume = (start_step > 0).then_some(start_step);
+        let mut sinks = Sinks::open(&cfg.log, resume, &self.state.metrics_history)?;
+        for w in sinks.warnings() {
+            self.reporter.warn(&w);
+        }
+        self.reporter.start(start_step, total);
         let mut iterations = 0;
         let mut last: Option<Metrics> = None;
         let mut slowest = Duration::ZERO;
         let stopped = loop {
-            if self.state.step >= self.state.config.train.total_steps {
+            if self.state.step >= total {
                 break StopReason::Completed;
             }
             if self.stop.load(Ordering::SeqCst) {
@@ -149,24 +177,50 @@ impl Trainer {
                     break StopReason::WallTime;
                 }
             }
+            let prev_step = self.state.step;
             let t = Instant::now();
             let m = self.state.iterate()?;
             slowest = slowest.max(t.elapsed());
             iterations += 1;
+            sinks.write(&m)?;
+            for e in &self.state.new_events {
+                self.reporter.event(e);
+            }
+            if crate::trackers::due(prev_step, self.state.step, cfg.log.log_interval)
+                || self.state.step >= total
+            {
+                let sps = (self.state.step - start_step) as f64
+                    / self.started.elapsed().as_secs_f64().max(1e-9);
+                self.reporter.progress(&Progress {
+                    step: self.state.step,
+                    total,
+                    iteration: self.state.iteration,
+                    mean_reward: m.get("charts/mean_reward").unwrap_or(0.0),
+                    population: m.get("world/population").unwrap_or(0.0),
+                    steps_per_sec: sps,
+                    eta_s: total.saturating_sub(self.state.step) as f64 / sps.max(1e-9),
+                });
+            }
             if let Some(f) = self.on_progress.as_mut() {
                 f(&self.state, &m);
             }
             last = Some(m);
         };
+        sinks.sync()?;
+        self.reporter.finish(&format!(
+            "stopped={stopped:?} step={} iterations={iterations} events={}",
+            self.state.step,
+            self.state.trackers.events().len()
+        ));
         Ok(TrainSummary {
             start_step,
             final_step: self.state.step,
             iterations,
             stopped,
             last_metrics: last,
-            events: Vec::new(),
+            events: self.state.trackers.events(),
             checkpoint: None,
-            files: Vec::new(),
+            files: sinks.files(),
         })
     }
 }

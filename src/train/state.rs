@@ -15,6 +15,7 @@ use crate::policy::{Offsets, Policy};
 use crate::ppo::rollout::RolloutScratch;
 use crate::ppo::{self, specialization, Adam};
 use crate::rng::Rng;
+use crate::trackers::{TrackerEvent, Trackers};
 use crate::world::{World, WorldParams};
 
 /// The complete training state: if it is not here, it is not state.
@@ -38,8 +39,10 @@ pub struct TrainState {
     pub iteration: u64,
     /// Metrics of every iteration so far.
     pub metrics_history: Vec<Metrics>,
-    /// Tracker state (JSON; becomes `crate::trackers::Trackers` once that lands).
-    pub trackers: serde_json::Value,
+    /// Emergence and specialization trackers (history and events).
+    pub trackers: Trackers,
+    /// Tracker events raised by the last [`TrainState::iterate`] (transient, not state).
+    pub new_events: Vec<TrackerEvent>,
     scratch: RolloutScratch,
 }
 
@@ -58,7 +61,9 @@ pub fn check_config(c: &Config) -> Result<(), TrainError> {
     if c.env.grid_size == 0 {
         return bad("env.grid_size must be >= 1");
     }
-    WorldParams::from_config(c).check().map_err(|e| TrainError::Config(e.to_string()))
+    WorldParams::from_config(c)
+        .check()
+        .map_err(|e| TrainError::Config(e.to_string()))
 }
 
 impl TrainState {
@@ -86,6 +91,7 @@ impl TrainState {
         rng: Rng,
     ) -> TrainState {
         TrainState {
+            trackers: Trackers::new(&config.analysis),
             config,
             policy,
             adam,
@@ -95,7 +101,7 @@ impl TrainState {
             step: 0,
             iteration: 0,
             metrics_history: Vec::new(),
-            trackers: serde_json::Value::Null,
+            new_events: Vec::new(),
             scratch: RolloutScratch::default(),
         }
     }
@@ -177,10 +183,10 @@ impl TrainState {
         // 3. GAE.
         let (adv, ret) = ppo::compute_gae(g, self.config.train.gamma, self.config.train.gae_lambda);
         let (mut value_sum, mut return_sum) = (0f64, 0f64);
-        for k in 0..g.alive.len() {
-            if g.alive[k] {
-                value_sum += g.value[k] as f64;
-                return_sum += ret[k] as f64;
+        for ((&alive, &v), &r) in g.alive.iter().zip(&g.value).zip(&ret) {
+            if alive {
+                value_sum += v as f64;
+                return_sum += r as f64;
             }
         }
 
@@ -264,7 +270,62 @@ impl TrainState {
         m.set("perf/network_s", stats.network_s);
         m.set("perf/offsets_s", stats.offsets_s);
         m.set("perf/minibatches", up.minibatches as f64);
+
+        // 7. Trackers (env 0), at their intervals.
+        self.new_events.clear();
+        let prev_step = self.step - self.config.steps_per_iteration();
+        if self.trackers.emergence_due(prev_step, self.step) {
+            let p = &self.world.params;
+            let ev = self.trackers.update_emergence(
+                self.step,
+                self.world.env_field(0),
+                p.grid_size,
+                p.num_channels,
+            )?;
+            self.new_events.extend(ev);
+        }
+        if self.trackers.specialization_due(prev_step, self.step) {
+            let rows = self.effective_evolved_weights(0);
+            let refs: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
+            let ev = self.trackers.update_specialization(self.step, &refs)?;
+            self.new_events.extend(ev);
+        }
+        self.trackers.record_into(&mut m);
         self.metrics_history.push(m.clone());
         Ok(m)
+    }
+
+    /// Flattened effective evolved weights (`w + d_i`) of the alive agents of `env`, in
+    /// slot order. Without offsets every agent acts with the shared weights.
+    pub fn effective_evolved_weights(&self, env: usize) -> Vec<Vec<f32>> {
+        let a = self.world.num_slots();
+        let shared: Vec<usize> = match &self.offsets {
+            Some(o) => o.param_index.clone(),
+            None => crate::policy::offsets::evolved_names(
+                &self.policy.names,
+                self.config.evolution.evolved,
+            ),
+        };
+        let to_vec = |t: tch::Tensor| -> Vec<f32> {
+            Vec::try_from(t.to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default()
+        };
+        (env * a..(env + 1) * a)
+            .filter(|&k| self.world.alive[k])
+            .map(|k| {
+                let parts: Vec<tch::Tensor> = shared
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &pi)| {
+                        let w = self.policy.params[pi].detach();
+                        let u = match &self.offsets {
+                            Some(o) => w + o.tensors[j].get(k as i64),
+                            None => w,
+                        };
+                        u.flatten(0, -1)
+                    })
+                    .collect();
+                to_vec(tch::Tensor::cat(&parts, 0))
+            })
+            .collect()
     }
 }

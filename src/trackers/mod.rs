@@ -1,0 +1,242 @@
+//! Emergence and specialization trackers (model.md section 7): periodic measurements of
+//! the field and of the agents' evolved weights, with full history and z-score events.
+//!
+//! Both trackers serialise to plain JSON and restore exactly, so a resumed run keeps
+//! judging new values against the same history.
+
+use serde::{Deserialize, Serialize};
+
+/// Which tracker raised an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackerKind {
+    /// The field tracker (entropy, structure).
+    Emergence,
+    /// The evolved-weights tracker (weight divergence).
+    Specialization,
+}
+
+impl TrackerKind {
+    /// `emergence` or `specialization`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackerKind::Emergence => "emergence",
+            TrackerKind::Specialization => "specialization",
+        }
+    }
+}
+
+/// A value that jumped: `|value - mean| / std > threshold` over the previous window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackerEvent {
+    /// Tracker that raised it.
+    pub kind: TrackerKind,
+    /// Step counter at the measurement.
+    pub step: u64,
+    /// Name of the value, e.g. `entropy`.
+    pub metric: String,
+    /// The value measured.
+    #[serde(with = "num")]
+    pub value: f64,
+    /// Mean of the previous window.
+    #[serde(with = "num")]
+    pub mean: f64,
+    /// Population std of the previous window (floored at 1e-8).
+    #[serde(with = "num")]
+    pub std: f64,
+    /// `(value - mean) / std` (signed).
+    #[serde(with = "num")]
+    pub z: f64,
+}
+
+mod emergence;
+mod num;
+mod specialization;
+
+pub use emergence::{field_entropy, field_structure, EmergenceRecord, EmergenceTracker};
+pub use specialization::{weight_divergence, SpecializationRecord, SpecializationTracker};
+
+use crate::config::AnalysisConfig;
+
+/// Errors of the trackers: inputs of the wrong shape, or JSON that is not a tracker state.
+#[derive(Debug, thiserror::Error)]
+pub enum TrackerError {
+    /// The field slice does not have `grid * grid * channels` values.
+    #[error("emergence tracker: field has {got} values, expected grid {grid} x grid {grid} x {channels} channels = {expected}; pass env 0's field only, laid out [G*G*C] with the channel innermost")]
+    FieldShape {
+        got: usize,
+        grid: usize,
+        channels: usize,
+        expected: usize,
+    },
+    /// The weight rows of the alive agents do not all have the same length.
+    #[error("specialization tracker: agent row {index} has {got} weights but row 0 has {expected}; pass every alive agent's flattened effective evolved weights")]
+    RowLength {
+        index: usize,
+        got: usize,
+        expected: usize,
+    },
+    /// The tracker JSON could not be read.
+    #[error("tracker state is not valid JSON of the expected shape ({0}); the checkpoint's trackers entry is corrupt or from an incompatible version")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Whether an interval `interval` fires after an iteration that moved the step counter
+/// from `prev_step` to `step`: it fires when the counter crossed (or reached) a multiple
+/// of `interval`; `interval <= 0` never fires (model.md section 1).
+pub fn due(prev_step: u64, step: u64, interval: i64) -> bool {
+    if interval <= 0 {
+        return false;
+    }
+    let i = interval as u64;
+    step / i > prev_step / i
+}
+
+/// The event rule: `Some((mean, std, z))` when `|x - mean| / std > threshold` over the last
+/// `window` values of `previous` (population std floored at 1e-8); `None` while fewer than
+/// `window` values exist (or `window == 0`), or when a value is not finite.
+pub fn zscore_event(
+    previous: &[f64],
+    x: f64,
+    window: usize,
+    threshold: f64,
+) -> Option<(f64, f64, f64)> {
+    if window == 0 || previous.len() < window {
+        return None;
+    }
+    let w = &previous[previous.len() - window..];
+    let n = w.len() as f64;
+    let mean = w.iter().sum::<f64>() / n;
+    let var = w.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    let std = var.sqrt().max(1e-8);
+    let z = (x - mean) / std;
+    (z.abs() > threshold).then_some((mean, std, z))
+}
+
+/// Both trackers of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trackers {
+    /// Field entropy and structure.
+    pub emergence: EmergenceTracker,
+    /// Divergence of the evolved weights.
+    pub specialization: SpecializationTracker,
+}
+
+impl Trackers {
+    /// Fresh trackers with the intervals, window and threshold of `cfg`.
+    pub fn new(cfg: &AnalysisConfig) -> Self {
+        Self {
+            emergence: EmergenceTracker::new(
+                cfg.emergence_check_interval,
+                cfg.event_window,
+                cfg.event_threshold,
+            ),
+            specialization: SpecializationTracker::new(
+                cfg.specialization_check_interval,
+                cfg.event_window,
+                cfg.event_threshold,
+            ),
+        }
+    }
+
+    /// Whether the emergence tracker is due after an iteration from `prev_step` to `step`.
+    pub fn emergence_due(&self, prev_step: u64, step: u64) -> bool {
+        due(prev_step, step, self.emergence.interval)
+    }
+
+    /// Whether the specialization tracker is due after an iteration from `prev_step` to `step`.
+    pub fn specialization_due(&self, prev_step: u64, step: u64) -> bool {
+        due(prev_step, step, self.specialization.interval)
+    }
+
+    /// Measures env 0's field (`[G*G*C]`, channel innermost) at `step`; returns new events.
+    pub fn update_emergence(
+        &mut self,
+        step: u64,
+        field_env0: &[f32],
+        grid: usize,
+        channels: usize,
+    ) -> Result<Vec<TrackerEvent>, TrackerError> {
+        self.emergence.update(step, field_env0, grid, channels)
+    }
+
+    /// Measures the alive agents' flattened effective evolved weights at `step`; returns new
+    /// events.
+    pub fn update_specialization(
+        &mut self,
+        step: u64,
+        rows: &[&[f32]],
+    ) -> Result<Vec<TrackerEvent>, TrackerError> {
+        self.specialization.update(step, rows)
+    }
+
+    /// All events of both trackers, ordered by step (emergence first on ties).
+    pub fn events(&self) -> Vec<TrackerEvent> {
+        let mut all: Vec<TrackerEvent> = self.emergence.events.clone();
+        all.extend(self.specialization.events.iter().cloned());
+        all.sort_by_key(|e| e.step);
+        all
+    }
+
+    /// Drops history and events after `step` (for a resume whose metrics were cut back).
+    pub fn truncate_after(&mut self, step: u64) {
+        self.emergence.history.retain(|r| r.step <= step);
+        self.emergence.events.retain(|e| e.step <= step);
+        self.specialization.history.retain(|r| r.step <= step);
+        self.specialization.events.retain(|e| e.step <= step);
+    }
+
+    /// Plain JSON of both trackers (history, events, settings); non-finite numbers are
+    /// written as the strings `"NaN"`, `"inf"`, `"-inf"`.
+    pub fn to_json(&self) -> String {
+        // Serialising plain structs of numbers and strings cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Trackers from [`Trackers::to_json`]; they continue exactly where they were.
+    pub fn from_json(json: &str) -> Result<Self, TrackerError> {
+        Ok(serde_json::from_str(json)?)
+    }
+}
+
+/// Metric name of the emergence tracker's entropy.
+pub const METRIC_ENTROPY: &str = "emergence/entropy";
+/// Metric name of the emergence tracker's structure.
+pub const METRIC_STRUCTURE: &str = "emergence/structure";
+/// Metric name of the mean weight divergence.
+pub const METRIC_DIVERGENCE: &str = "specialization/weight_divergence";
+/// Metric name of the max weight divergence.
+pub const METRIC_MAX_DIVERGENCE: &str = "specialization/max_divergence";
+/// Metric name of the number of alive agents measured.
+pub const METRIC_NUM_ALIVE: &str = "specialization/num_alive";
+
+impl Trackers {
+    /// Every measurement as `(step, metric name, value)` under the `METRIC_*` names.
+    pub fn metric_points(&self) -> Vec<(u64, &'static str, f64)> {
+        let mut out = Vec::new();
+        for r in &self.emergence.history {
+            out.push((r.step, METRIC_ENTROPY, r.entropy));
+            out.push((r.step, METRIC_STRUCTURE, r.structure));
+        }
+        for r in &self.specialization.history {
+            out.push((r.step, METRIC_DIVERGENCE, r.weight_divergence));
+            out.push((r.step, METRIC_MAX_DIVERGENCE, r.max_divergence));
+            out.push((r.step, METRIC_NUM_ALIVE, r.num_alive as f64));
+        }
+        out
+    }
+
+    /// Copies the measurements taken at `m.step` into `m` under the `METRIC_*` names, so the
+    /// metrics files and reports carry them (call after updating the trackers).
+    pub fn record_into(&self, m: &mut crate::metrics::Metrics) {
+        if let Some(r) = self.emergence.last().filter(|r| r.step == m.step) {
+            m.set(METRIC_ENTROPY, r.entropy);
+            m.set(METRIC_STRUCTURE, r.structure);
+        }
+        if let Some(r) = self.specialization.last().filter(|r| r.step == m.step) {
+            m.set(METRIC_DIVERGENCE, r.weight_divergence);
+            m.set(METRIC_MAX_DIVERGENCE, r.max_divergence);
+            m.set(METRIC_NUM_ALIVE, r.num_alive as f64);
+        }
+    }
+}
