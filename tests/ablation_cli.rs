@@ -62,6 +62,54 @@ fn prints_the_table_and_writes_json_and_csv() {
 }
 
 #[test]
+fn works_on_the_checkpoint_folder_of_a_train_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let t = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args([
+            "--env.grid_size=6",
+            "--env.num_agents=3",
+            "--env.num_food=3",
+            "--env.max_steps=25",
+            "--env.observation_radius=1",
+            "--field.num_channels=2",
+            "--agent.hidden_dims=[8, 8]",
+            "--train.num_envs=2",
+            "--train.num_steps=8",
+            "--train.minibatch_size=16",
+            "--train.num_epochs=1",
+            "--evolution.max_agents=4",
+            "--train.total_steps=64",
+            "--train.device=cpu",
+            "--train.num_threads=1",
+        ])
+        .arg(format!("--log.checkpoint_dir={}", ck.display()))
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(t.status.success(), "train: {}", text(&t.stderr));
+    let out = dir.path().join("a.json");
+    let o = ablation(&[
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--episodes",
+        "2",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(v["step"], 64);
+    assert_eq!(v["ticks"], 25);
+    assert!(v["checkpoint"]
+        .as_str()
+        .unwrap()
+        .contains("latest.safetensors"));
+    assert!(text(&o.stdout).contains("checkpoint step 64"));
+}
+
+#[test]
 fn bad_input_gets_a_clear_error_and_exit_code_1() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.safetensors");
