@@ -6,6 +6,7 @@
 //! binary. Data flows one way: config -> world -> rollout -> PPO update -> TrainState ->
 //! checkpoint / metrics / reporter.
 
+pub mod ablation;
 pub mod checkpoint;
 pub mod config;
 pub mod device;

@@ -7,8 +7,9 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use emergence_lab::checkpoint::CheckpointedRun;
 use emergence_lab::config::Evolved;
-use emergence_lab::{Config, TrainState, Trainer};
+use emergence_lab::{Config, TrainState};
 
 fn bench(iters: usize) -> Result<()> {
     let threads = tch::get_num_threads();
@@ -72,11 +73,25 @@ fn main() -> Result<()> {
         );
         return Ok(());
     }
-    let config = Config::load_cli(args.iter().cloned())?;
-    let mut trainer = Trainer::new(config)?;
-    let summary = trainer.run()?;
+    let (config, overrides) = Config::load_cli_with_overrides(args.iter().cloned())?;
+    // Resume (train.resume_from), periodic/final/emergency checkpoints, SIGINT/SIGTERM.
+    let mut run = CheckpointedRun::start_with_overrides(config, &overrides)?.handle_signals(true);
+    for w in run.warnings().to_vec() {
+        run.trainer_mut().reporter.warn(&w);
+    }
+    if let Some(info) = run.resumed_from().cloned() {
+        run.trainer_mut().reporter.info(&format!(
+            "resumed from {} (step {}, iteration {})",
+            info.path.display(),
+            info.step,
+            info.iteration
+        ));
+    }
+    let out = run.run()?;
+    let summary = &out.summary;
+    let reporter = &mut run.trainer_mut().reporter;
     if let Some(m) = &summary.last_metrics {
-        trainer.reporter.info(&format!(
+        reporter.info(&format!(
             "final step={} mean_reward={:.4} population={:.2} policy_loss={:.4} value_loss={:.4}",
             m.step,
             m.get("charts/mean_reward").unwrap_or(f64::NAN),
@@ -86,10 +101,11 @@ fn main() -> Result<()> {
         ));
     }
     for e in &summary.events {
-        trainer.reporter.event(e);
+        reporter.event(e);
     }
     for f in &summary.files {
-        trainer.reporter.info(&format!("wrote {}", f.display()));
+        reporter.info(&format!("wrote {}", f.display()));
     }
-    Ok(())
+    reporter.info(&out.message);
+    std::process::exit(out.exit_code());
 }

@@ -178,6 +178,11 @@ pub struct TrainConfig {
     pub vf_coef: f64,
     pub ent_coef: f64,
     pub max_grad_norm: f64,
+    /// Multiplier on rewards (food reward + specialization bonus) before GAE; the reported
+    /// `charts/mean_reward` stays unscaled. 0 means auto: `1 / evolution.food_energy`, so one
+    /// food is worth 1 to the learner (raw rewards of 50-100 per food make the unclipped
+    /// value loss dominate the gradient-norm clip and PPO stops learning).
+    pub reward_scale: f64,
     pub num_epochs: usize,
     pub minibatch_size: usize,
     /// `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.
@@ -207,6 +212,7 @@ impl Default for TrainConfig {
             vf_coef: 0.5,
             ent_coef: 0.01,
             max_grad_norm: 0.5,
+            reward_scale: 0.0,
             num_epochs: 4,
             minibatch_size: 256,
             device: "auto".into(),
@@ -347,6 +353,17 @@ impl Config {
     pub fn obs_dim(&self) -> usize {
         let side = 2 * self.env.observation_radius + 1;
         3 + side * side * self.field.num_channels + 3 * self.env.observed_food
+    }
+
+    /// The reward multiplier in effect (`train.reward_scale`, or `1 / food_energy` when 0).
+    pub fn effective_reward_scale(&self) -> f64 {
+        if self.train.reward_scale > 0.0 {
+            self.train.reward_scale
+        } else if self.evolution.food_energy > 0.0 {
+            1.0 / self.evolution.food_energy
+        } else {
+            1.0
+        }
     }
 
     /// Steps per PPO iteration: `E * T * A`.

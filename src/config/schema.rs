@@ -115,6 +115,7 @@ fields! {
     train.vf_coef: Kind::Float,
     train.ent_coef: Kind::Float,
     train.max_grad_norm: Kind::Float,
+    train.reward_scale: Kind::Float,
     train.num_epochs: Kind::UInt,
     train.minibatch_size: Kind::UInt,
     train.device: Kind::Str,

@@ -135,6 +135,7 @@ fn run(c: &Config) -> Vec<Problem> {
     k.non_negative(&["train.vf_coef"], t.vf_coef);
     k.non_negative(&["train.ent_coef"], t.ent_coef);
     k.positive(&["train.max_grad_norm"], t.max_grad_norm);
+    k.non_negative(&["train.reward_scale"], t.reward_scale);
     k.at_least(&["train.num_epochs"], t.num_epochs as u64, 1);
     k.at_least(&["train.minibatch_size"], t.minibatch_size as u64, 1);
     let batch = (t.num_envs as u128) * (t.num_steps as u128) * (v.max_agents as u128);

@@ -180,6 +180,12 @@ impl TrainState {
             }
         }
 
+        // Rewards in learner units (see `train.reward_scale`); mean_reward above stays raw.
+        let scale = self.config.effective_reward_scale() as f32;
+        if scale != 1.0 {
+            g.reward.iter_mut().for_each(|r| *r *= scale);
+        }
+
         // 3. GAE.
         let (adv, ret) = ppo::compute_gae(g, self.config.train.gamma, self.config.train.gae_lambda);
         let (mut value_sum, mut return_sum) = (0f64, 0f64);

@@ -1,0 +1,391 @@
+//! A checkpointed training run: resume, periodic / final / emergency saves, signals and
+//! the wall-time deadline around [`Trainer`], for the `train` binary and notebook cells.
+//!
+//! Periodic saves go through an [`AsyncSaver`] (the caller only converts the state); a stop
+//! (signal, stop flag, deadline) saves the state at the end of the current iteration.
+//!
+//! From a notebook cell (SIGINT/SIGTERM are handled only while the call runs):
+//!
+//! ```text
+//! let mut config = Config::kaggle_notebook();
+//! config.train.resume_from = "auto".into();          // newest good checkpoint, or fresh
+//! config.train.resume_search = vec!["/kaggle/input".into()];
+//! config.train.max_wall_time = "11h30m".into();      // stop, save, return before this
+//! let outcome = train_with_checkpoints(config)?;     // or CheckpointedRun for progress hooks
+//! println!("{}", outcome.message);
+//! ```
+
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use super::error::CheckpointError;
+use super::format::CheckpointKind;
+use super::reader::read_checkpoint;
+use super::resume::{find_resume, CheckpointInfo};
+use super::saver::{AsyncSaver, SaverStats};
+use super::store::CheckpointStore;
+use crate::config::{Config, ConfigOverrides};
+use crate::metrics::Metrics;
+use crate::train::{StopReason, TrainError, TrainState, TrainSummary, Trainer};
+
+/// Errors of a checkpointed run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Finding, reading or writing a checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// Training failed (pending saves were flushed first; `latest` is the last good state).
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// The requested config cannot continue the checkpoint's run.
+    #[error("cannot resume from {path}: {detail}")]
+    Resume { path: PathBuf, detail: String },
+    /// Installing the signal handlers failed.
+    #[error("cannot install SIGINT/SIGTERM handling: {0}")]
+    Signals(std::io::Error),
+    /// Training panicked (pending saves were flushed first).
+    #[error("training panicked: {0}; the last good checkpoint is in latest.safetensors")]
+    Panic(String),
+}
+
+/// What a checkpointed run did.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The trainer's summary (`checkpoint` holds the file written at the end).
+    pub summary: TrainSummary,
+    /// The checkpoint the run continued from, `None` for a fresh start.
+    pub resumed_from: Option<CheckpointInfo>,
+    /// Skipped checkpoint files and other notes (each names its file).
+    pub warnings: Vec<String>,
+    /// The signal that stopped the run, if any (SIGINT = 2, SIGTERM = 15).
+    pub signal: Option<i32>,
+    /// Counters of the background writer.
+    pub saver: SaverStats,
+    /// One line for the user: what happened and how to continue.
+    pub message: String,
+}
+
+impl RunOutcome {
+    /// Process exit code: 128 + signal after a signal, otherwise 0.
+    pub fn exit_code(&self) -> i32 {
+        self.signal.map_or(0, |s| 128 + s)
+    }
+}
+
+/// SIGINT/SIGTERM handling for the duration of a run (removed on drop).
+///
+/// The first signal sets the stop flag (the run saves and returns after the current
+/// iteration); a second one exits the process at once with 128 + signal. Note: signal-hook
+/// cannot restore the previous disposition, so after the guard is dropped these signals are
+/// ignored by the process (Jupyter's stock interrupt uses SIGKILL, unaffected).
+pub struct SignalGuard {
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl SignalGuard {
+    /// Installs the handlers: `stop` is set and `which` receives the signal number.
+    pub fn install(stop: Arc<AtomicBool>, which: Arc<AtomicUsize>) -> std::io::Result<SignalGuard> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut guard = SignalGuard { ids: Vec::new() };
+        let again = Arc::new(AtomicBool::new(false));
+        for sig in [SIGINT, SIGTERM] {
+            // Order matters: actions run in registration order, so the exit checks the flag
+            // before this signal sets it.
+            guard
+                .ids
+                .push(signal_hook::flag::register_conditional_shutdown(
+                    sig,
+                    128 + sig,
+                    again.clone(),
+                )?);
+            guard
+                .ids
+                .push(signal_hook::flag::register(sig, again.clone())?);
+            guard.ids.push(signal_hook::flag::register_usize(
+                sig,
+                which.clone(),
+                sig as usize,
+            )?);
+            guard
+                .ids
+                .push(signal_hook::flag::register(sig, stop.clone())?);
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+type Progress = Box<dyn FnMut(&TrainState, &Metrics)>;
+
+/// A training run with checkpoints: build with [`CheckpointedRun::start`], then [`CheckpointedRun::run`].
+pub struct CheckpointedRun {
+    trainer: Trainer,
+    store: CheckpointStore,
+    resumed_from: Option<CheckpointInfo>,
+    warnings: Vec<String>,
+    handle_signals: bool,
+    progress: Option<Progress>,
+}
+
+/// Whether the step counter crossed a multiple of `interval` between `before` and `after`.
+pub fn crossed(interval: i64, before: u64, after: u64) -> bool {
+    interval > 0 && before / interval as u64 != after / interval as u64
+}
+
+impl CheckpointedRun {
+    /// Resolves `train.resume_from`, loads and restores the checkpoint (its config with the
+    /// run-control fields of `config`; any other difference is an error listing the fields),
+    /// or starts fresh; opens `log.checkpoint_dir`. For notebooks, which hold a full config.
+    pub fn start(config: Config) -> Result<CheckpointedRun, RunError> {
+        Self::start_with(config, |theirs, requested| {
+            Config::merge_run_control(theirs, requested).map_err(|e| e.to_string())
+        })
+    }
+
+    /// Like [`CheckpointedRun::start`] for binaries: on resume only the settings the user
+    /// gave (`overrides`: config files, command line, environment) are applied to the
+    /// checkpoint's config, via [`ConfigOverrides::apply_for_resume`].
+    pub fn start_with_overrides(
+        config: Config,
+        overrides: &ConfigOverrides,
+    ) -> Result<CheckpointedRun, RunError> {
+        Self::start_with(config, |theirs, _| {
+            overrides
+                .apply_for_resume(theirs)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn start_with(
+        config: Config,
+        resolve: impl FnOnce(&Config, &Config) -> Result<Config, String>,
+    ) -> Result<CheckpointedRun, RunError> {
+        let choice = find_resume(&config)?;
+        let mut warnings = choice.warnings;
+        let (trainer, resumed_from) = match choice.checkpoint {
+            None => (Trainer::new(config)?, None),
+            Some(info) => {
+                let ckpt = read_checkpoint(&info.path)?;
+                let theirs: Config =
+                    serde_json::from_str(&ckpt.meta.config_json).map_err(|e| RunError::Resume {
+                        path: info.path.clone(),
+                        detail: format!("its config does not parse with this build: {e}"),
+                    })?;
+                let merged = resolve(&theirs, &config).map_err(|detail| RunError::Resume {
+                    path: info.path.clone(),
+                    detail,
+                })?;
+                let device = Trainer::prepare_device(&merged)?;
+                let state = TrainState::from_checkpoint_with_config(&ckpt, merged, device)?;
+                if state.step >= state.config.train.total_steps {
+                    warnings.push(format!(
+                        "{} is at step {} >= train.total_steps {}: nothing left to train (raise train.total_steps to continue)",
+                        info.path.display(),
+                        state.step,
+                        state.config.train.total_steps
+                    ));
+                }
+                (Trainer::from_state(state), Some(info))
+            }
+        };
+        let log = &trainer.state.config.log;
+        let store = CheckpointStore::new(&log.checkpoint_dir, log.keep_checkpoints)?;
+        Ok(CheckpointedRun {
+            trainer,
+            store,
+            resumed_from,
+            warnings,
+            handle_signals: false,
+            progress: None,
+        })
+    }
+
+    /// Install SIGINT/SIGTERM handling while [`CheckpointedRun::run`] runs (default off).
+    pub fn handle_signals(mut self, yes: bool) -> Self {
+        self.handle_signals = yes;
+        self
+    }
+
+    /// Calls `f` after every iteration (after the periodic save was queued).
+    pub fn on_progress(&mut self, f: impl FnMut(&TrainState, &Metrics) + 'static) {
+        self.progress = Some(Box::new(f));
+    }
+
+    /// The trainer's stop flag: set it and the run saves and returns after this iteration.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.trainer.stop_flag()
+    }
+
+    /// The trainer (state, config).
+    pub fn trainer(&self) -> &Trainer {
+        &self.trainer
+    }
+
+    /// The trainer, mutably (e.g. its `reporter`).
+    pub fn trainer_mut(&mut self) -> &mut Trainer {
+        &mut self.trainer
+    }
+
+    /// The trainer, e.g. to keep the final state after `run`.
+    pub fn into_trainer(self) -> Trainer {
+        self.trainer
+    }
+
+    /// Notes from choosing the checkpoint (skipped corrupt files, nothing left to train, ...).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The checkpoint being continued, if any.
+    pub fn resumed_from(&self) -> Option<&CheckpointInfo> {
+        self.resumed_from.as_ref()
+    }
+
+    /// Trains to `train.total_steps`, the deadline or a stop; saves periodic checkpoints in
+    /// the background, then a final (completed, deadline) or emergency (stop/signal) one.
+    /// A NaN/Inf failure saves a `nonfinite` debug file and never touches `latest`; other
+    /// failures and panics flush pending saves and return the error.
+    pub fn run(&mut self) -> Result<RunOutcome, RunError> {
+        let saver = Rc::new(AsyncSaver::new(self.store.clone())?);
+        let failure: Rc<RefCell<Option<CheckpointError>>> = Rc::new(RefCell::new(None));
+        let stop = self.trainer.stop_flag();
+        let which = Arc::new(AtomicUsize::new(0));
+        let interval = self.trainer.state.config.log.save_interval;
+        let mut before = self.trainer.state.step;
+        let mut user = self.progress.take();
+        {
+            let (saver, failure, stop) = (saver.clone(), failure.clone(), stop.clone());
+            self.trainer.on_progress(move |state, m| {
+                if crossed(interval, before, state.step) {
+                    let ckpt =
+                        state.to_checkpoint_reusing(CheckpointKind::Periodic, saver.take_spare());
+                    if let Err(e) = saver.submit(ckpt) {
+                        failure.borrow_mut().get_or_insert(e);
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                }
+                before = state.step;
+                if let Some(f) = user.as_mut() {
+                    f(state, m);
+                }
+            });
+        }
+        let guard = if self.handle_signals {
+            Some(SignalGuard::install(stop.clone(), which.clone()).map_err(RunError::Signals)?)
+        } else {
+            None
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| self.trainer.run()));
+        let signal = match which.load(Ordering::SeqCst) {
+            0 => None,
+            s => Some(s as i32),
+        };
+        let outcome = match result {
+            Ok(Ok(summary)) => self.finish(summary, &saver, &failure, signal),
+            Ok(Err(e @ TrainError::NonFinite { .. })) => {
+                let _ = saver.wait();
+                let _ = saver.submit(self.trainer.state.to_checkpoint(CheckpointKind::Nonfinite));
+                let _ = saver.wait();
+                Err(RunError::Train(e))
+            }
+            Ok(Err(e)) => {
+                let _ = saver.wait();
+                Err(RunError::Train(e))
+            }
+            Err(panic) => {
+                let _ = saver.wait();
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".into());
+                Err(RunError::Panic(msg))
+            }
+        };
+        drop(guard);
+        // The progress closure holds a clone of the saver; finish the writer thread now.
+        self.trainer.on_progress(|_, _| {});
+        outcome
+    }
+
+    fn finish(
+        &mut self,
+        mut summary: TrainSummary,
+        saver: &AsyncSaver,
+        failure: &RefCell<Option<CheckpointError>>,
+        signal: Option<i32>,
+    ) -> Result<RunOutcome, RunError> {
+        if let Some(e) = failure.borrow_mut().take() {
+            let _ = saver.wait();
+            return Err(RunError::Checkpoint(e));
+        }
+        let kind = match summary.stopped {
+            StopReason::Completed | StopReason::WallTime => CheckpointKind::Final,
+            StopReason::StopRequested => CheckpointKind::Emergency,
+        };
+        let unchanged = self
+            .resumed_from
+            .as_ref()
+            .filter(|r| summary.iterations == 0 && r.step == self.trainer.state.step);
+        if let Some(r) = unchanged {
+            // Nothing trained since the checkpoint we resumed from: do not write it again.
+            summary.checkpoint = Some(r.path.clone());
+        } else {
+            saver.submit(
+                self.trainer
+                    .state
+                    .to_checkpoint_reusing(kind, saver.take_spare()),
+            )?;
+            saver.wait()?;
+            summary.checkpoint = saver.stats().last.as_ref().map(|r| r.path.clone());
+        }
+        let stats = saver.stats();
+        let saved = summary
+            .checkpoint
+            .as_ref()
+            .map_or("nothing".into(), |p| p.display().to_string());
+        let state = &self.trainer.state;
+        let message = match summary.stopped {
+            StopReason::Completed => {
+                format!("run complete at step {} (iteration {}); saved {saved}", state.step, state.iteration)
+            }
+            StopReason::WallTime => format!(
+                "stopped before train.max_wall_time at step {} of {}; saved {saved}. To continue, run again with \
+                 train.resume_from = \"auto\" (or \"latest\") and the same log.checkpoint_dir",
+                state.step, state.config.train.total_steps
+            ),
+            StopReason::StopRequested => format!(
+                "stopped{} at step {} of {}; saved {saved}. To continue, run again with train.resume_from = \"auto\"",
+                signal.map_or(String::new(), |s| format!(" by signal {s}")),
+                state.step,
+                state.config.train.total_steps
+            ),
+        };
+        Ok(RunOutcome {
+            summary,
+            resumed_from: self.resumed_from.clone(),
+            warnings: self.warnings.clone(),
+            signal,
+            saver: stats,
+            message,
+        })
+    }
+}
+
+/// Notebook entry point: resume per `train.resume_from`, train with checkpoints, handle
+/// SIGINT/SIGTERM only for the duration of the call.
+pub fn train_with_checkpoints(config: Config) -> Result<RunOutcome, RunError> {
+    let mut run = CheckpointedRun::start(config)?.handle_signals(true);
+    run.run()
+}
