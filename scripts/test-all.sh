@@ -13,4 +13,7 @@ python3 scripts/setup_libtorch.py
 stamp "cargo test (release, whole workspace)"
 cargo test --release --workspace --locked
 
+stamp "notebooks executed for real (evcxr kernel, Kaggle rehearsal, interrupt)"
+bash tests/notebook/run_notebooks.sh validate local interrupt kaggle
+
 stamp "all tests passed"

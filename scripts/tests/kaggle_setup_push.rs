@@ -210,9 +210,15 @@ fn push_sends_quick_save_with_every_field() {
             && b.get("sessionTimeoutSeconds").is_none()
     );
     let nb: serde_json::Value = serde_json::from_str(b["text"].as_str().unwrap()).unwrap();
-    assert_eq!(nb["cells"][1]["source"], "println!(\"hi\");\n1 + 1");
-    assert_eq!(nb["cells"][1]["outputs"], json!([]));
-    assert_eq!(nb["cells"][0]["source"], "# Emergence Lab\ntraining");
+    // The Rust notebook was converted: python3 kernelspec, setup cell first, then the
+    // markdown kept and the Rust cell run through `%%rust`, outputs cleared.
+    assert_eq!(nb["metadata"]["kernelspec"]["name"], "python3");
+    let cells = nb["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 3, "{cells:?}");
+    assert_eq!(cells[0]["cell_type"], "code");
+    assert_eq!(cells[1]["source"], "# Emergence Lab\ntraining");
+    assert_eq!(cells[2]["source"], "%%rust\nprintln!(\"hi\");\n1 + 1");
+    assert_eq!(cells[2]["outputs"], json!([]));
     assert!(r.stdout.contains("version 7"), "{}", r.stdout);
     assert!(r
         .stdout

@@ -1,6 +1,6 @@
 //! Turns the notebook file named in the kernel metadata into the text `SaveKernel` sends.
-//! TEMPORARY: replace [`kaggle_notebook_text`]'s body with a call to
-//! `crate::notebook::kaggle_notebook_from_rust` once the notebook helper's module lands on main.
+//! A Rust (evcxr) notebook is converted into the Kaggle-runnable python3 notebook by
+//! [`crate::notebook::kaggle_notebook_from_rust`]; a python3 notebook is sent as it is.
 
 use super::error::KaggleError;
 use serde_json::Value;
@@ -56,15 +56,27 @@ pub fn validate_notebook(path: &Path, text: &str) -> Result<Value, KaggleError> 
 
 /// The Kaggle-runnable notebook text for the notebook at `path`.
 ///
-/// TO BE REPLACED: until `emergence_lab_scripts::notebook::kaggle_notebook_from_rust` exists
-/// on main, this pushes the notebook as it is (validated and normalised, see
-/// [`validate_notebook`]).
+/// The notebook is validated first (nothing is sent when it is invalid). A notebook whose
+/// kernelspec is not python3 (our Rust notebook) is converted: the setup cell first, every
+/// code cell run through `%%rust`; the result is normalised like the official CLI does
+/// (see [`validate_notebook`]).
 pub fn kaggle_notebook_text(path: &Path) -> Result<String, KaggleError> {
     let text = std::fs::read_to_string(path).map_err(|e| KaggleError::InvalidNotebook {
         path: path.to_path_buf(),
         detail: format!("cannot read it ({e})"),
     })?;
     let nb = validate_notebook(path, &text)?;
+    let kernel = nb["metadata"]["kernelspec"]["name"].as_str().unwrap_or("");
+    if kernel == "python3" || kernel.is_empty() {
+        return Ok(serde_json::to_string(&nb).expect("serialisable"));
+    }
+    let converted = crate::notebook::kaggle_notebook_from_rust(&text).map_err(|e| {
+        KaggleError::InvalidNotebook {
+            path: path.to_path_buf(),
+            detail: format!("cannot convert it for Kaggle ({e:#})"),
+        }
+    })?;
+    let nb = validate_notebook(path, &converted)?;
     Ok(serde_json::to_string(&nb).expect("serialisable"))
 }
 
@@ -80,6 +92,27 @@ mod tests {
         assert_eq!(v["cells"][0]["source"], "a\nb");
         assert_eq!(v["cells"][0]["outputs"], serde_json::json!([]));
         assert_eq!(v["metadata"]["kernelspec"]["name"], "python3");
+    }
+
+    #[test]
+    fn rust_notebooks_are_converted_for_kaggle() {
+        let dir = std::env::temp_dir().join(format!("nb-bridge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rust.ipynb");
+        let nb = r##"{"cells":[{"cell_type":"code","source":"let x = 1;","outputs":[],"metadata":{},"execution_count":null},
+            {"cell_type":"markdown","source":"# t","metadata":{}}],
+            "metadata":{"kernelspec":{"name":"emergence-lab-rust","display_name":"Rust","language":"rust"}},"nbformat":4,"nbformat_minor":4}"##;
+        std::fs::write(&path, nb).unwrap();
+        let out: Value = serde_json::from_str(&kaggle_notebook_text(&path).unwrap()).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(out["metadata"]["kernelspec"]["name"], "python3");
+        let cells = out["cells"].as_array().unwrap();
+        assert!(cells.len() >= 3, "setup cell + the two cells");
+        let rust_cell = cells
+            .iter()
+            .find(|c| c["source"].as_str().unwrap_or("").contains("let x = 1;"))
+            .expect("the Rust cell is kept");
+        assert!(rust_cell["source"].as_str().unwrap().starts_with("%%rust"));
     }
 
     #[test]
