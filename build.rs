@@ -15,7 +15,9 @@ fn main() {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     } else {
-        std::env::var("LIBTORCH").ok().map(|dir| format!("{dir}/lib"))
+        std::env::var("LIBTORCH")
+            .ok()
+            .map(|dir| format!("{dir}/lib"))
     };
     if let Some(dir) = lib_dir {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");

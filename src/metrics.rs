@@ -20,7 +20,11 @@ pub struct Metrics {
 impl Metrics {
     /// Empty metrics for `step` / `iteration`.
     pub fn new(step: u64, iteration: u64) -> Self {
-        Self { step, iteration, values: IndexMap::new() }
+        Self {
+            step,
+            iteration,
+            values: IndexMap::new(),
+        }
     }
 
     /// Sets a value (replacing an earlier one of the same name).

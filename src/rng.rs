@@ -28,7 +28,11 @@ impl Rng {
 
     /// Exports the full state.
     pub fn state(&self) -> RngState {
-        RngState { seed: self.0.get_seed(), stream: self.0.get_stream(), word_pos: self.0.get_word_pos() }
+        RngState {
+            seed: self.0.get_seed(),
+            stream: self.0.get_stream(),
+            word_pos: self.0.get_word_pos(),
+        }
     }
 
     /// Rebuilds a generator from [`Rng::state`].

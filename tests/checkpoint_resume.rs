@@ -241,7 +241,10 @@ fn stop_by_sigterm_mid_rollout_then_resume_is_bit_identical() {
         "emergency save at step {}",
         info.step
     );
-    eprintln!("SIGTERM led to an emergency save at iteration {}", info.step / spi);
+    eprintln!(
+        "SIGTERM led to an emergency save at iteration {}",
+        info.step / spi
+    );
     let (b, _) = run_config_to_end(long(&b_dir));
     assert_same_run(&a, &b);
 }

@@ -50,6 +50,33 @@ fn dtype_size(dtype: &str) -> Option<u64> {
 }
 
 /// Verify one checkpoint file: header, metadata, tensor offsets and the data CRC-32C.
+/// Checks `header_crc32c`: the CRC-32C of the raw header bytes with the key's own 8 hex
+/// digits replaced by `0`s (format v1). A changed tensor name, step or config fails it.
+fn check_header_crc(raw: &[u8], stored: &str) -> Result<(), String> {
+    const KEY: &[u8] = b"\"header_crc32c\":\"";
+    let expected = u32::from_str_radix(stored, 16)
+        .ok()
+        .filter(|_| stored.len() == 8)
+        .ok_or_else(|| format!("metadata `header_crc32c` {stored:?} is not 8 hex digits"))?;
+    let mut hits = raw
+        .windows(KEY.len())
+        .enumerate()
+        .filter(|(_, w)| *w == KEY);
+    let at = match (hits.next(), hits.next()) {
+        (Some((i, _)), None) if raw.len() >= i + KEY.len() + 9 => i + KEY.len(),
+        _ => return Err("metadata `header_crc32c` is not found exactly once in the header".into()),
+    };
+    let mut copy = raw.to_vec();
+    copy[at..at + 8].copy_from_slice(b"00000000");
+    let actual = crc32c::crc32c(&copy);
+    if actual != expected {
+        return Err(format!(
+            "header CRC-32C is {actual:08x}, metadata says {expected:08x} (header damaged)"
+        ));
+    }
+    Ok(())
+}
+
 pub fn verify_checkpoint(path: &Path) -> Result<CheckpointInfo, CheckpointError> {
     let fail = |check: String| CheckpointError {
         path: path.to_path_buf(),
@@ -78,7 +105,8 @@ pub fn verify_checkpoint(path: &Path) -> Result<CheckpointInfo, CheckpointError>
     let mut header = vec![0u8; n as usize];
     r.read_exact(&mut header)
         .map_err(|e| fail(format!("cannot read header ({e})")))?;
-    let header: HashMap<String, Value> = serde_json::from_slice(&header)
+    let raw_header = header;
+    let header: HashMap<String, Value> = serde_json::from_slice(&raw_header)
         .map_err(|e| fail(format!("header is not valid JSON ({e})")))?;
     let meta = header
         .get("__metadata__")
@@ -114,6 +142,9 @@ pub fn verify_checkpoint(path: &Path) -> Result<CheckpointInfo, CheckpointError>
             "metadata `kind` {kind:?} is not periodic/emergency/final/nonfinite"
         )));
     }
+    let header_crc =
+        get("header_crc32c").ok_or_else(|| fail("metadata `header_crc32c` is missing".into()))?;
+    check_header_crc(&raw_header, header_crc).map_err(fail)?;
     let crc_hex =
         get("data_crc32c").ok_or_else(|| fail("metadata `data_crc32c` is missing".into()))?;
     let want_crc = u32::from_str_radix(crc_hex, 16)
@@ -252,11 +283,16 @@ pub(crate) mod tests {
             "__metadata__": {"format": "emergence-lab-checkpoint", "format_version": "1",
                 "step": step.to_string(), "iteration": "2", "kind": kind, "config": "{}",
                 "trackers": "{}", "metrics": "[]", "created_unix": "0",
-                "data_crc32c": format!("{crc:08x}")},
+                "data_crc32c": format!("{crc:08x}"), "header_crc32c": "00000000"},
             "w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
             "b": {"dtype": "I64", "shape": [1], "data_offsets": [16, 24]}
         });
-        let h = serde_json::to_vec(&header).unwrap();
+        let mut h = serde_json::to_vec(&header).unwrap();
+        // header_crc32c: CRC-32C of the header with its own digits zeroed, patched in place.
+        let key = b"\"header_crc32c\":\"";
+        let at = h.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+        let hcrc = format!("{:08x}", crc32c::crc32c(&h));
+        h[at..at + 8].copy_from_slice(hcrc.as_bytes());
         let mut out = (h.len() as u64).to_le_bytes().to_vec();
         out.extend_from_slice(&h);
         out.extend_from_slice(&data);
@@ -298,6 +334,14 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string()
             .contains("too short"));
+        // A changed number in the header (step 1 -> 7) keeps valid JSON and data: only the
+        // header checksum can tell.
+        let text = String::from_utf8_lossy(&good).into_owned();
+        let edited = text.replacen("\"step\":\"1\"", "\"step\":\"7\"", 1);
+        assert_ne!(edited, text);
+        std::fs::write(&p, edited.as_bytes()).unwrap();
+        let e = verify_checkpoint(&p).unwrap_err().to_string();
+        assert!(e.contains("header CRC-32C"), "{e}");
     }
 
     #[test]

@@ -591,11 +591,16 @@ pub fn checkpoint_bytes(step: u64, kind: &str) -> Vec<u8> {
         "__metadata__": {"format": "emergence-lab-checkpoint", "format_version": "1",
             "step": step.to_string(), "iteration": (step / 10).to_string(), "kind": kind,
             "config": "{}", "trackers": "{}", "metrics": "[]", "created_unix": "1",
-            "data_crc32c": format!("{crc:08x}")},
+            "data_crc32c": format!("{crc:08x}"), "header_crc32c": "00000000"},
         "policy.w": {"dtype": "F32", "shape": [4, 2], "data_offsets": [0, 32]},
         "rng": {"dtype": "U8", "shape": [8], "data_offsets": [32, 40]}
     });
-    let h = serde_json::to_vec(&header).unwrap();
+    let mut h = serde_json::to_vec(&header).unwrap();
+    // header_crc32c: CRC-32C of the header with its own digits zeroed, patched in place.
+    let key = b"\"header_crc32c\":\"";
+    let at = h.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    let hcrc = format!("{:08x}", crc32c::crc32c(&h));
+    h[at..at + 8].copy_from_slice(hcrc.as_bytes());
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
     out.extend_from_slice(&h);
     out.extend_from_slice(&data);
