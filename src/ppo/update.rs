@@ -5,9 +5,11 @@
 //! Samples are grouped into chunks of at most [`CHUNK_LEN`] consecutive ticks of one agent;
 //! a minibatch is a padded `[U, L]` block of chunks, so each agent's offsets are gathered
 //! once per minibatch and applied to all its timesteps with one `bmm`. Only alive samples
-//! are in the batch (the same as zero weight for dead ones), so `minibatch_size` counts
-//! alive samples: each epoch shuffles the chunks and packs whole chunks into minibatches of
-//! at most `minibatch_size` samples (at least one chunk each).
+//! are in the batch (the same as zero weight for dead ones). As in model.md, `minibatch_size`
+//! counts slot samples, dead ones included: an epoch has `ceil(E*T*A / minibatch_size)`
+//! minibatches, and the alive chunks are spread over them (each epoch shuffles the chunks and
+//! packs whole chunks up to the alive share of one minibatch, at least one chunk each), so
+//! the number of Adam steps does not depend on the population.
 
 use tch::{Device, Kind, Tensor};
 
@@ -36,6 +38,8 @@ pub struct Batch {
     pub advantages: Tensor,
     pub returns: Tensor,
     pub chunks: Vec<Chunk>,
+    /// Slot samples of the rollout, dead ones included (`E * T * A`).
+    pub slot_samples: usize,
     /// Rows `N..` of the rollout's virtual offset table (see [`Rollout::extra`]).
     pub extra: Option<Vec<Tensor>>,
 }
@@ -110,6 +114,7 @@ pub fn build_batch(rollout: Rollout, adv: &[f32], ret: &[f32]) -> Batch {
         advantages: Tensor::from_slice(&advs).to_device(dev),
         returns: Tensor::from_slice(&rets).to_device(dev),
         chunks,
+        slot_samples: t_n * n,
         extra: rollout.extra,
     }
 }
@@ -136,7 +141,10 @@ pub fn update(
     }
     let dev = policy.device();
     let obs_dim = policy.obs_dim as i64;
-    let mb_size = cfg.minibatch_size.max(1);
+    // Alive samples per minibatch: the alive share of `minibatch_size` slot samples.
+    let alive_total: usize = batch.chunks.iter().map(|c| c.samples.len()).sum();
+    let num_minibatches = batch.slot_samples.div_ceil(cfg.minibatch_size.max(1)).max(1);
+    let mb_size = alive_total.div_ceil(num_minibatches).max(1);
     let mut order: Vec<usize> = (0..batch.chunks.len()).collect();
     let mut sums = [0f64; 6];
     for _epoch in 0..cfg.num_epochs {
