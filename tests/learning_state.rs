@@ -135,6 +135,31 @@ fn checkpoint_with_missing_array_is_a_clear_error() {
 }
 
 #[test]
+fn checkpoint_with_impossible_values_is_a_clear_error_not_a_panic() {
+    tch::set_num_threads(1);
+    let a = TrainState::new(small_config(), Device::Cpu).unwrap();
+    let good = a.to_checkpoint(CheckpointKind::Final);
+    // A row far outside the grid (checksums would pass for a crafted file).
+    let mut ck = good.clone();
+    let row = ck.arrays.iter_mut().find(|x| x.name == "world/row").unwrap();
+    row.data[..4].copy_from_slice(&1000i32.to_le_bytes());
+    let err = TrainState::from_checkpoint(&ck, Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("world/row"), "{err}");
+    // A negative Adam step count.
+    let mut ck = good.clone();
+    let step = ck.arrays.iter_mut().find(|x| x.name == "adam/step").unwrap();
+    step.data[..8].copy_from_slice(&(-3i64).to_le_bytes());
+    let err = TrainState::from_checkpoint(&ck, Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("adam/step"), "{err}");
+    // The untouched checkpoint still loads.
+    assert!(TrainState::from_checkpoint(&good, Device::Cpu).is_ok());
+}
+
+#[test]
 fn per_agent_offsets_change_the_policy_and_disabled_evolution_does_not() {
     tch::set_num_threads(1);
     let c = Config::default();

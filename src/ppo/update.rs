@@ -143,7 +143,10 @@ pub fn update(
     let obs_dim = policy.obs_dim as i64;
     // Alive samples per minibatch: the alive share of `minibatch_size` slot samples.
     let alive_total: usize = batch.chunks.iter().map(|c| c.samples.len()).sum();
-    let num_minibatches = batch.slot_samples.div_ceil(cfg.minibatch_size.max(1)).max(1);
+    let num_minibatches = batch
+        .slot_samples
+        .div_ceil(cfg.minibatch_size.max(1))
+        .max(1);
     let mb_size = alive_total.div_ceil(num_minibatches).max(1);
     let mut order: Vec<usize> = (0..batch.chunks.len()).collect();
     let mut sums = [0f64; 6];

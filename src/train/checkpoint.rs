@@ -265,6 +265,13 @@ impl TrainState {
         world.field = read(ck, "world/field", e * cells)?;
         world.tick = read(ck, "world/tick", e)?;
         world.next_id = read(ck, "world/next_id", e)?;
+        check_world(&world).map_err(TrainError::Checkpoint)?;
+        if adam.step < 0 {
+            return Err(TrainError::Checkpoint(format!(
+                "adam/step is {} (must be >= 0): the checkpoint is inconsistent",
+                adam.step
+            )));
+        }
 
         let seed: Vec<u8> = read(ck, "rng/seed", 32)?;
         let stream = read::<u64>(ck, "rng/stream", 1)?[0];
@@ -287,4 +294,44 @@ impl TrainState {
         }
         Ok(state)
     }
+}
+
+/// Checks the value ranges of a restored world (positions on the grid, energies and the
+/// field finite, ticks below the episode length, ids consistent), so that a checkpoint whose
+/// checksums pass but whose values are impossible is an error instead of a panic later.
+fn check_world(w: &World) -> Result<(), String> {
+    let p = &w.params;
+    let g = p.grid_size as i32;
+    let on_grid = |v: &[i32]| v.iter().all(|&x| (0..g).contains(&x));
+    if !on_grid(&w.row) || !on_grid(&w.col) {
+        return Err(format!(
+            "world/row or world/col holds a position outside the {g}x{g} grid"
+        ));
+    }
+    if !on_grid(&w.food_row) || !on_grid(&w.food_col) {
+        return Err(format!(
+            "world/food_row or world/food_col holds a position outside the {g}x{g} grid"
+        ));
+    }
+    if w.energy.iter().any(|e| !e.is_finite() || *e < 0.0) {
+        return Err("world/energy holds a negative or non-finite energy".into());
+    }
+    if w.field.iter().any(|v| !v.is_finite()) {
+        return Err("world/field holds a non-finite value".into());
+    }
+    if w.tick.iter().any(|&t| t >= p.max_steps) {
+        return Err(format!(
+            "world/tick holds a tick >= env.max_steps ({})",
+            p.max_steps
+        ));
+    }
+    let a = p.num_slots;
+    for (e, &next) in w.next_id.iter().enumerate() {
+        if w.agent_id[e * a..(e + 1) * a].iter().any(|&id| id >= next) {
+            return Err(format!(
+                "world/agent_id of env {e} holds an id >= world/next_id ({next})"
+            ));
+        }
+    }
+    Ok(())
 }
