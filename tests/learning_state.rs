@@ -141,7 +141,11 @@ fn checkpoint_with_impossible_values_is_a_clear_error_not_a_panic() {
     let good = a.to_checkpoint(CheckpointKind::Final);
     // A row far outside the grid (checksums would pass for a crafted file).
     let mut ck = good.clone();
-    let row = ck.arrays.iter_mut().find(|x| x.name == "world/row").unwrap();
+    let row = ck
+        .arrays
+        .iter_mut()
+        .find(|x| x.name == "world/row")
+        .unwrap();
     row.data[..4].copy_from_slice(&1000i32.to_le_bytes());
     let err = TrainState::from_checkpoint(&ck, Device::Cpu)
         .unwrap_err()
@@ -149,7 +153,11 @@ fn checkpoint_with_impossible_values_is_a_clear_error_not_a_panic() {
     assert!(err.contains("world/row"), "{err}");
     // A negative Adam step count.
     let mut ck = good.clone();
-    let step = ck.arrays.iter_mut().find(|x| x.name == "adam/step").unwrap();
+    let step = ck
+        .arrays
+        .iter_mut()
+        .find(|x| x.name == "adam/step")
+        .unwrap();
     step.data[..8].copy_from_slice(&(-3i64).to_le_bytes());
     let err = TrainState::from_checkpoint(&ck, Device::Cpu)
         .unwrap_err()
