@@ -453,3 +453,32 @@ fn reusing_the_previous_saves_buffers_gives_the_same_checkpoint() {
         (reused.meta.step, reused.meta.kind)
     );
 }
+
+#[test]
+fn a_fresh_start_refuses_a_folder_holding_another_runs_checkpoints() {
+    tch::set_num_threads(1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = tiny(dir.path());
+    cfg.train.total_steps = SPI;
+    CheckpointedRun::start(cfg.clone()).unwrap().run().unwrap();
+    let before = std::fs::read_dir(dir.path()).unwrap().count();
+    // Fresh start requested in the same folder: refused, nothing written or rotated.
+    let mut fresh = cfg.clone();
+    fresh.train.resume_from = String::new();
+    let e = CheckpointedRun::start(fresh)
+        .err()
+        .expect("must refuse")
+        .to_string();
+    assert!(
+        e.contains("already holds checkpoints") && e.contains("--train.resume-from auto"),
+        "{e}"
+    );
+    let after = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(before, after);
+    // A fresh start in an empty folder is fine.
+    let other = tempfile::tempdir().unwrap();
+    let mut fresh = tiny(other.path());
+    fresh.train.total_steps = SPI;
+    fresh.train.resume_from = String::new();
+    assert!(CheckpointedRun::start(fresh).is_ok());
+}

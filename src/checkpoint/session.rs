@@ -44,6 +44,9 @@ pub enum RunError {
     /// The requested config cannot continue the checkpoint's run.
     #[error("cannot resume from {path}: {detail}")]
     Resume { path: PathBuf, detail: String },
+    /// A fresh start was asked for in a folder that holds another run's checkpoints.
+    #[error("log.checkpoint_dir {dir} already holds checkpoints of a run (newest: step {step}); a fresh run there would mix two runs and rotate the old files away. Continue that run with --train.resume-from auto (or latest), or start fresh in another folder (--log.checkpoint-dir DIR)")]
+    Occupied { dir: PathBuf, step: u64 },
     /// Installing the signal handlers failed.
     #[error("cannot install SIGINT/SIGTERM handling: {0}")]
     Signals(std::io::Error),
@@ -174,7 +177,10 @@ impl CheckpointedRun {
         let choice = find_resume(&config)?;
         let mut warnings = choice.warnings;
         let (trainer, resumed_from) = match choice.checkpoint {
-            None => (Trainer::new(config)?, None),
+            None => {
+                refuse_to_mix_runs(&config)?;
+                (Trainer::new(config)?, None)
+            }
             Some(info) => {
                 let ckpt = read_checkpoint(&info.path)?;
                 let theirs: Config =
@@ -362,11 +368,11 @@ impl CheckpointedRun {
             }
             StopReason::WallTime => format!(
                 "stopped before train.max_wall_time at step {} of {}; saved {saved}. To continue, run again with \
-                 train.resume_from = \"auto\" (or \"latest\") and the same log.checkpoint_dir",
+                 --train.resume-from auto (notebooks: train.resume_from = \"auto\") and the same log.checkpoint_dir",
                 state.step, state.config.train.total_steps
             ),
             StopReason::StopRequested => format!(
-                "stopped{} at step {} of {}; saved {saved}. To continue, run again with train.resume_from = \"auto\"",
+                "stopped{} at step {} of {}; saved {saved}. To continue, run again with --train.resume-from auto (notebooks: train.resume_from = \"auto\")",
                 signal.map_or(String::new(), |s| format!(" by signal {s}")),
                 state.step,
                 state.config.train.total_steps
@@ -388,4 +394,25 @@ impl CheckpointedRun {
 pub fn train_with_checkpoints(config: Config) -> Result<RunOutcome, RunError> {
     let mut run = CheckpointedRun::start(config)?.handle_signals(true);
     run.run()
+}
+
+/// A fresh start (`train.resume_from = ""`) must not write into a folder holding another
+/// run's checkpoints: rotation and `latest` would mix the two runs (`auto` finding nothing
+/// usable is a deliberate fresh start and is allowed).
+fn refuse_to_mix_runs(config: &Config) -> Result<(), RunError> {
+    if !config.train.resume_from.trim().is_empty() {
+        return Ok(());
+    }
+    let dir = std::path::Path::new(&config.log.checkpoint_dir);
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let listing = super::resume::list_checkpoints(dir)?;
+    match listing.checkpoints.iter().map(|c| c.step).max() {
+        Some(step) => Err(RunError::Occupied {
+            dir: dir.to_path_buf(),
+            step,
+        }),
+        None => Ok(()),
+    }
 }
