@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{zscore_event, TrackerError, TrackerEvent, TrackerKind};
+use super::{Tracker, TrackerError, TrackerEvent, TrackerKind};
 
 /// One measurement of the field.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -19,33 +19,9 @@ pub struct EmergenceRecord {
 }
 
 /// Entropy and structure of a field over time (model.md section 7).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EmergenceTracker {
-    /// Steps between measurements (`<= 0` disables).
-    pub interval: i64,
-    /// Previous values an event is judged against.
-    pub window: usize,
-    /// Z-score above which a value is an event.
-    #[serde(with = "super::num")]
-    pub threshold: f64,
-    /// Every measurement, in order.
-    pub history: Vec<EmergenceRecord>,
-    /// Every event raised, in order.
-    pub events: Vec<TrackerEvent>,
-}
+pub type EmergenceTracker = Tracker<EmergenceRecord>;
 
-impl EmergenceTracker {
-    /// An empty tracker.
-    pub fn new(interval: i64, window: usize, threshold: f64) -> Self {
-        Self {
-            interval,
-            window,
-            threshold,
-            history: Vec::new(),
-            events: Vec::new(),
-        }
-    }
-
+impl Tracker<EmergenceRecord> {
     /// Measures `field` (`[grid * grid * channels]`, channel innermost) at `step`, records
     /// it and returns the events it raised (judged before it joins the history).
     pub fn update(
@@ -61,37 +37,12 @@ impl EmergenceTracker {
             entropy: field_entropy(field, grid, channels),
             structure: field_structure(field, grid, channels),
         };
-        let mut new_events = Vec::new();
-        for name in ["entropy", "structure"] {
-            let get = |r: &EmergenceRecord| {
-                if name == "entropy" {
-                    r.entropy
-                } else {
-                    r.structure
-                }
-            };
-            let previous: Vec<f64> = self.history.iter().map(get).collect();
-            let x = get(&record);
-            if let Some((mean, std, z)) = zscore_event(&previous, x, self.window, self.threshold) {
-                new_events.push(TrackerEvent {
-                    kind: TrackerKind::Emergence,
-                    step,
-                    metric: name.to_string(),
-                    value: x,
-                    mean,
-                    std,
-                    z,
-                });
-            }
-        }
-        self.history.push(record);
-        self.events.extend(new_events.iter().cloned());
-        Ok(new_events)
-    }
-
-    /// The latest measurement, if any.
-    pub fn last(&self) -> Option<&EmergenceRecord> {
-        self.history.last()
+        Ok(self.record(
+            TrackerKind::Emergence,
+            record,
+            &[("entropy", |r| r.entropy), ("structure", |r| r.structure)],
+            step,
+        ))
     }
 }
 

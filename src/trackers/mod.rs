@@ -92,6 +92,72 @@ pub fn due(prev_step: u64, step: u64, interval: i64) -> bool {
     step / i > prev_step / i
 }
 
+/// One tracker: its schedule, the full history of its measurements (`R`, one record per
+/// check) and every event raised. [`EmergenceTracker`] and [`SpecializationTracker`] are its
+/// two kinds; they differ only in what they measure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tracker<R> {
+    /// Steps between measurements (`<= 0` disables).
+    pub interval: i64,
+    /// Previous values an event is judged against.
+    pub window: usize,
+    /// Z-score above which a value is an event.
+    #[serde(with = "num")]
+    pub threshold: f64,
+    /// Every measurement, in order.
+    pub history: Vec<R>,
+    /// Every event raised, in order.
+    pub events: Vec<TrackerEvent>,
+}
+
+impl<R> Tracker<R> {
+    /// An empty tracker.
+    pub fn new(interval: i64, window: usize, threshold: f64) -> Self {
+        Self {
+            interval,
+            window,
+            threshold,
+            history: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// The latest measurement, if any.
+    pub fn last(&self) -> Option<&R> {
+        self.history.last()
+    }
+
+    /// Judges each named value of `record` against the history (before the record joins
+    /// it), records it, and returns the events raised.
+    fn record(
+        &mut self,
+        kind: TrackerKind,
+        record: R,
+        metrics: &[(&str, fn(&R) -> f64)],
+        step: u64,
+    ) -> Vec<TrackerEvent> {
+        let mut new_events = Vec::new();
+        for &(name, get) in metrics {
+            let previous: Vec<f64> = self.history.iter().map(get).collect();
+            let x = get(&record);
+            if let Some((mean, std, z)) = zscore_event(&previous, x, self.window, self.threshold) {
+                new_events.push(TrackerEvent {
+                    kind,
+                    step,
+                    metric: name.to_string(),
+                    value: x,
+                    mean,
+                    std,
+                    z,
+                });
+            }
+        }
+        self.history.push(record);
+        self.events.extend(new_events.iter().cloned());
+        new_events
+    }
+}
+
 /// The event rule: `Some((mean, std, z))` when `|x - mean| / std > threshold` over the last
 /// `window` values of `previous` (population std floored at 1e-8); `None` while fewer than
 /// `window` values exist (or `window == 0`), or when a value is not finite.

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{zscore_event, TrackerError, TrackerEvent, TrackerKind};
+use super::{Tracker, TrackerError, TrackerEvent, TrackerKind};
 
 /// One measurement of the population's weights.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -22,33 +22,9 @@ pub struct SpecializationRecord {
 
 /// Weight divergence over time (model.md section 7). Events are raised on
 /// `weight_divergence` only (`max_divergence` and `num_alive` are recorded).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SpecializationTracker {
-    /// Steps between measurements (`<= 0` disables).
-    pub interval: i64,
-    /// Previous values an event is judged against.
-    pub window: usize,
-    /// Z-score above which a value is an event.
-    #[serde(with = "super::num")]
-    pub threshold: f64,
-    /// Every measurement, in order.
-    pub history: Vec<SpecializationRecord>,
-    /// Every event raised, in order.
-    pub events: Vec<TrackerEvent>,
-}
+pub type SpecializationTracker = Tracker<SpecializationRecord>;
 
-impl SpecializationTracker {
-    /// An empty tracker.
-    pub fn new(interval: i64, window: usize, threshold: f64) -> Self {
-        Self {
-            interval,
-            window,
-            threshold,
-            history: Vec::new(),
-            events: Vec::new(),
-        }
-    }
-
+impl Tracker<SpecializationRecord> {
     /// Measures `rows` (one flattened row of effective evolved weights per alive agent, all
     /// the same length) at `step`, records it and returns the events it raised.
     pub fn update(
@@ -76,27 +52,12 @@ impl SpecializationTracker {
             max_divergence: max,
             num_alive: rows.len(),
         };
-        let previous: Vec<f64> = self.history.iter().map(|r| r.weight_divergence).collect();
-        let mut new_events = Vec::new();
-        if let Some((m, std, z)) = zscore_event(&previous, mean, self.window, self.threshold) {
-            new_events.push(TrackerEvent {
-                kind: TrackerKind::Specialization,
-                step,
-                metric: "weight_divergence".into(),
-                value: mean,
-                mean: m,
-                std,
-                z,
-            });
-        }
-        self.history.push(record);
-        self.events.extend(new_events.iter().cloned());
-        Ok(new_events)
-    }
-
-    /// The latest measurement, if any.
-    pub fn last(&self) -> Option<&SpecializationRecord> {
-        self.history.last()
+        Ok(self.record(
+            TrackerKind::Specialization,
+            record,
+            &[("weight_divergence", |r| r.weight_divergence)],
+            step,
+        ))
     }
 }
 
