@@ -63,6 +63,26 @@ pub struct RolloutScratch {
     info: TickInfo,
 }
 
+impl RolloutScratch {
+    /// Observes every slot, then copies the alive slots' rows into `compact` and their
+    /// indices into `alive_slots` (dead slots never reach the network). Returns the seconds
+    /// spent in the world's `observe`.
+    fn observe_alive(&mut self, world: &World, alive_slots: &mut Vec<i64>) -> f64 {
+        let tw = Instant::now();
+        world.observe(&mut self.obs);
+        let world_s = tw.elapsed().as_secs_f64();
+        let d = world.obs_dim();
+        alive_slots.clear();
+        self.compact.clear();
+        for (k, _) in world.alive.iter().enumerate().filter(|(_, &a)| a) {
+            alive_slots.push(k as i64);
+            self.compact
+                .extend_from_slice(&self.obs[k * d..(k + 1) * d]);
+        }
+        world_s
+    }
+}
+
 /// Evaluates the policy for the slots `slots` whose observations are the rows `rows`
 /// (`[n * obs_dim]`), with the offsets of `offsets` rows `offset_rows` (any order; runs of
 /// consecutive rows are read in place). Returns
@@ -206,20 +226,7 @@ pub fn collect(
 
     let mut alive_slots: Vec<i64> = Vec::with_capacity(n);
     for t in 0..num_steps {
-        let tw = Instant::now();
-        world.observe(&mut scratch.obs);
-        stats.world_s += tw.elapsed().as_secs_f64();
-
-        alive_slots.clear();
-        scratch.compact.clear();
-        for k in 0..n {
-            if world.alive[k] {
-                alive_slots.push(k as i64);
-                scratch
-                    .compact
-                    .extend_from_slice(&scratch.obs[k * d..(k + 1) * d]);
-            }
-        }
+        stats.world_s += scratch.observe_alive(world, &mut alive_slots);
         let tn = Instant::now();
         let (lp, val) = if alive_slots.is_empty() {
             (Vec::new(), Vec::new())
@@ -315,21 +322,9 @@ pub fn collect(
     }
 
     // Bootstrap values of the final observation.
-    let tw = Instant::now();
-    world.observe(&mut scratch.obs);
-    stats.world_s += tw.elapsed().as_secs_f64();
-    alive_slots.clear();
-    scratch.compact.clear();
-    for k in 0..n {
-        gae.final_alive[k] = world.alive[k];
-        gae.final_agent_id[k] = world.agent_id[k];
-        if world.alive[k] {
-            alive_slots.push(k as i64);
-            scratch
-                .compact
-                .extend_from_slice(&scratch.obs[k * d..(k + 1) * d]);
-        }
-    }
+    stats.world_s += scratch.observe_alive(world, &mut alive_slots);
+    gae.final_alive.copy_from_slice(&world.alive);
+    gae.final_agent_id.copy_from_slice(&world.agent_id);
     if !alive_slots.is_empty() {
         let tn = Instant::now();
         let (_, fv, _) = evaluate(
