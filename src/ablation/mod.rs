@@ -247,7 +247,8 @@ pub enum AblationError {
 /// Loads the checkpoint of `options` and runs the ablation on it (see the module docs).
 pub fn run(options: &AblationOptions) -> Result<AblationResults, AblationError> {
     options.checked_conditions()?;
-    let device = crate::device::select(&options.device).map_err(AblationError::Device)?;
+    let device =
+        crate::device::select(&options.device).map_err(|e| AblationError::Device(e.to_string()))?;
     let path = resolve_checkpoint(&options.checkpoint)?;
     let ck = read_checkpoint(&path)?;
     let state =

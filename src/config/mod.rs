@@ -41,6 +41,7 @@
 
 mod access;
 mod cli;
+mod device_spec;
 mod duration;
 mod error;
 mod format;
@@ -50,6 +51,7 @@ pub mod schema;
 mod validate;
 
 pub use cli::split_args;
+pub use device_spec::DeviceSpec;
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use overrides::{ConfigOverrides, Origin, Override, ENV_VAR};

@@ -52,14 +52,9 @@ impl Checker {
     }
 }
 
-/// True for `auto`, `cpu`, `cuda` and `cuda:N`.
+/// True for `auto`, `cpu`, `cuda` and `cuda:N` (see [`super::DeviceSpec`]).
 pub fn valid_device(d: &str) -> bool {
-    match d {
-        "auto" | "cpu" | "cuda" => true,
-        _ => d
-            .strip_prefix("cuda:")
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
-    }
+    d.parse::<super::DeviceSpec>().is_ok()
 }
 
 /// Checks combining fields are skipped when one of their fields is already reported as

@@ -114,7 +114,7 @@ impl Trainer {
         if config.train.num_threads > 0 {
             tch::set_num_threads(config.train.num_threads as i32);
         }
-        crate::device::select(&config.train.device).map_err(TrainError::Device)
+        crate::device::select(&config.train.device).map_err(|e| TrainError::Device(e.to_string()))
     }
 
     /// A trainer continuing `state` (e.g. loaded from a checkpoint).
@@ -160,6 +160,8 @@ impl Trainer {
         for w in sinks.warnings() {
             self.reporter.warn(&w);
         }
+        self.reporter
+            .info(&crate::device::report(&cfg.train.device, self.state.device()).to_string());
         self.reporter.start(start_step, total);
         let mut iterations = 0;
         let mut last: Option<Metrics> = None;
