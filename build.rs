@@ -1,6 +1,12 @@
-//! Embeds an rpath to libtorch's libraries so binaries and tests find them at run time:
-//! `$LIBTORCH/lib` for the CPU folder of `scripts/setup_libtorch.py`, or the `lib` folder of
-//! the Python torch package when building with `LIBTORCH_USE_PYTORCH=1` (CUDA users).
+//! Link settings for libtorch, for every binary, test, bench and example of this package:
+//! - an rpath to libtorch's libraries, so they are found at run time: `$LIBTORCH/lib` (the
+//!   folders of `scripts/setup_libtorch.py`), or the `lib` folder of the Python torch package
+//!   when building with `LIBTORCH_USE_PYTORCH=1`;
+//! - with a CUDA libtorch (`libtorch_cuda.so` in that folder), `libtorch_cuda.so` kept as a
+//!   needed library: rustc links with `--as-needed`, and since no symbol of it is referenced
+//!   directly the linker would drop it, leaving torch without its CUDA backend (training on the
+//!   CPU without a word). CPU builds are unchanged.
+use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
@@ -19,7 +25,15 @@ fn main() {
             .ok()
             .map(|dir| format!("{dir}/lib"))
     };
-    if let Some(dir) = lib_dir {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    let Some(dir) = lib_dir else { return };
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    let cuda = PathBuf::from(&dir).join("libtorch_cuda.so");
+    println!("cargo:rerun-if-changed={}", cuda.display());
+    if cuda.is_file() {
+        // Order matters: the flag must come before the library it keeps.
+        println!("cargo:rustc-link-arg=-Wl,-L{dir}");
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
     }
 }
