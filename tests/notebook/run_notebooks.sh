@@ -27,6 +27,11 @@ export LIBTORCH="${LIBTORCH:-$(cd .libtorch && pwd -P)}"
 export EMERGENCE_LAB_EVCXR="$EMERGENCE_LAB_TOOLS/bin/evcxr_jupyter"
 export PATH="$EMERGENCE_LAB_VENV/bin:$PATH"
 
+stamp "crates of Cargo.lock (all platforms) into the cargo cache: the notebook builds run offline"
+# A Linux build never downloads Windows-only crates of the lockfile (anstyle-wincon, ...), but
+# evcxr's offline builds resolve the whole lockfile: fetch everything once, while online.
+cargo fetch --locked
+
 stamp "kernelspec into a private Jupyter data folder"
 TEST_DIR="$(mktemp -d "${TMPDIR:-/tmp}/el-notebook-tests-XXXXXX")"
 export EMERGENCE_LAB_TEST_DIR="$TEST_DIR"
