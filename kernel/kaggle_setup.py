@@ -133,37 +133,46 @@ def _emergence_lab_setup():
     with phase("libtorch"):
         libtorch = env.get("EMERGENCE_LAB_LIBTORCH")
         probe = ("import os, torch; print(torch.__version__); print(torch.version.cuda or ''); "
-                 "print(os.path.dirname(torch.__file__))")
+                 "print(os.path.dirname(torch.__file__)); "
+                 "print(torch._C._cuda_getArchFlags() if torch.version.cuda else '')")
         if libtorch:
             print(f"[setup] using EMERGENCE_LAB_LIBTORCH={libtorch}")
         else:
+            facts = _nvidia_smi_facts()
+            for g in facts["gpus"]:
+                print(f"[setup] GPU: {g['name']} ({g['sm'] or 'architecture unknown'}), driver "
+                      f"{g['driver']}, driver CUDA {'.'.join(map(str, facts['driver_cuda'] or ())) or 'none'}")
             out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-            lines = out.stdout.split("\n") if out.returncode == 0 else ["", "", ""]
-            image_version, image_cuda, image_dir = (lines + ["", "", ""])[:3]
+            lines = out.stdout.split("\n") if out.returncode == 0 else ["", "", "", ""]
+            image_version, image_cuda, image_dir, image_archs = (lines + ["", "", "", ""])[:4]
             print(f"[setup] image torch: {image_version or 'none'} (CUDA {image_cuda or 'none'})")
-            if image_version.split("+")[0] == torch_version:
+            image = (image_version, _cuda_tuple(image_cuda), image_archs.split() or None)
+            choice, problem = _choose_libtorch(facts, image if image_version else None)
+            if problem:
+                raise SetupError(problem)
+            print(f"[setup] libtorch choice: {choice}")
+            if choice == "image":
                 libtorch = image_dir
             else:
-                target = _os.path.join(temp, f"torch-{torch_version}")
+                target = _os.path.join(temp, f"torch-{torch_version}-{choice}")
                 pyenv = dict(env, PYTHONPATH=target)
                 out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                                      env=pyenv, cwd=temp)
                 have = out.stdout.split("\n") if out.returncode == 0 else [""]
                 if have[0].split("+")[0] != torch_version:
-                    need_network(f"torch {torch_version}")
-                    cuda = image_cuda or _nvidia_cuda_version()
-                    tag = "cu" + "".join(cuda.split(".")[:2]) if cuda else "cpu"
-                    print(f"[setup] installing torch {torch_version} for {tag} into {target} (a few minutes)")
-                    try:
-                        run([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
-                             f"torch=={torch_version}", "--index-url", f"https://download.pytorch.org/whl/{tag}"])
-                    except subprocess.CalledProcessError:
-                        print(f"[setup] no torch {torch_version} build for {tag}: trying PyPI's default build")
-                        run([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
-                             f"torch=={torch_version}"])
+                    need_network(f"torch {torch_version} ({choice})")
+                    print(f"[setup] installing torch {torch_version} for {choice} into {target} (a few minutes)")
+                    run([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
+                         f"torch=={torch_version}", "--index-url", f"https://download.pytorch.org/whl/{choice}"])
                     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                                          env=pyenv, cwd=temp, check=True)
                     have = out.stdout.split("\n")
+                have = (have + ["", "", "", ""])[:4]
+                # Check the installed build itself before building against it.
+                if facts["gpus"]:
+                    problem = _libtorch_problem(facts, _cuda_tuple(have[1]), have[3].split() or None)
+                    if problem:
+                        raise SetupError(f"the installed torch {have[0]} cannot use this GPU: {problem}")
                 libtorch = have[2]
         if not _os.path.isdir(_os.path.join(libtorch, "lib")):
             raise SetupError(f"libtorch folder {libtorch} has no lib/ folder")
@@ -231,21 +240,107 @@ def _emergence_lab_setup():
     return state
 
 
+def _cuda_tuple(text):
+    """'12.8' -> (12, 8); '' or junk -> None."""
+    try:
+        major, minor = text.strip().split(".")[:2]
+        return int(major), int(minor)
+    except ValueError:
+        return None
+
+
 class SetupError(RuntimeError):
     """The Kaggle setup could not get a tool; the message says which and how to fix it."""
 
 
-def _nvidia_cuda_version():
-    """The CUDA version the driver supports (from nvidia-smi), e.g. '12.8', or ''."""
+# torch 2.11.0 builds on the PyTorch index: (tag, CUDA version, GPU architectures with kernels).
+# cu130 is also PyPI's default build. The list of an installed build is read back from torch
+# itself (torch._C._cuda_getArchFlags) and checked again before anything is built.
+_TORCH_BUILDS = [
+    ("cu130", (13, 0), ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]),
+    ("cu128", (12, 8), ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]),
+    ("cu126", (12, 6), ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]),
+]
+
+
+def _parse_nvidia_smi(header, query):
+    """GPU facts from `nvidia-smi` (header) and `nvidia-smi --query-gpu=name,compute_cap,
+    driver_version --format=csv,noheader`: {'driver_cuda': (12, 8) or None, 'gpus':
+    [{'name', 'sm' ('sm_75' or None), 'driver'}]}. Unreadable parts stay None."""
     import re
+
+    m = re.search(r"CUDA Version:\s*([0-9]+)\.([0-9]+)", header or "")
+    gpus = []
+    for line in (query or "").splitlines():
+        f = [x.strip() for x in line.split(",")]
+        if len(f) < 3 or not f[0]:
+            continue
+        cc = re.fullmatch(r"([0-9]+)\.([0-9]+)", f[1])
+        gpus.append({"name": f[0], "sm": f"sm_{cc.group(1)}{cc.group(2)}" if cc else None,
+                     "driver": f[2] or None})
+    return {"driver_cuda": (int(m.group(1)), int(m.group(2))) if m else None, "gpus": gpus}
+
+
+def _libtorch_problem(facts, cuda, archs):
+    """Why a torch build for CUDA `cuda` ((major, minor) or None) with kernels for `archs`
+    cannot run on the GPUs of `facts`, or None when it can."""
+    gpus = facts.get("gpus") or []
+    driver = facts.get("driver_cuda")
+    names = ", ".join(f"{g['name']} ({g.get('sm') or 'architecture unknown'})" for g in gpus)
+    if cuda is None:
+        return f"it is a CPU-only build and this machine has {names}"
+    if driver is None:
+        return (f"nvidia-smi lists {names} but reports no CUDA version: the NVIDIA driver is not "
+                "working (restart the session with a GPU accelerator)")
+    if cuda > driver:
+        return (f"it needs CUDA {cuda[0]}.{cuda[1]} but the driver supports CUDA up to "
+                f"{driver[0]}.{driver[1]}")
+    missing = sorted({g["sm"] for g in gpus if g.get("sm")} - set(archs or []))
+    if archs is not None and missing:
+        return f"it has kernels for {' '.join(archs)}, not for {' '.join(missing)} ({names})"
+    return None
+
+
+def _choose_libtorch(facts, image=None):
+    """Picks the torch 2.11.0 build for this machine, before anything is downloaded or built.
+
+    facts: _parse_nvidia_smi(...); image: the image's torch as (version, (major, minor) CUDA or
+    None, arch list or None), or None. Returns ('image', None) to use the image's torch,
+    (tag, None) to install that build ('cpu' without a GPU), or (None, message) when no build
+    can use the GPU: the message names the driver's CUDA version, the GPU's architecture, what
+    each build needs, and how to fix it."""
+    image_ok = image is not None and image[0].split("+")[0] == "2.11.0"
+    if not facts.get("gpus"):
+        return ("image" if image_ok else "cpu"), None
+    if image_ok and image[1] and not _libtorch_problem(facts, image[1], image[2]):
+        return "image", None
+    problems = []
+    for tag, cuda, archs in _TORCH_BUILDS:
+        problem = _libtorch_problem(facts, cuda, archs)
+        if problem is None:
+            return tag, None
+        problems.append(f"{tag}: {problem}")
+    gpus = ", ".join(f"{g['name']} ({g.get('sm') or 'architecture unknown'})" for g in facts["gpus"])
+    driver = ".".join(map(str, facts.get("driver_cuda") or ())) or "none"
+    return None, (f"no torch 2.11.0 build can use {gpus} with this driver (CUDA {driver}): "
+                  + "; ".join(problems) + ". Fix: pick "
+                  "a GPU whose architecture is listed (Kaggle: 'GPU T4 x2', sm_75), update the "
+                  "driver, or set EMERGENCE_LAB_LIBTORCH to a libtorch built for this GPU.")
+
+
+def _nvidia_smi_facts():
+    """_parse_nvidia_smi of this machine's nvidia-smi (empty facts without one)."""
     import subprocess
 
-    try:
-        out = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=60).stdout
-    except OSError:
-        return ""
-    m = re.search(r"CUDA Version:\s*([0-9.]+)", out)
-    return m.group(1) if m else ""
+    def ask(args):
+        try:
+            r = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=60)
+            return r.stdout if r.returncode == 0 else ""
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    return _parse_nvidia_smi(ask([]), ask(["--query-gpu=name,compute_cap,driver_version",
+                                           "--format=csv,noheader"]))
 
 
 class RustCellError(RuntimeError):
@@ -335,4 +430,5 @@ def _register_rust_magic(state):
     atexit.register(stop_kernel)
 
 
-_EMERGENCE_LAB_RUST = _emergence_lab_setup()
+if not _os.environ.get("EMERGENCE_LAB_SETUP_NO_RUN"):  # set by the tests of the helpers above
+    _EMERGENCE_LAB_RUST = _emergence_lab_setup()
