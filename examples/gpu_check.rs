@@ -84,7 +84,7 @@ fn timed_iterations(mut s: TrainState, iters: usize) -> Result<(TrainState, f64)
     for _ in 0..iters {
         s.iterate()?;
     }
-    let sps = (s.config.steps_per_iteration() * iters) as f64 / t.elapsed().as_secs_f64();
+    let sps = (s.config.steps_per_iteration() * iters as u64) as f64 / t.elapsed().as_secs_f64();
     Ok((s, sps))
 }
 
@@ -93,7 +93,11 @@ fn state_arrays(ck: &Checkpoint) -> Vec<(&str, &[u8])> {
     let mut v: Vec<(&str, &[u8])> = ck
         .arrays
         .iter()
-        .filter(|a| ["policy/", "adam/", "offsets/", "world/", "rng/"].iter().any(|p| a.name.starts_with(p)))
+        .filter(|a| {
+            ["policy/", "adam/", "offsets/", "world/", "rng/"]
+                .iter()
+                .any(|p| a.name.starts_with(p))
+        })
         .map(|a| (a.name.as_str(), a.data.as_slice()))
         .collect();
     v.sort();
@@ -116,22 +120,40 @@ fn differing(a: &Checkpoint, b: &Checkpoint) -> Vec<String> {
 fn run(args: &Args, results: &mut Value) -> Result<Vec<String>> {
     let mut failures = Vec::new();
     std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
-    let spec = if args.allow_cpu { DeviceSpec::Cpu } else { DeviceSpec::Auto };
+    let spec = if args.allow_cpu {
+        DeviceSpec::Cpu
+    } else {
+        DeviceSpec::Auto
+    };
     let resolved = resolve(spec).context("device")?;
     println!("{}", resolved.report);
     let gpu = resolved.device;
     results["device_line"] = json!(resolved.report.to_string());
     results["device"] = json!(resolved.report.picked);
     if gpu == Device::Cpu && !args.allow_cpu {
-        bail!("the run got the CPU, not a GPU: {} (a GPU check on the CPU proves nothing)", resolved.report);
+        bail!(
+            "the run got the CPU, not a GPU: {} (a GPU check on the CPU proves nothing)",
+            resolved.report
+        );
     }
     let (iters, half) = (args.iters, args.iters / 2);
 
     // 1. Throughput on the GPU and on the CPU.
     let (_, gpu_sps) = timed_iterations(TrainState::new(config(args.tiny, gpu), gpu)?, iters)?;
-    println!("{} slot-steps/s on {:?} ({iters} iterations)", gpu_sps.round(), gpu);
-    let (_, cpu_sps) = timed_iterations(TrainState::new(config(args.tiny, Device::Cpu), Device::Cpu)?, iters)?;
-    println!("{} slot-steps/s on the CPU ({iters} iterations, {} threads)", cpu_sps.round(), tch::get_num_threads());
+    println!(
+        "{} slot-steps/s on {:?} ({iters} iterations)",
+        gpu_sps.round(),
+        gpu
+    );
+    let (_, cpu_sps) = timed_iterations(
+        TrainState::new(config(args.tiny, Device::Cpu), Device::Cpu)?,
+        iters,
+    )?;
+    println!(
+        "{} slot-steps/s on the CPU ({iters} iterations, {} threads)",
+        cpu_sps.round(),
+        tch::get_num_threads()
+    );
     results["gpu_slot_steps_per_s"] = json!(gpu_sps.round());
     results["cpu_slot_steps_per_s"] = json!(cpu_sps.round());
     results["gpu_over_cpu"] = json!((gpu_sps / cpu_sps * 100.0).round() / 100.0);
@@ -139,7 +161,11 @@ fn run(args: &Args, results: &mut Value) -> Result<Vec<String>> {
     // 2. Checkpoint from the GPU, resumed on the CPU and on the GPU.
     let (mut straight, _) = timed_iterations(TrainState::new(config(args.tiny, gpu), gpu)?, half)?;
     let path = args.out.join("half.safetensors");
-    write_checkpoint(&path, &straight.to_checkpoint(CheckpointKind::Periodic), true)?;
+    write_checkpoint(
+        &path,
+        &straight.to_checkpoint(CheckpointKind::Periodic),
+        true,
+    )?;
     for _ in half..iters {
         straight.iterate()?;
     }
@@ -158,7 +184,11 @@ fn run(args: &Args, results: &mut Value) -> Result<Vec<String>> {
         results["resume_differs_in"] = json!(diff);
         failures.push(format!("the resume on {gpu:?} is not bit-exact: {diff:?}"));
     }
-    println!("resume from {}: on the CPU ok; on {gpu:?} bit-exact: {}", path.display(), diff.is_empty());
+    println!(
+        "resume from {}: on the CPU ok; on {gpu:?} bit-exact: {}",
+        path.display(),
+        diff.is_empty()
+    );
 
     // 3. One ablation on the GPU.
     let ab = ablation::run(&AblationOptions {

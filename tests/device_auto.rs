@@ -92,7 +92,10 @@ fn cpu_trains_and_every_run_prints_its_device_line() {
         out.contains("device picked=cpu reason=\"asked for\"") && out.contains("gpus_visible=2"),
         "{out}"
     );
-    assert!(out.contains("driver_cuda=12.6") && out.contains("libtorch=2.11.0"), "{out}");
+    assert!(
+        out.contains("driver_cuda=12.6") && out.contains("libtorch=2.11.0"),
+        "{out}"
+    );
 
     // Without any GPU, auto is the CPU, and says why.
     let dir = tempfile::tempdir().unwrap();

@@ -9,12 +9,20 @@ use std::process::Command;
 fn gpu_check() -> PathBuf {
     // target/<profile>/deps/<this test> -> target/<profile>/examples/gpu_check
     let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples/gpu_check")
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/gpu_check")
 }
 
 fn last_json(stdout: &[u8]) -> serde_json::Value {
     let text = String::from_utf8_lossy(stdout);
-    let line = text.lines().rev().find(|l| l.starts_with('{')).expect("a JSON line");
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .expect("a JSON line");
     serde_json::from_str(line).unwrap()
 }
 
@@ -28,14 +36,21 @@ fn every_step_runs_and_the_cpu_resume_is_bit_exact() {
         .output()
         .expect("run examples/gpu_check (built by cargo test)");
     let v = last_json(&o.stdout);
-    assert!(o.status.success(), "{v}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{v}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(v["verdict"], "pass", "{v}");
     assert_eq!(v["device"], "cpu");
     assert_eq!(v["resume_bit_exact"], true);
     assert_eq!(v["resume_on_cpu"], "ok");
     assert!(v["gpu_slot_steps_per_s"].as_f64().unwrap() > 0.0);
     assert!(v["ablation_conditions"].as_u64().unwrap() >= 2);
-    assert!(v["device_line"].as_str().unwrap().starts_with("device picked=cpu"));
+    assert!(v["device_line"]
+        .as_str()
+        .unwrap()
+        .starts_with("device picked=cpu"));
 }
 
 #[test]
@@ -54,6 +69,9 @@ fn a_run_that_gets_the_cpu_fails_loudly() {
     }
     assert_eq!(o.status.code(), Some(1), "{v}");
     assert_eq!(v["verdict"], "fail");
-    assert!(v["failures"][0].as_str().unwrap().contains("got the CPU"), "{v}");
+    assert!(
+        v["failures"][0].as_str().unwrap().contains("got the CPU"),
+        "{v}"
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("GPU CHECK FAILED"));
 }

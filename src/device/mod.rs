@@ -289,6 +289,83 @@ mod tests {
         );
     }
 
+    /// Every tensor of a run lives on the run's device: the only places in the library that name
+    /// the CPU are these host transfers and CPU-side steps, each for a reason (a new one must be
+    /// added here, with its reason, or take the device as a parameter).
+    #[test]
+    fn the_training_path_names_the_cpu_only_where_listed() {
+        let allowed: &[(&str, usize, &str)] = &[
+            (
+                "policy/mod.rs",
+                2,
+                "initial weights drawn on the CPU, then moved: same start on every device",
+            ),
+            (
+                "train/state.rs",
+                1,
+                "tracker readback of evolved weights, once per measurement",
+            ),
+            (
+                "ppo/rollout.rs",
+                2,
+                "actions, log-probs and values down, once per tick",
+            ),
+            (
+                "ppo/specialization.rs",
+                1,
+                "the Gram matrix down, once per iteration",
+            ),
+            (
+                "ppo/update.rs",
+                1,
+                "loss values down (the throughput issue bounds how often)",
+            ),
+            (
+                "checkpoint/tensor.rs",
+                1,
+                "checkpoints hold CPU arrays (device-independent files)",
+            ),
+            ("ablation/episode.rs", 1, "actions down, once per tick"),
+            (
+                "ablation/mod.rs",
+                1,
+                "a comparison: one libtorch thread when running on the CPU",
+            ),
+        ];
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut found = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    if p != root.join("device") && p != root.join("bin") {
+                        stack.push(p);
+                    }
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+                    let n = code.matches("Device::Cpu").count();
+                    if n > 0 {
+                        let rel = p.strip_prefix(&root).unwrap().display().to_string();
+                        found.push((rel, n));
+                    }
+                }
+            }
+        }
+        for (file, n) in &found {
+            let limit = allowed
+                .iter()
+                .find(|a| a.0 == file)
+                .map(|a| a.1)
+                .unwrap_or(0);
+            assert!(
+                *n <= limit,
+                "{file} names Device::Cpu {n} time(s) outside tests (allowed {limit}): take the run's device instead"
+            );
+        }
+    }
+
     /// Only this module may ask torch about CUDA (it loads libtorch's CUDA part first).
     #[test]
     fn no_other_module_queries_cuda_directly() {
