@@ -9,6 +9,7 @@ Run through tests/notebook/run_notebooks.sh, which installs the tools and sets t
   LIBTORCH                  libtorch folder
   EMERGENCE_LAB_KAGGLE_NB   path of the generated Kaggle notebook (written by kaggle_notebook)
 Tests (argument, default all): validate, local (Test 1, two runs: fresh then resume),
+kaggle_gpu (a visible but unusable GPU fails the Kaggle run at the build cell),
 interrupt (the interrupt button stops training with a checkpoint), kaggle (Test 2, rehearsal
 through the python3 kernel and %%rust, resuming from Test 1's checkpoints attached as an
 input, plus a failing cell), plumbing (a tiny notebook: kernel, :dep, rich output, errors).
@@ -341,6 +342,36 @@ def test_kaggle(previous_step):
     check("mismatched types" in text_of(failing) and "RustCellError" in text_of(failing),
           "the failing cell shows the Rust compiler error and raises", failing)
     check("RustCellError" in str(err), f"the run failed at the failing cell: {err}")
+
+
+def test_kaggle_gpu():
+    """On Kaggle, a GPU that nvidia-smi shows but libtorch cannot use (here: a fake nvidia-smi and
+    the CPU libtorch) fails the run at the build cell with the reason, instead of training on the
+    CPU for hours."""
+    root = os.path.join(WORK, "kaggle-gpu")
+    shutil.rmtree(root, ignore_errors=True)
+    fake = os.path.join(root, "bin")
+    os.makedirs(fake)
+    with open(os.path.join(fake, "nvidia-smi"), "w") as f:
+        f.write("#!/bin/sh\ncase \"$1\" in\n"
+                "  -L) echo 'GPU 0: Tesla T4 (UUID: GPU-0)' ;;\n"
+                "  --query-gpu*) echo '0, Tesla T4, 7.5, 15360, 580.65.06' ;;\n"
+                "  *) echo '| NVIDIA-SMI 580.65.06  Driver Version: 580.65.06  CUDA Version: 13.0 |' ;;\n"
+                "esac\n")
+    os.chmod(os.path.join(fake, "nvidia-smi"), 0o755)
+    copy_repo(os.path.join(root, "input", "emergence-lab-repo"))
+    os.makedirs(os.path.join(root, "working"))
+    knb = nbformat.read(os.environ["EMERGENCE_LAB_KAGGLE_NB"], as_version=4)
+    env = kaggle_env(root, STEPS_PER_ITER * 4)
+    env["PATH"] = fake + os.pathsep + os.environ.get("PATH", "")
+    with timed("Kaggle rehearsal with a visible GPU and a CPU libtorch"):
+        err = execute(knb, "python3", os.path.join(root, "working"), env, expect_error=True)
+    build = by_tag(knb, "build")
+    check("the GPU cannot be used" in text_of(build) and "built without CUDA" in text_of(build),
+          "the build cell fails naming the cause", build)
+    check("progress step=" not in text_of(by_tag(knb, "train")), "no training on the CPU", by_tag(knb, "train"))
+    check(not checkpoints_in(os.path.join(root, "working", "checkpoints")), "nothing written")
+    check(err is not None, "the run failed")
 
 
 def test_plumbing():
