@@ -48,7 +48,13 @@ enum Preset {
     Kaggle,
 }
 
-fn main() -> Result<()> {
+mod common;
+
+fn main() -> std::process::ExitCode {
+    common::exit(run())
+}
+
+fn run() -> Result<()> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let (config_args, own_args) = split_args(&argv);
     let args = Args::parse_from(std::iter::once("simulate".to_string()).chain(own_args));

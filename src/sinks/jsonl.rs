@@ -130,6 +130,20 @@ impl MetricsJsonl {
             std::fs::create_dir_all(dir).map_err(|e| SinkError::io("create folder", dir, e))?;
         }
         let mut warnings = Vec::new();
+        if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
+            // A device or pipe (`/dev/null`, a FIFO): a write-only target, never read, moved
+            // or rewritten (reading `/dev/zero`-like devices would never end).
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| SinkError::io("open metrics target for writing", &path, e))?;
+            return Ok(Self {
+                path,
+                file,
+                last_step: None,
+                warnings,
+            });
+        }
         let existing = match std::fs::read_to_string(&path) {
             Ok(t) => Some(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
