@@ -65,8 +65,10 @@ fn run() -> Result<()> {
     };
     let mut config = overrides.apply_to(base)?;
     if let Some(envs) = args.envs {
-        config.train.num_envs = envs;
+        config.set("train.num_envs", &envs.to_string())?;
+        config.validate()?; // sizes: the world of `envs` envs must fit in memory
     }
+    check_ticks(args.ticks, args.json.is_some())?;
     let seed = args.seed.unwrap_or(config.train.seed);
     let params = WorldParams::from_config(&config);
     let started = std::time::Instant::now();
@@ -100,5 +102,21 @@ fn run() -> Result<()> {
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+/// The per-tick statistics (and their JSON) of `ticks` ticks must fit in memory.
+fn check_ticks(ticks: u64, json: bool) -> Result<()> {
+    let per_tick = std::mem::size_of::<emergence_lab::simulate::TickStats>() as u128
+        + if json { 256 } else { 0 };
+    let need = ticks as u128 * per_tick;
+    let have = emergence_lab::config::machine_memory().unwrap_or(u64::MAX) as u128;
+    anyhow::ensure!(
+        need <= have / 2,
+        "--ticks {ticks}: the per-tick statistics need about {} but this machine has {}; \
+         lower --ticks",
+        emergence_lab::config::format_bytes(need),
+        emergence_lab::config::format_bytes(have)
+    );
     Ok(())
 }

@@ -212,6 +212,7 @@ impl TrainState {
                 metrics_json: serde_json::to_string(&self.metrics_history)
                     .expect("metrics serialise"),
                 created_unix,
+                run_id: Some(self.run_id.clone()),
             },
             arrays,
         }
@@ -294,6 +295,9 @@ impl TrainState {
         });
 
         let mut state = TrainState::from_parts(config, policy, adam, offsets, world, rng);
+        if let Some(id) = &ck.meta.run_id {
+            state.run_id = id.clone();
+        }
         state.step = ck.meta.step;
         state.iteration = ck.meta.iteration;
         state.metrics_history = serde_json::from_str::<Vec<Metrics>>(&ck.meta.metrics_json)
