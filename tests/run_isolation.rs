@@ -201,12 +201,13 @@ fn the_notebook_call_takes_the_same_lock_and_releases_it_when_it_returns() {
 
 /// A checkpoint file rewritten as if by a newer build (`format_version` 2).
 fn make_newer(path: &Path) {
-    let bytes = std::fs::read(path).unwrap();
-    let text = String::from_utf8_lossy(&bytes[..4096.min(bytes.len())]).into_owned();
-    let at = text.find("\"format_version\":\"1\"").expect("version key");
-    let mut bytes = bytes;
-    let pos = at + "\"format_version\":\"".len();
-    bytes[pos] = b'2';
+    let mut bytes = std::fs::read(path).unwrap();
+    let key = b"\"format_version\":\"1\"";
+    let at = bytes
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("version key");
+    bytes[at + key.len() - 2] = b'2';
     std::fs::write(path, bytes).unwrap();
 }
 
