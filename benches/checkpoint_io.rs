@@ -103,6 +103,7 @@ fn kaggle_checkpoint(metrics: usize) -> Checkpoint {
             trackers_json: "{}".into(),
             metrics_json,
             created_unix: 1_800_000_000,
+            run_id: Some("bench".into()),
         },
         arrays,
     }

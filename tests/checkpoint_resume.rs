@@ -349,6 +349,7 @@ fn resume_allows_only_run_control_changes() {
         6,
         "the checkpoint's config, not the defaults"
     );
+    drop(run); // a run holds its folder's lock until dropped
     ov.push("train.seed", "12");
     let e = CheckpointedRun::start_with_overrides(base, &ov)
         .err()
@@ -364,6 +365,7 @@ fn resume_allows_only_run_control_changes() {
         (out.summary.start_step, out.summary.final_step),
         (SPI, 2 * SPI)
     );
+    drop(run);
     // Resuming a finished run trains nothing, says so, and writes no new file.
     let mut done = CheckpointedRun::start(tiny_total(dir.path(), 2 * SPI)).unwrap();
     assert!(

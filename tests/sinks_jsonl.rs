@@ -189,7 +189,7 @@ fn configured_sinks_write_both_and_can_be_disabled() {
         tensorboard_dir: dir.path().join("tb").to_string_lossy().into_owned(),
         ..LogConfig::default()
     };
-    let mut sinks = Sinks::open(&log, None, &[]).unwrap();
+    let mut sinks = Sinks::open(&log, None, &[], None).unwrap();
     sinks.write(&metrics(1)).unwrap();
     sinks.sync().unwrap();
     assert_eq!(sinks.files().len(), 2);
@@ -202,7 +202,7 @@ fn configured_sinks_write_both_and_can_be_disabled() {
         tensorboard_dir: String::new(),
         ..log
     };
-    let mut none = Sinks::open(&off, Some(100), &[]).unwrap();
+    let mut none = Sinks::open(&off, Some(100), &[], None).unwrap();
     none.write(&metrics(2)).unwrap();
     assert!(none.files().is_empty() && none.warnings().is_empty());
 }

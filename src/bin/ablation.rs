@@ -46,7 +46,13 @@ struct Cli {
     threads: usize,
 }
 
-fn main() -> anyhow::Result<()> {
+mod common;
+
+fn main() -> std::process::ExitCode {
+    common::exit(run())
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let options = AblationOptions {
         checkpoint: cli.checkpoint,

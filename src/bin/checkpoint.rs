@@ -25,7 +25,13 @@ enum Cmd {
     List { dir: PathBuf },
 }
 
-fn main() -> anyhow::Result<ExitCode> {
+mod common;
+
+fn main() -> ExitCode {
+    common::exit(main_result())
+}
+
+fn main_result() -> anyhow::Result<ExitCode> {
     match run(Cli::parse(), &mut std::io::stdout().lock()) {
         // `checkpoint inspect x | head`: a closed pipe is not an error.
         Err(e)

@@ -22,7 +22,13 @@ struct Args {
     out: PathBuf,
 }
 
-fn main() -> Result<()> {
+mod common;
+
+fn main() -> std::process::ExitCode {
+    common::exit(run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let run = emergence_lab::report::load_run(args.metrics.as_deref(), args.checkpoint.as_deref())
         .context("loading the run")?;

@@ -48,8 +48,20 @@ enum Preset {
     Kaggle,
 }
 
-fn main() -> Result<()> {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+mod common;
+
+fn main() -> std::process::ExitCode {
+    common::exit(run())
+}
+
+fn run() -> Result<()> {
+    let argv: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| anyhow::anyhow!("command-line argument {a:?} is not valid UTF-8 text"))
+        })
+        .collect::<Result<_>>()?;
     let (config_args, own_args) = split_args(&argv);
     let args = Args::parse_from(std::iter::once("simulate".to_string()).chain(own_args));
     let overrides = ConfigOverrides::from_cli(&config_args)?;
@@ -59,8 +71,10 @@ fn main() -> Result<()> {
     };
     let mut config = overrides.apply_to(base)?;
     if let Some(envs) = args.envs {
-        config.train.num_envs = envs;
+        config.set("train.num_envs", &envs.to_string())?;
+        config.validate()?; // sizes: the world of `envs` envs must fit in memory
     }
+    check_ticks(args.ticks, args.json.is_some())?;
     let seed = args.seed.unwrap_or(config.train.seed);
     let params = WorldParams::from_config(&config);
     let started = std::time::Instant::now();
@@ -94,5 +108,21 @@ fn main() -> Result<()> {
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+/// The per-tick statistics (and their JSON) of `ticks` ticks must fit in memory.
+fn check_ticks(ticks: u64, json: bool) -> Result<()> {
+    let per_tick = std::mem::size_of::<emergence_lab::simulate::TickStats>() as u128
+        + if json { 256 } else { 0 };
+    let need = ticks as u128 * per_tick;
+    let have = emergence_lab::config::machine_memory().unwrap_or(u64::MAX) as u128;
+    anyhow::ensure!(
+        need <= have / 2,
+        "--ticks {ticks}: the per-tick statistics need about {} but this machine has {}; \
+         lower --ticks",
+        emergence_lab::config::format_bytes(need),
+        emergence_lab::config::format_bytes(have)
+    );
     Ok(())
 }

@@ -49,8 +49,20 @@ fn bench(iters: usize) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+mod common;
+
+fn main() -> std::process::ExitCode {
+    common::exit(run())
+}
+
+fn run() -> Result<std::process::ExitCode> {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| anyhow::anyhow!("command-line argument {a:?} is not valid UTF-8 text"))
+        })
+        .collect::<Result<_>>()?;
     if args.first().map(String::as_str) == Some("--bench") {
         let iters = match args.get(1) {
             Some(n) => n
@@ -64,14 +76,14 @@ fn main() -> Result<()> {
                 .with_context(|| format!("--bench ITERS THREADS: bad thread count {t:?}"))?;
             tch::set_num_threads(t);
         }
-        return bench(iters);
+        return bench(iters).map(|()| std::process::ExitCode::SUCCESS);
     }
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
             "usage: train [--config FILE] [--group.field VALUE ...]\n       train --bench [ITERATIONS [THREADS]]\n\noptions (defaults):\n{}",
             Config::options_help()
         );
-        return Ok(());
+        return Ok(std::process::ExitCode::SUCCESS);
     }
     let (config, overrides) = Config::load_cli_with_overrides(args.iter().cloned())?;
     // Resume (train.resume_from), periodic/final/emergency checkpoints, SIGINT/SIGTERM.
@@ -107,5 +119,5 @@ fn main() -> Result<()> {
         reporter.info(&format!("wrote {}", f.display()));
     }
     reporter.info(&out.message);
-    std::process::exit(out.exit_code());
+    Ok(std::process::ExitCode::from(out.exit_code() as u8))
 }

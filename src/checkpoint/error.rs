@@ -102,6 +102,9 @@ pub enum CheckpointError {
     /// The background saver's thread is gone (it panicked).
     #[error("the background checkpoint writer stopped unexpectedly: {detail}")]
     SaverGone { detail: String },
+    /// Another run holds the checkpoint folder's lock.
+    #[error("checkpoint folder {} is already in use by {holder}: two runs in one folder would overwrite each other's checkpoints. Wait for that run to finish (or stop it), or use another folder (--log.checkpoint-dir DIR)", .dir.display())]
+    Locked { dir: PathBuf, holder: String },
 }
 
 impl CheckpointError {
@@ -126,6 +129,7 @@ impl CheckpointError {
             CheckpointError::DanglingLatest { .. } => "dangling_latest",
             CheckpointError::BadResumePath { .. } => "resume_path",
             CheckpointError::SaverGone { .. } => "saver_gone",
+            CheckpointError::Locked { .. } => "locked",
         }
     }
 

@@ -68,6 +68,9 @@ pub struct CheckpointMeta {
     pub metrics_json: String,
     /// Seconds since the Unix epoch when it was written.
     pub created_unix: u64,
+    /// Identity of the run that wrote it (also in the first record of its metrics file);
+    /// `None` for checkpoints written before run ids existed ("unknown").
+    pub run_id: Option<String>,
 }
 
 /// A whole checkpoint in memory.

@@ -11,6 +11,8 @@
 //! hex digits, CRC-32C of the data section) and `header_crc32c` (8 lowercase hex digits,
 //! CRC-32C of the `N` raw header bytes with its own 8 digits replaced by `0`s; catches
 //! flipped bytes in names, shapes, counters and config that the data CRC cannot see).
+//! Optional: `run_id`, the identity of the run that wrote the file (absent in files written
+//! before run ids existed, which read as "unknown").
 //! Tensors may appear in the data section in any order but must tile it without gaps.
 
 use std::path::Path;
@@ -121,6 +123,9 @@ pub fn encode_header(meta: &CheckpointMeta, tensors: &[TensorEntry], crc: u32) -
     put("trackers", meta.trackers_json.clone());
     put("metrics", meta.metrics_json.clone());
     put("created_unix", meta.created_unix.to_string());
+    if let Some(id) = &meta.run_id {
+        put("run_id", id.clone());
+    }
     put("data_crc32c", format!("{crc:08x}"));
     put("header_crc32c", "00000000".into());
     let mut root = Map::new();
@@ -282,6 +287,11 @@ pub fn parse_header(path: &Path, bytes: &[u8], data_len: u64) -> Result<Header> 
         key: "kind",
         detail: format!("{kind_s:?} is not periodic, emergency, final or nonfinite"),
     })?;
+    // Optional: files written before run ids existed have none ("unknown").
+    let run_id = match md.get("run_id") {
+        None => None,
+        Some(_) => Some(get("run_id")?.to_string()),
+    };
     let config_json = get("config")?.to_string();
     let trackers_json = get("trackers")?.to_string();
     let metrics_json = get("metrics")?.to_string();
@@ -374,6 +384,7 @@ pub fn parse_header(path: &Path, bytes: &[u8], data_len: u64) -> Result<Header> 
         trackers_json,
         metrics_json,
         created_unix,
+        run_id,
     };
     Ok(Header {
         meta,

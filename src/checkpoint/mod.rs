@@ -9,6 +9,7 @@ pub mod error;
 pub mod format;
 pub mod header;
 pub mod inspect;
+pub mod lock;
 pub mod reader;
 pub mod resume;
 pub mod saver;
@@ -20,6 +21,7 @@ pub mod writer;
 pub use error::CheckpointError;
 pub use format::{Checkpoint, CheckpointKind, CheckpointMeta, DType, NamedArray};
 pub use inspect::{inspect, CheckpointReport, TensorSummary};
+pub use lock::{FolderLock, LOCK_FILE_NAME};
 pub use reader::{from_bytes, read_checkpoint, read_header, verify_checkpoint};
 pub use resume::{
     auto_resume, find_resume, latest, list_checkpoints, CheckpointInfo, CheckpointListing,

@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use super::error::CheckpointError;
 use super::format::CheckpointKind;
+use super::lock::FolderLock;
 use super::reader::read_checkpoint;
 use super::resume::{find_resume, CheckpointInfo};
 use super::saver::{AsyncSaver, SaverStats};
@@ -50,9 +51,46 @@ pub enum RunError {
     /// Installing the signal handlers failed.
     #[error("cannot install SIGINT/SIGTERM handling: {0}")]
     Signals(std::io::Error),
+    /// A fresh start was asked for in a folder holding checkpoint files this build cannot
+    /// read or verify (a newer format version, damaged files): a run there would overwrite
+    /// or rotate them away.
+    #[error("log.checkpoint_dir {} holds checkpoint files this build cannot use:\n{}\nA fresh run there would overwrite or rotate them away. Move them out of the folder (or read them with the build that wrote them), or start fresh in another folder (--log.checkpoint-dir DIR)", .dir.display(), list_files(.files))]
+    Unusable {
+        dir: PathBuf,
+        /// `(file, why it cannot be used)`.
+        files: Vec<(PathBuf, String)>,
+    },
+    /// Training stopped with an error while its state was still good (e.g. the metrics disk
+    /// is full); that state was saved first.
+    #[error("{error}; the state at step {step} was saved as {} — fix the problem above and continue with --train.resume-from auto (notebooks: train.resume_from = \"auto\")", .saved.display())]
+    SavedAfter {
+        #[source]
+        error: TrainError,
+        step: u64,
+        saved: PathBuf,
+    },
     /// Training panicked (pending saves were flushed first).
-    #[error("training panicked: {0}; the last good checkpoint is in latest.safetensors")]
-    Panic(String),
+    #[error("training panicked: {message}; {}", last_good_text(.last_good))]
+    Panic {
+        message: String,
+        /// The newest good checkpoint of this run (saved or resumed from), if any.
+        last_good: Option<PathBuf>,
+    },
+}
+
+fn list_files(files: &[(PathBuf, String)]) -> String {
+    files
+        .iter()
+        .map(|(p, why)| format!("  - {}: {why}", p.display()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn last_good_text(p: &Option<PathBuf>) -> String {
+    match p {
+        Some(p) => format!("the last good checkpoint is {}", p.display()),
+        None => "no checkpoint of this run was saved before it".into(),
+    }
 }
 
 /// What a checkpointed run did.
@@ -134,6 +172,8 @@ type Progress = Box<dyn FnMut(&TrainState, &Metrics)>;
 /// A training run with checkpoints: build with [`CheckpointedRun::start`], then [`CheckpointedRun::run`].
 pub struct CheckpointedRun {
     trainer: Trainer,
+    /// Held for the whole life of the run (released on drop, or by the OS on exit).
+    lock: FolderLock,
     store: CheckpointStore,
     resumed_from: Option<CheckpointInfo>,
     warnings: Vec<String>,
@@ -174,6 +214,7 @@ impl CheckpointedRun {
         config: Config,
         resolve: impl FnOnce(&Config, &Config) -> Result<Config, String>,
     ) -> Result<CheckpointedRun, RunError> {
+        let mut lock = FolderLock::acquire(std::path::Path::new(&config.log.checkpoint_dir))?;
         let choice = find_resume(&config)?;
         let mut warnings = choice.warnings;
         let (trainer, resumed_from) = match choice.checkpoint {
@@ -206,9 +247,14 @@ impl CheckpointedRun {
             }
         };
         let log = &trainer.state.config.log;
+        if !same_folder(lock.dir(), std::path::Path::new(&log.checkpoint_dir)) {
+            // The checkpoint's config names another folder: that is where this run writes.
+            lock = FolderLock::acquire(std::path::Path::new(&log.checkpoint_dir))?;
+        }
         let store = CheckpointStore::new(&log.checkpoint_dir, log.keep_checkpoints)?;
         Ok(CheckpointedRun {
             trainer,
+            lock,
             store,
             resumed_from,
             warnings,
@@ -253,6 +299,11 @@ impl CheckpointedRun {
         &self.warnings
     }
 
+    /// The checkpoint folder this run holds the lock of (see [`FolderLock`]).
+    pub fn locked_folder(&self) -> &std::path::Path {
+        self.lock.dir()
+    }
+
     /// The checkpoint being continued, if any.
     pub fn resumed_from(&self) -> Option<&CheckpointInfo> {
         self.resumed_from.as_ref()
@@ -269,6 +320,7 @@ impl CheckpointedRun {
         let which = Arc::new(AtomicUsize::new(0));
         let interval = self.trainer.state.config.log.save_interval;
         let mut before = self.trainer.state.step;
+        let step_at_start = before;
         let mut user = self.progress.take();
         {
             let (saver, failure, stop) = (saver.clone(), failure.clone(), stop.clone());
@@ -305,18 +357,42 @@ impl CheckpointedRun {
                 let _ = saver.wait();
                 Err(RunError::Train(e))
             }
+            Ok(Err(e @ TrainError::Sink(_))) if self.trainer.state.step != step_at_start => {
+                // A metrics file failed between iterations: the state is good, save it.
+                let _ = saver.wait();
+                let saved = saver
+                    .submit(self.trainer.state.to_checkpoint(CheckpointKind::Emergency))
+                    .and_then(|()| saver.wait());
+                match (saved, saver.stats().last) {
+                    (Ok(()), Some(r)) => Err(RunError::SavedAfter {
+                        error: e,
+                        step: self.trainer.state.step,
+                        saved: r.path,
+                    }),
+                    _ => Err(RunError::Train(e)),
+                }
+            }
             Ok(Err(e)) => {
                 let _ = saver.wait();
                 Err(RunError::Train(e))
             }
             Err(panic) => {
                 let _ = saver.wait();
+                let last_good = saver
+                    .stats()
+                    .last
+                    .filter(|r| r.updated_latest)
+                    .map(|r| r.path)
+                    .or_else(|| self.resumed_from.as_ref().map(|r| r.path.clone()));
                 let msg = panic
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "(no message)".into());
-                Err(RunError::Panic(msg))
+                Err(RunError::Panic {
+                    message: msg,
+                    last_good,
+                })
             }
         };
         drop(guard);
@@ -396,11 +472,25 @@ pub fn train_with_checkpoints(config: Config) -> Result<RunOutcome, RunError> {
     run.run()
 }
 
-/// A fresh start (`train.resume_from = ""`) must not write into a folder holding another
-/// run's checkpoints: rotation and `latest` would mix the two runs (`auto` finding nothing
-/// usable is a deliberate fresh start and is allowed).
+/// Whether two folder paths name the same folder (canonically when both exist).
+fn same_folder(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// A fresh start must not write into a folder holding another run's checkpoints: rotation
+/// and `latest` would mix the two runs and rotate the old files away.
+///
+/// * `train.resume_from = ""`: any checkpoint file refuses the folder.
+/// * `auto` that found nothing to resume: files it could not use (unreadable, a newer
+///   format version, failed verification) refuse the folder; `nonfinite` debug saves,
+///   which are never rotated and never resumed, do not.
+/// * Files this build cannot read refuse the folder in both cases, naming each file.
 fn refuse_to_mix_runs(config: &Config) -> Result<(), RunError> {
-    if !config.train.resume_from.trim().is_empty() {
+    let from = config.train.resume_from.trim();
+    if !from.is_empty() && from != "auto" {
         return Ok(());
     }
     let dir = std::path::Path::new(&config.log.checkpoint_dir);
@@ -408,11 +498,44 @@ fn refuse_to_mix_runs(config: &Config) -> Result<(), RunError> {
         return Ok(());
     }
     let listing = super::resume::list_checkpoints(dir)?;
-    match listing.checkpoints.iter().map(|c| c.step).max() {
-        Some(step) => Err(RunError::Occupied {
+    let mut files: Vec<(PathBuf, String)> = listing
+        .skipped
+        .iter()
+        .map(|(p, e)| (p.clone(), e.to_string()))
+        .collect();
+    if from == "auto" {
+        files.extend(
+            listing
+                .checkpoints
+                .iter()
+                .filter(|c| c.kind != CheckpointKind::Nonfinite)
+                .map(|c| {
+                    (
+                        c.path.clone(),
+                        "its header reads but the file does not verify (see the warnings)".into(),
+                    )
+                }),
+        );
+    } else if let Some(step) = listing.checkpoints.iter().map(|c| c.step).max() {
+        if files.is_empty() {
+            return Err(RunError::Occupied {
+                dir: dir.to_path_buf(),
+                step,
+            });
+        }
+        files.extend(listing.checkpoints.iter().map(|c| {
+            (
+                c.path.clone(),
+                format!("a checkpoint of a run (step {})", c.step),
+            )
+        }));
+    }
+    if files.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::Unusable {
             dir: dir.to_path_buf(),
-            step,
-        }),
-        None => Ok(()),
+            files,
+        })
     }
 }

@@ -221,7 +221,8 @@ impl ConfigOverrides {
 
     /// [`ConfigOverrides::from_cli_with_env`] with this process's `EMERGENCE_LAB_OVERRIDES`.
     pub fn from_cli(args: &[String]) -> Result<Self, ConfigError> {
-        let env = std::env::var(super::overrides::ENV_VAR).ok();
+        // A value that is not text is an error, never silently ignored.
+        let env = super::overrides::env_text()?;
         Self::from_cli_with_env(args, env.as_deref())
     }
 

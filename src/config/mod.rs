@@ -40,6 +40,7 @@
 //! that would change another field.
 
 mod access;
+mod budget;
 mod cli;
 mod device_spec;
 mod duration;
@@ -50,6 +51,7 @@ mod resume;
 pub mod schema;
 mod validate;
 
+pub use budget::{format_bytes, machine_memory, max_threads, MemoryEstimate};
 pub use cli::split_args;
 pub use device_spec::DeviceSpec;
 pub use duration::parse_duration;
@@ -352,9 +354,9 @@ impl Config {
     }
 
     /// Observation length: `3 + (2R+1)^2 C + 3K`.
+    /// Saturates at `usize::MAX` for sizes [`Config::validate`] rejects.
     pub fn obs_dim(&self) -> usize {
-        let side = 2 * self.env.observation_radius + 1;
-        3 + side * side * self.field.num_channels + 3 * self.env.observed_food
+        self.checked_obs_dim().unwrap_or(usize::MAX)
     }
 
     /// The reward multiplier in effect (`train.reward_scale`, or `1 / food_energy` when 0).
@@ -369,8 +371,11 @@ impl Config {
     }
 
     /// Steps per PPO iteration: `E * T * A`.
+    /// Saturates at `u64::MAX` for sizes [`Config::validate`] rejects.
     pub fn steps_per_iteration(&self) -> u64 {
-        (self.train.num_envs * self.train.num_steps * self.evolution.max_agents) as u64
+        (self.train.num_envs as u64)
+            .saturating_mul(self.train.num_steps as u64)
+            .saturating_mul(self.evolution.max_agents as u64)
     }
 
     /// `train.max_wall_time` as a duration; `None` when empty (no limit) or unreadable

@@ -149,12 +149,9 @@ impl ConfigOverrides {
 
     /// Reads the `EMERGENCE_LAB_OVERRIDES` variable of this process (unset: no settings).
     pub fn from_env() -> Result<Self, ConfigError> {
-        match std::env::var(ENV_VAR) {
-            Ok(text) => Self::from_env_str(&text),
-            Err(std::env::VarError::NotPresent) => Ok(Self::default()),
-            Err(std::env::VarError::NotUnicode(_)) => {
-                Err(ConfigError::Env("the value is not valid UTF-8".into()))
-            }
+        match env_text()? {
+            Some(text) => Self::from_env_str(&text),
+            None => Ok(Self::default()),
         }
     }
 
@@ -199,6 +196,18 @@ impl ConfigOverrides {
         self.apply_unchecked(&mut base)?;
         base.validate()?;
         Ok(base)
+    }
+}
+
+/// The text of `EMERGENCE_LAB_OVERRIDES`: `None` when unset, an error when it is not
+/// valid UTF-8 (never silently ignored).
+pub(crate) fn env_text() -> Result<Option<String>, ConfigError> {
+    match std::env::var(ENV_VAR) {
+        Ok(text) => Ok(Some(text)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(v)) => Err(ConfigError::Env(format!(
+            "the value is not valid UTF-8 text ({v:?}); unset it or write it as UTF-8"
+        ))),
     }
 }
 

@@ -150,6 +150,14 @@ fn run(c: &Config) -> Vec<Problem> {
             )
         },
     );
+    let max_threads = super::budget::max_threads();
+    k.check(&["train.num_threads"], t.num_threads <= max_threads, || {
+        format!(
+            "{} threads is more than this machine can use (at most {max_threads}: 4 per core); \
+             0 keeps libtorch's default",
+            t.num_threads
+        )
+    });
     k.check(&["train.device"], valid_device(&t.device), || {
         format!(
             "must be auto, cpu, cuda or cuda:N (e.g. cuda:0), got {:?}",
@@ -251,6 +259,16 @@ fn run(c: &Config) -> Vec<Problem> {
             !name.trim().is_empty(),
             || "layer names must not be empty".into(),
         );
+    }
+    // sizes: only when every field is in range on its own (one mistake, one message)
+    if k.problems.is_empty() {
+        let available = super::budget::machine_memory().unwrap_or(u64::MAX);
+        if let Err(error) = c.check_memory(available) {
+            k.problems.push(Problem {
+                keys: &["train.num_envs", "evolution.max_agents"],
+                error,
+            });
+        }
     }
     k.problems
 }

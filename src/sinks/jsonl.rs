@@ -1,6 +1,11 @@
 //! The metrics JSON Lines file: one flat object per iteration,
 //! `{"step":131072,"iteration":1,"losses/policy_loss":-0.01,...}`, appended and flushed as
 //! each iteration ends; non-finite values are written as `null` and read back as NaN.
+//!
+//! The first record of a run's file also carries `"run_id"` (the run's identity, also in
+//! its checkpoints; readers skip non-numeric values). On resume a file whose first record
+//! names another run is moved aside, never truncated; a file without a run id (written
+//! before run ids existed) is treated as the resuming run's own, as before.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -18,6 +23,8 @@ pub struct MetricsJsonl {
     path: PathBuf,
     file: File,
     last_step: Option<u64>,
+    /// Stamped into the first record written to an empty file.
+    run_id: Option<String>,
     /// What opening had to do besides appending (moved files, dropped lines).
     pub warnings: Vec<String>,
 }
@@ -125,11 +132,40 @@ impl MetricsJsonl {
         resume_step: Option<u64>,
         history: &[Metrics],
     ) -> Result<Self, SinkError> {
+        Self::open_for_run(path, resume_step, history, None)
+    }
+
+    /// Like [`MetricsJsonl::open_with_history`] for the run `run_id`: its id goes into the
+    /// file's first record, and on resume a file whose first record names another run is
+    /// moved aside to `<name>.other-run-<id>.<unix-time>` (with a warning) instead of being
+    /// truncated; its iterations up to the resume step are restored from `history`.
+    pub fn open_for_run(
+        path: impl AsRef<Path>,
+        resume_step: Option<u64>,
+        history: &[Metrics],
+        run_id: Option<&str>,
+    ) -> Result<Self, SinkError> {
         let path = path.as_ref().to_path_buf();
+        let run_id = run_id.map(str::to_string);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| SinkError::io("create folder", dir, e))?;
         }
         let mut warnings = Vec::new();
+        if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
+            // A device or pipe (`/dev/null`, a FIFO): a write-only target, never read, moved
+            // or rewritten (reading `/dev/zero`-like devices would never end).
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| SinkError::io("open metrics target for writing", &path, e))?;
+            return Ok(Self {
+                path,
+                file,
+                last_step: None,
+                run_id,
+                warnings,
+            });
+        }
         let existing = match std::fs::read_to_string(&path) {
             Ok(t) => Some(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -150,8 +186,28 @@ impl MetricsJsonl {
                 File::create(&path).map_err(|e| SinkError::io("create metrics file", &path, e))?;
             }
             Some(s) => {
-                let text = existing.unwrap_or_default();
-                let (kept, last) = resume_lines(&path, &text, s, history, &mut warnings)?;
+                let mut text = existing.unwrap_or_default();
+                let theirs = first_run_id(&text);
+                if let (Some(ours), Some(theirs)) = (&run_id, &theirs) {
+                    if ours != theirs {
+                        let aside =
+                            sibling(&path, &format!("other-run-{theirs}.{}", unix_now() as u64));
+                        std::fs::rename(&path, &aside).map_err(|e| {
+                            SinkError::io("move another run's metrics file aside", &path, e)
+                        })?;
+                        warnings.push(format!(
+                            "{} belongs to another run (run id {theirs}, this run is {ours}): \
+                             moved it to {} untouched and started this run's file",
+                            path.display(),
+                            aside.display()
+                        ));
+                        text.clear();
+                    }
+                }
+                let (mut kept, last) = resume_lines(&path, &text, s, history, &mut warnings)?;
+                if let Some(id) = &run_id {
+                    kept = stamp_first_line(&kept, id);
+                }
                 last_step = last;
                 if kept != text {
                     write_atomic(&path, kept.as_bytes())?;
@@ -167,6 +223,7 @@ impl MetricsJsonl {
             path,
             file,
             last_step,
+            run_id,
             warnings,
         })
     }
@@ -183,6 +240,15 @@ impl MetricsJsonl {
             }
         }
         let mut line = metrics_to_json_line(m);
+        if let (None, Some(id)) = (self.last_step, &self.run_id) {
+            if self
+                .file
+                .metadata()
+                .is_ok_and(|md| md.is_file() && md.len() == 0)
+            {
+                line = stamp_first_line(&line, id).trim_end().to_string();
+            }
+        }
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
@@ -207,6 +273,32 @@ impl MetricsJsonl {
     /// Step of the last line in the file, if any.
     pub fn last_step(&self) -> Option<u64> {
         self.last_step
+    }
+}
+
+/// The `run_id` of the first complete record of a metrics file, if it has one.
+pub fn first_run_id(text: &str) -> Option<String> {
+    let first = text.lines().find(|l| !l.trim().is_empty())?;
+    let map: IndexMap<String, Value> = serde_json::from_str(first).ok()?;
+    map.get("run_id")?.as_str().map(str::to_string)
+}
+
+/// `text` with `"run_id": id` in its first line (after `step` and `iteration`), replacing
+/// any id there; other lines untouched.
+fn stamp_first_line(text: &str, id: &str) -> String {
+    let (first, rest) = match text.find('\n') {
+        Some(i) => (&text[..i], &text[i..]),
+        None => (text, ""),
+    };
+    let Ok(mut map) = serde_json::from_str::<IndexMap<String, Value>>(first) else {
+        return text.to_string();
+    };
+    map.shift_remove("run_id");
+    let at = map.len().min(2);
+    map.shift_insert(at, "run_id".into(), Value::String(id.into()));
+    match serde_json::to_string(&map) {
+        Ok(line) => line + rest,
+        Err(_) => text.to_string(),
     }
 }
 

@@ -64,27 +64,34 @@ pub struct Sinks {
 }
 
 impl Sinks {
-    /// Opens the configured sinks; `resume_step` is the checkpoint's step when resuming and
+    /// Opens the configured sinks; `resume_step` is the checkpoint's step when resuming,
     /// `history` the checkpoint's metrics history (used to fill iterations the JSONL file
-    /// lacks).
+    /// lacks) and `run_id` the run's identity: files of another run are moved aside, never
+    /// truncated (`None`: unknown, files are treated as this run's own).
     pub fn open(
         log: &LogConfig,
         resume_step: Option<u64>,
         history: &[Metrics],
+        run_id: Option<&str>,
     ) -> Result<Self, SinkError> {
         let jsonl = if log.metrics_path.is_empty() {
             None
         } else {
-            Some(MetricsJsonl::open_with_history(
+            Some(MetricsJsonl::open_for_run(
                 &log.metrics_path,
                 resume_step,
                 history,
+                run_id,
             )?)
         };
         let tensorboard = if log.tensorboard_dir.is_empty() {
             None
         } else {
-            Some(TensorBoardWriter::open(&log.tensorboard_dir, resume_step)?)
+            Some(TensorBoardWriter::open_for_run(
+                &log.tensorboard_dir,
+                resume_step,
+                run_id,
+            )?)
         };
         Ok(Self { jsonl, tensorboard })
     }

@@ -203,6 +203,9 @@ pub fn read_events(path: impl AsRef<Path>) -> Result<Vec<Event>, SinkError> {
         })
 }
 
+/// File in a TensorBoard folder naming the run that writes its event files.
+pub const RUN_ID_FILE: &str = "run_id";
+
 /// The event files of `dir`, sorted by name (TensorBoard's reading order).
 pub fn event_files(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, SinkError> {
     let dir = dir.as_ref();
@@ -238,10 +241,48 @@ impl TensorBoardWriter {
     /// Starts a new event file in `dir` (see the module doc for what happens to older
     /// files on a fresh start and on a resume at `resume_step`).
     pub fn open(dir: impl AsRef<Path>, resume_step: Option<u64>) -> Result<Self, SinkError> {
+        Self::open_for_run(dir, resume_step, None)
+    }
+
+    /// Like [`TensorBoardWriter::open`] for the run `run_id`, recorded in the folder's
+    /// `run_id` file: on resume, event files of another run (a different recorded id) are
+    /// moved to `other-run-<id>-<unix-time>/` untouched instead of being trimmed; a folder
+    /// without the file (older builds) is treated as this run's, as before.
+    pub fn open_for_run(
+        dir: impl AsRef<Path>,
+        resume_step: Option<u64>,
+        run_id: Option<&str>,
+    ) -> Result<Self, SinkError> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| SinkError::io("create folder", dir, e))?;
         let mut warnings = Vec::new();
-        let old = event_files(dir)?;
+        let mut old = event_files(dir)?;
+        let marker = dir.join(RUN_ID_FILE);
+        let theirs = match std::fs::read_to_string(&marker) {
+            Ok(t) => Some(t.trim().to_string()).filter(|t| !t.is_empty()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(SinkError::io("read run id file", &marker, e)),
+        };
+        if let (Some(ours), Some(theirs), Some(_)) = (run_id, &theirs, resume_step) {
+            if ours != theirs && !old.is_empty() {
+                let aside = dir.join(format!("other-run-{theirs}-{}", unix_now() as u64));
+                std::fs::create_dir_all(&aside)
+                    .map_err(|e| SinkError::io("create folder", &aside, e))?;
+                for f in old.iter().chain(std::iter::once(&marker)) {
+                    let to = aside.join(f.file_name().unwrap_or_default());
+                    std::fs::rename(f, &to)
+                        .map_err(|e| SinkError::io("move another run's event file", f, e))?;
+                }
+                warnings.push(format!(
+                    "{} holds event files of another run (run id {theirs}, this run is \
+                     {ours}): moved {} file(s) to {} untouched",
+                    dir.display(),
+                    old.len(),
+                    aside.display()
+                ));
+                old.clear();
+            }
+        }
         match resume_step {
             None if !old.is_empty() => {
                 let aside = dir.join(format!("previous-{}", unix_now() as u64));
@@ -251,6 +292,10 @@ impl TensorBoardWriter {
                     let to = aside.join(f.file_name().unwrap_or_default());
                     std::fs::rename(f, &to)
                         .map_err(|e| SinkError::io("move old event file", f, e))?;
+                }
+                if marker.exists() {
+                    std::fs::rename(&marker, aside.join(RUN_ID_FILE))
+                        .map_err(|e| SinkError::io("move old run id file", &marker, e))?;
                 }
                 warnings.push(format!(
                     "fresh run: moved {} older event file(s) to {}",
@@ -265,6 +310,12 @@ impl TensorBoardWriter {
                         warnings.push(note);
                     }
                 }
+            }
+        }
+        if let Some(id) = run_id {
+            let current = std::fs::read_to_string(&marker).unwrap_or_default();
+            if current.trim() != id {
+                super::write_atomic(&marker, format!("{id}\n").as_bytes())?;
             }
         }
         let path = new_file_name(dir);

@@ -80,7 +80,10 @@ fn missing(name: &str) -> TrainError {
     ))
 }
 
-fn read<T: Element>(ck: &Checkpoint, name: &str, len: usize) -> Result<Vec<T>, TrainError> {
+/// The array `name` as `T` values, checked against the exact `shape` this config needs: a
+/// tensor with the right element count but another shape (a transposed weight written from
+/// Python) would otherwise load as scrambled values.
+fn read<T: Element>(ck: &Checkpoint, name: &str, shape: &[usize]) -> Result<Vec<T>, TrainError> {
     let a = ck.array(name).ok_or_else(|| missing(name))?;
     if a.dtype != T::DTYPE {
         return Err(TrainError::Checkpoint(format!(
@@ -89,11 +92,19 @@ fn read<T: Element>(ck: &Checkpoint, name: &str, len: usize) -> Result<Vec<T>, T
             T::DTYPE
         )));
     }
-    let n: usize = a.shape.iter().product();
-    let sz = T::DTYPE.size();
-    if n != len || a.data.len() != n * sz {
+    if a.shape != shape {
         return Err(TrainError::Checkpoint(format!(
-            "array {name:?} has {n} elements ({} bytes), expected {len} for this config",
+            "array {name:?} has shape {:?}, expected {shape:?} for this config (same element \
+             count is not enough: a transposed or reshaped tensor would load as scrambled \
+             values; write it with the expected shape)",
+            a.shape
+        )));
+    }
+    let n = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    let sz = T::DTYPE.size();
+    if n.and_then(|n| n.checked_mul(sz)) != Some(a.data.len()) {
+        return Err(TrainError::Checkpoint(format!(
+            "array {name:?} holds {} bytes, which does not match its shape {shape:?}",
             a.data.len()
         )));
     }
@@ -106,8 +117,8 @@ fn read_tensor(
     shape: &[i64],
     device: Device,
 ) -> Result<Tensor, TrainError> {
-    let n: i64 = shape.iter().product();
-    let v: Vec<f32> = read(ck, name, n as usize)?;
+    let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    let v: Vec<f32> = read(ck, name, &dims)?;
     Ok(Tensor::from_slice(&v).view(shape).to_device(device))
 }
 
@@ -201,6 +212,7 @@ impl TrainState {
                 metrics_json: serde_json::to_string(&self.metrics_history)
                     .expect("metrics serialise"),
                 created_unix,
+                run_id: Some(self.run_id.clone()),
             },
             arrays,
         }
@@ -240,7 +252,7 @@ impl TrainState {
         };
         adam.m = vec![flat(load("adam/m/")?)];
         adam.v = vec![flat(load("adam/v/")?)];
-        adam.step = read::<i64>(ck, "adam/step", 1)?[0];
+        adam.step = read::<i64>(ck, "adam/step", &[1])?[0];
 
         let (e, a, f) = (params.num_envs, params.num_slots, params.num_food);
         let mut offsets = Offsets::new(&policy, &config, e * a);
@@ -250,21 +262,21 @@ impl TrainState {
             }
         }
 
-        let cells = params.grid_size * params.grid_size * params.num_channels;
+        let (g, c) = (params.grid_size, params.num_channels);
         let mut world = World::new(params, &mut Rng::seed_from_u64(0));
-        world.row = read(ck, "world/row", e * a)?;
-        world.col = read(ck, "world/col", e * a)?;
-        world.energy = read(ck, "world/energy", e * a)?;
-        world.alive = read(ck, "world/alive", e * a)?;
-        world.agent_id = read(ck, "world/agent_id", e * a)?;
-        world.parent_id = read(ck, "world/parent_id", e * a)?;
-        world.birth_tick = read(ck, "world/birth_tick", e * a)?;
-        world.food_row = read(ck, "world/food_row", e * f)?;
-        world.food_col = read(ck, "world/food_col", e * f)?;
-        world.food_collected = read(ck, "world/food_collected", e * f)?;
-        world.field = read(ck, "world/field", e * cells)?;
-        world.tick = read(ck, "world/tick", e)?;
-        world.next_id = read(ck, "world/next_id", e)?;
+        world.row = read(ck, "world/row", &[e, a])?;
+        world.col = read(ck, "world/col", &[e, a])?;
+        world.energy = read(ck, "world/energy", &[e, a])?;
+        world.alive = read(ck, "world/alive", &[e, a])?;
+        world.agent_id = read(ck, "world/agent_id", &[e, a])?;
+        world.parent_id = read(ck, "world/parent_id", &[e, a])?;
+        world.birth_tick = read(ck, "world/birth_tick", &[e, a])?;
+        world.food_row = read(ck, "world/food_row", &[e, f])?;
+        world.food_col = read(ck, "world/food_col", &[e, f])?;
+        world.food_collected = read(ck, "world/food_collected", &[e, f])?;
+        world.field = read(ck, "world/field", &[e, g, g, c])?;
+        world.tick = read(ck, "world/tick", &[e])?;
+        world.next_id = read(ck, "world/next_id", &[e])?;
         check_world(&world).map_err(TrainError::Checkpoint)?;
         if adam.step < 0 {
             return Err(TrainError::Checkpoint(format!(
@@ -273,9 +285,9 @@ impl TrainState {
             )));
         }
 
-        let seed: Vec<u8> = read(ck, "rng/seed", 32)?;
-        let stream = read::<u64>(ck, "rng/stream", 1)?[0];
-        let wp: Vec<u64> = read(ck, "rng/word_pos", 2)?;
+        let seed: Vec<u8> = read(ck, "rng/seed", &[32])?;
+        let stream = read::<u64>(ck, "rng/stream", &[1])?[0];
+        let wp: Vec<u64> = read(ck, "rng/word_pos", &[2])?;
         let rng = Rng::from_state(RngState {
             seed: seed.try_into().unwrap(),
             stream,
@@ -283,6 +295,9 @@ impl TrainState {
         });
 
         let mut state = TrainState::from_parts(config, policy, adam, offsets, world, rng);
+        if let Some(id) = &ck.meta.run_id {
+            state.run_id = id.clone();
+        }
         state.step = ck.meta.step;
         state.iteration = ck.meta.iteration;
         state.metrics_history = serde_json::from_str::<Vec<Metrics>>(&ck.meta.metrics_json)

@@ -156,7 +156,12 @@ impl Trainer {
         let total = cfg.train.total_steps;
         let start_step = self.state.step;
         let resume = (start_step > 0).then_some(start_step);
-        let mut sinks = Sinks::open(&cfg.log, resume, &self.state.metrics_history)?;
+        let mut sinks = Sinks::open(
+            &cfg.log,
+            resume,
+            &self.state.metrics_history,
+            Some(&self.state.run_id),
+        )?;
         for w in sinks.warnings() {
             self.reporter.warn(&w);
         }
@@ -225,6 +230,20 @@ impl Trainer {
             files: sinks.files(),
         })
     }
+}
+
+/// A new run identity: 16 hex digits from the clock, the process id and the standard
+/// library's random hasher keys (it never draws from the run's generator, so determinism
+/// is untouched).
+pub fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.write_u128(nanos);
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
 }
 
 /// Trains a fresh run of `config` to the end: `Trainer::new(config)?.run()`.

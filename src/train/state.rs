@@ -43,6 +43,9 @@ pub struct TrainState {
     pub trackers: Trackers,
     /// Tracker events raised by the last [`TrainState::iterate`] (transient, not state).
     pub new_events: Vec<TrackerEvent>,
+    /// Identity of this run ([`super::new_run_id`]): stored in its checkpoints and in the
+    /// first record of its metrics file, so a resume never rewrites another run's files.
+    pub run_id: String,
     scratch: RolloutScratch,
 }
 
@@ -63,6 +66,12 @@ pub fn check_config(c: &Config) -> Result<(), TrainError> {
     }
     WorldParams::from_config(c)
         .check()
+        .map_err(|e| TrainError::Config(e.to_string()))?;
+    // Sizes: overflowing products and runs larger than this machine's memory are refused
+    // here, before anything is allocated.
+    let available = crate::config::machine_memory().unwrap_or(u64::MAX);
+    c.check_memory(available)
+        .map(|_| ())
         .map_err(|e| TrainError::Config(e.to_string()))
 }
 
@@ -102,6 +111,7 @@ impl TrainState {
             iteration: 0,
             metrics_history: Vec::new(),
             new_events: Vec::new(),
+            run_id: super::new_run_id(),
             scratch: RolloutScratch::default(),
         }
     }

@@ -74,6 +74,7 @@ pub fn sample(step: u64, kind: CheckpointKind) -> Checkpoint {
             trackers_json: r#"{"emergence":{"history":[1.5,2.5]}}"#.into(),
             metrics_json: r#"[{"step":100,"iteration":1,"values":{"a":1.0}}]"#.into(),
             created_unix: 1_700_000_000 + step,
+            run_id: Some("test-run".into()),
         },
         arrays,
     }

@@ -16,7 +16,12 @@ struct Args {
     output: PathBuf,
 }
 
-fn main() -> Result<()> {
+fn main() {
+    // Errors as message + hint, never a backtrace (RUST_BACKTRACE=1 is common).
+    emergence_lab_scripts::cli::exit_with(run().map(|()| 0))
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let text = std::fs::read_to_string(&args.input)
         .with_context(|| format!("cannot read the Rust notebook {}", args.input.display()))?;
