@@ -79,7 +79,9 @@ fn auto_with_a_visible_gpu_and_a_cpu_libtorch_fails_before_training() {
             .map(|d| d.flatten().map(|e| e.file_name()).collect())
             .unwrap_or_default();
         assert!(
-            !written.iter().any(|f| f.to_string_lossy().ends_with(".safetensors")),
+            !written
+                .iter()
+                .any(|f| f.to_string_lossy().ends_with(".safetensors")),
             "no checkpoint written: {written:?}"
         );
     }

@@ -58,6 +58,25 @@ fn prints_a_table_and_writes_json_with_overrides() {
     assert_eq!(doc["report"]["per_tick"].as_array().unwrap().len(), 200);
     assert_eq!(doc["report"]["seed"], 4);
     assert_eq!(doc["summary"].as_array().unwrap().len(), 10);
+    // Per-env series (one column per statistic, one entry per tick) and food/field totals.
+    let per_env = doc["report"]["per_env"].as_array().unwrap();
+    assert_eq!(per_env.len(), 3);
+    for key in [
+        "alive",
+        "foods_eaten",
+        "foods_respawned",
+        "mean_energy",
+        "field_mean",
+        "field_max",
+        "field_above",
+        "reset",
+    ] {
+        assert_eq!(per_env[2][key].as_array().unwrap().len(), 200, "{key}");
+    }
+    assert_eq!(doc["report"]["field_threshold"], 0.5);
+    let totals = &doc["totals"];
+    assert!(totals["foods_respawned"].as_u64().unwrap() <= totals["foods_eaten"].as_u64().unwrap());
+    assert!(totals["field_above"].as_f64().unwrap() >= 0.0);
 
     // A TOML file, same seed twice: identical JSON.
     let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
@@ -108,4 +127,34 @@ fn bad_input_fails_with_a_message_naming_the_problem() {
         assert!(!out.status.success(), "{args:?} should fail");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn a_closed_stdout_ends_it_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_simulate"))
+        .args(["--ticks", "3000", "--envs", "2", "--rows", "3000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe (like `simulate ... | head -1`).
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    let _ = stdout.read(&mut first).unwrap();
+    drop(stdout);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
 }

@@ -4,6 +4,7 @@
 //! `cargo run --release --bin simulate -- --ticks 2000 --envs 8 --seed 0 [--json out.json]
 //! [--config run.toml] [--preset kaggle] [--group.field value ...]`
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -36,6 +37,9 @@ struct Args {
     /// Rows of the summary table (each covers an equal share of the run).
     #[arg(long, default_value_t = 10)]
     rows: usize,
+    /// Field value above which a cell counts in the "f>" column and `field_above`.
+    #[arg(long, default_value_t = 0.5)]
+    field_threshold: f32,
     /// Start from a preset instead of the defaults (config file and overrides apply on top).
     #[arg(long, value_enum)]
     preset: Option<Preset>,
@@ -51,7 +55,17 @@ enum Preset {
 mod common;
 
 fn main() -> std::process::ExitCode {
-    common::exit(run())
+    common::exit(run().or_else(|e| {
+        // `simulate ... | head`: a closed stdout ends the run quietly.
+        let closed_pipe = e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe);
+        if closed_pipe {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    }))
 }
 
 fn run() -> Result<()> {
@@ -77,10 +91,17 @@ fn run() -> Result<()> {
     check_ticks(args.ticks, args.json.is_some())?;
     let seed = args.seed.unwrap_or(config.train.seed);
     let params = WorldParams::from_config(&config);
+    anyhow::ensure!(
+        args.field_threshold.is_finite(),
+        "--field-threshold must be a finite number, got {}",
+        args.field_threshold
+    );
     let started = std::time::Instant::now();
-    let report = simulate(&params, args.ticks, seed)?;
+    let report = simulate(&params, args.ticks, seed, args.field_threshold)?;
     let secs = started.elapsed().as_secs_f64();
-    println!(
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "simulate: {} ticks x {} envs x {} slots, seed {seed}, grid {}, food {}, random policy ({:.2} s, {:.0} env ticks/s)",
         args.ticks,
         params.num_envs,
@@ -89,25 +110,28 @@ fn run() -> Result<()> {
         params.num_food,
         secs,
         (args.ticks as f64 * params.num_envs as f64) / secs.max(1e-9),
-    );
-    print!("{}", report.table(args.rows));
+    )?;
+    write!(out, "{}", report.table(args.rows))?;
     let totals = report.summary(1);
     if let Some(t) = totals.first() {
-        println!(
-            "total: {} eaten, {} births, {} deaths, {} floor respawns; smallest env population {}",
-            t.foods_eaten, t.births, t.deaths, t.floor_respawns, t.min_alive
-        );
+        writeln!(
+            out,
+            "total: {} eaten, {} respawned, {} births, {} deaths, {} floor respawns; smallest env population {}",
+            t.foods_eaten, t.foods_respawned, t.births, t.deaths, t.floor_respawns, t.min_alive
+        )?;
     }
     if let Some(path) = &args.json {
         let doc = serde_json::json!({
             "config": config,
             "report": report,
             "summary": report.summary(args.rows),
+            "totals": totals.first(),
         });
         let text = serde_json::to_string_pretty(&doc).context("serialising the report")?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
+        writeln!(out, "wrote {}", path.display())?;
     }
+    out.flush()?;
     Ok(())
 }
 

@@ -30,6 +30,14 @@ pub struct TickInfo {
     /// `[E*A*obs_dim]`: for envs with `truncated[e]`, the observation of the final
     /// (pre-reset) state, for the bootstrap value; other envs' rows are unspecified.
     pub terminal_obs: Vec<f32>,
+    /// `[E]` foods respawned this tick (step 3).
+    pub food_respawns: Vec<u32>,
+    /// `[E*G*G*C]`: for envs with `truncated[e]`, the field of the final (pre-reset) state;
+    /// other envs' rows are unspecified.
+    pub terminal_field: Vec<f32>,
+    /// `[E*A]`: for envs with `truncated[e]`, each slot's energy in the final (pre-reset)
+    /// state, 0 for dead slots; other envs' rows are unspecified.
+    pub terminal_energy: Vec<f32>,
 }
 
 /// A child born in step 8 of a tick.
@@ -45,7 +53,7 @@ pub struct Birth {
 
 impl TickInfo {
     /// Sizes every buffer for `e` envs x `a` slots and clears the per-tick counts.
-    fn prepare(&mut self, e: usize, a: usize, obs_dim: usize) {
+    fn prepare(&mut self, e: usize, a: usize, obs_dim: usize, cells: usize) {
         fn reset<T: Clone>(v: &mut Vec<T>, n: usize, x: T) {
             v.clear();
             v.resize(n, x);
@@ -56,6 +64,7 @@ impl TickInfo {
         reset(&mut self.deaths, e, 0);
         reset(&mut self.alive_count, e, 0);
         reset(&mut self.truncated, e, false);
+        reset(&mut self.food_respawns, e, 0);
         self.births.clear();
         self.floor_respawns.clear();
         // At most one birth or floor agent per slot per tick: reserve once, never grow.
@@ -63,6 +72,12 @@ impl TickInfo {
         self.floor_respawns.reserve(e * a);
         if self.terminal_obs.len() != e * a * obs_dim {
             self.terminal_obs.resize(e * a * obs_dim, 0.0);
+        }
+        if self.terminal_field.len() != e * cells {
+            self.terminal_field.resize(e * cells, 0.0);
+        }
+        if self.terminal_energy.len() != e * a {
+            self.terminal_energy.resize(e * a, 0.0);
         }
     }
 }
@@ -89,8 +104,8 @@ impl World {
             "actions must be [num_envs * num_slots]"
         );
         let obs_dim = self.obs_dim();
-        info.prepare(e_n, a, obs_dim);
         let cells = self.params.grid_size * self.params.grid_size * self.params.num_channels;
+        info.prepare(e_n, a, obs_dim, cells);
         self.scratch.field.resize(cells, 0.0);
         self.scratch.born.resize(a, false);
         let g = self.params.grid_size;
@@ -104,6 +119,11 @@ impl World {
                 info.truncated[env] = true;
                 let out = &mut info.terminal_obs[env * a * obs_dim..(env + 1) * a * obs_dim];
                 self.observe_env(env, out, false);
+                info.terminal_field[env * cells..(env + 1) * cells]
+                    .copy_from_slice(&self.field[env * cells..(env + 1) * cells]);
+                for k in env * a..(env + 1) * a {
+                    info.terminal_energy[k] = if self.alive[k] { self.energy[k] } else { 0.0 };
+                }
                 self.reset_env(env, rng);
             }
         }
@@ -175,6 +195,7 @@ impl World {
         let prob = p.food_respawn_prob;
         for q in env * f..(env + 1) * f {
             if self.food_collected[q] && rng.uniform_f32() < prob {
+                info.food_respawns[env] += 1;
                 let c = rng.below(g * g);
                 self.food_row[q] = (c / g) as i32;
                 self.food_col[q] = (c % g) as i32;
