@@ -36,7 +36,17 @@ impl FolderLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| CheckpointError::io(&path, "open lock file", e))?;
-        match file.try_lock() {
+        // A lock just released can stay held for a moment by a child process being spawned
+        // (it holds a copy of every descriptor until it starts its program): retry briefly.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        let mut attempt = file.try_lock();
+        while matches!(attempt, Err(TryLockError::WouldBlock))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            attempt = file.try_lock();
+        }
+        match attempt {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();
