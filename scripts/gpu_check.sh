@@ -42,8 +42,8 @@ BIN="${GPU_CHECK_BIN:-}"
 if [ -z "$BIN" ]; then
   stamp "build (release, target-cuda/)"
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-cuda}"
-  cargo build --release --locked --example gpu_check >&2
-  BIN="$CARGO_TARGET_DIR/release/examples/gpu_check"
+  cargo build --release --locked --bin gpu_check >&2
+  BIN="$CARGO_TARGET_DIR/release/gpu_check"
 fi
 readelf -d "$BIN" | grep -q 'NEEDED.*\[libtorch_cuda.so\]' \
   || { echo "GPU CHECK FAILED: $BIN does not link libtorch_cuda.so" >&2; exit 1; }

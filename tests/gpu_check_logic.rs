@@ -1,4 +1,4 @@
-//! The GPU check's logic on a CPU (`examples/gpu_check.rs`): with `--allow-cpu` every step runs
+//! The GPU check's logic on a CPU (`src/bin/gpu_check.rs`): with `--allow-cpu` every step runs
 //! (throughput, checkpoint from the device, resume on the CPU and on the device compared bit for
 //! bit, ablation) and the JSON verdict is `pass`; without it, a machine that gives the CPU fails
 //! loudly with exit code 1.
@@ -7,13 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn gpu_check() -> PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/gpu_check
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/gpu_check")
+    PathBuf::from(env!("CARGO_BIN_EXE_gpu_check"))
 }
 
 fn last_json(stdout: &[u8]) -> serde_json::Value {
@@ -34,7 +28,7 @@ fn every_step_runs_and_the_cpu_resume_is_bit_exact() {
         .arg(dir.path())
         .env("OMP_NUM_THREADS", "1")
         .output()
-        .expect("run examples/gpu_check (built by cargo test)");
+        .expect("run gpu_check");
     let v = last_json(&o.stdout);
     assert!(
         o.status.success(),

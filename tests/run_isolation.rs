@@ -17,23 +17,8 @@ use emergence_lab::{Config, TrainState};
 const SPI: u64 = 2 * 16 * 4;
 
 fn tiny(dir: &Path) -> Config {
-    let mut c = Config::default();
-    c.env.grid_size = 6;
-    c.env.num_agents = 3;
-    c.env.num_food = 3;
-    c.env.max_steps = 20;
-    c.env.observation_radius = 1;
-    c.env.observed_food = 2;
-    c.field.num_channels = 2;
-    c.agent.hidden_dims = vec![8, 8];
-    c.train.num_envs = 2;
-    c.train.num_steps = 16;
-    c.evolution.max_agents = 4;
-    c.train.minibatch_size = 32;
-    c.train.num_epochs = 1;
+    let mut c = Config::tiny();
     c.train.total_steps = 2 * SPI;
-    c.train.device = "cpu".into();
-    c.train.num_threads = 1;
     c.log.save_interval = SPI as i64;
     c.log.checkpoint_dir = dir.join("ckpt").to_string_lossy().into_owned();
     c.log.metrics_path = String::new();

@@ -69,13 +69,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<()> {
-    let argv: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| anyhow::anyhow!("command-line argument {a:?} is not valid UTF-8 text"))
-        })
-        .collect::<Result<_>>()?;
+    let argv: Vec<String> = common::text_args()?;
     let (config_args, own_args) = split_args(&argv);
     let args = Args::parse_from(std::iter::once("simulate".to_string()).chain(own_args));
     let overrides = ConfigOverrides::from_cli(&config_args)?;

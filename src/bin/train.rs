@@ -56,13 +56,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<std::process::ExitCode> {
-    let args: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| anyhow::anyhow!("command-line argument {a:?} is not valid UTF-8 text"))
-        })
-        .collect::<Result<_>>()?;
+    let args: Vec<String> = common::text_args()?;
     if args.first().map(String::as_str) == Some("--bench") {
         let iters = match args.get(1) {
             Some(n) => n

@@ -125,18 +125,7 @@ pub fn inspect(path: &Path) -> Result<CheckpointReport> {
 }
 
 fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.2} {}", UNITS[u])
-    }
+    crate::config::format_bytes(b as u128)
 }
 
 impl fmt::Display for CheckpointReport {

@@ -340,6 +340,29 @@ pub struct SpecializationConfig {
 }
 
 impl Config {
+    /// A tiny world and network that trains an iteration in milliseconds on one CPU thread
+    /// (6x6 grid, 2 envs x 4 slots, 16 ticks per iteration, `[8, 8]` hidden layers): for tests,
+    /// smoke runs and the GPU check's `--tiny`. Not meant to learn anything.
+    pub fn tiny() -> Self {
+        let mut c = Config::default();
+        c.env.grid_size = 6;
+        c.env.num_agents = 3;
+        c.env.num_food = 3;
+        c.env.max_steps = 20;
+        c.env.observation_radius = 1;
+        c.env.observed_food = 2;
+        c.field.num_channels = 2;
+        c.agent.hidden_dims = vec![8, 8];
+        c.train.num_envs = 2;
+        c.train.num_steps = 16;
+        c.train.minibatch_size = 32;
+        c.train.num_epochs = 1;
+        c.evolution.max_agents = 4;
+        c.train.device = "cpu".into();
+        c.train.num_threads = 1;
+        c
+    }
+
     /// The values of the seed's Kaggle notebook (32 envs, survival-friendly evolution).
     pub fn kaggle_notebook() -> Self {
         let mut c = Config::default();

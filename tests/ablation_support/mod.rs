@@ -7,26 +7,13 @@ use emergence_lab::{Config, TrainState};
 
 /// A tiny, fast config (6x6 grid, 4 slots, 2 envs, 30-tick episodes).
 pub fn tiny() -> Config {
-    let mut c = Config::default();
-    c.env.grid_size = 6;
-    c.env.num_agents = 3;
-    c.env.num_food = 3;
+    let mut c = Config::tiny();
     c.env.max_steps = 30;
-    c.env.observation_radius = 1;
-    c.env.observed_food = 2;
-    c.field.num_channels = 2;
-    c.agent.hidden_dims = vec![8, 8];
-    c.train.num_envs = 2;
-    c.train.num_steps = 16;
-    c.train.minibatch_size = 32;
     c.train.num_epochs = 2;
-    c.evolution.max_agents = 4;
     c.evolution.starting_energy = 60.0;
     c.evolution.reproduce_threshold = 70.0;
     c.evolution.reproduce_cost = 20.0;
     c.evolution.mutation_std = 0.05;
-    c.train.device = "cpu".into();
-    c.train.num_threads = 1;
     c.train.seed = 5;
     c
 }

@@ -31,3 +31,16 @@ pub fn exit<T: Termination>(result: anyhow::Result<T>) -> ExitCode {
         }
     }
 }
+
+/// The command-line arguments after the program name, each as text: an argument that is not
+/// valid UTF-8 is an error naming it (not a panic).
+#[allow(dead_code)] // binaries parsing with clap alone do not need it
+pub fn text_args() -> anyhow::Result<Vec<String>> {
+    std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| anyhow::anyhow!("command-line argument {a:?} is not valid UTF-8 text"))
+        })
+        .collect()
+}

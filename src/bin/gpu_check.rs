@@ -1,4 +1,4 @@
-//! The GPU check (run by `scripts/gpu_check.sh`): device line, PPO iterations of the Kaggle
+//! `gpu_check`: the GPU check (run by `scripts/gpu_check.sh`): device line, PPO iterations of the Kaggle
 //! config on CUDA and on the CPU (slot-steps/s of each), a checkpoint saved from CUDA and
 //! resumed on the CPU and on CUDA (the CUDA continuation compared bit for bit with a straight
 //! run), one ablation on CUDA, then one JSON line of results with a pass/fail verdict.
@@ -56,18 +56,7 @@ fn parse_args() -> Result<Args> {
 
 fn config(tiny: bool, device: Device) -> Config {
     let mut c = if tiny {
-        let mut c = Config::default();
-        c.env.grid_size = 8;
-        c.env.num_agents = 4;
-        c.env.num_food = 4;
-        c.env.max_steps = 40;
-        c.agent.hidden_dims = vec![16, 16];
-        c.train.num_envs = 2;
-        c.train.num_steps = 16;
-        c.train.minibatch_size = 32;
-        c.train.num_epochs = 1;
-        c.evolution.max_agents = 6;
-        c
+        Config::tiny()
     } else {
         Config::kaggle_notebook()
     };
