@@ -59,6 +59,10 @@ env = {
     "LIBTORCH": torch,
     "LD_LIBRARY_PATH": os.path.join(torch, "lib") + ":" + rust_lib,
     "EVCXR_TMPDIR": tmpd,
+    # evcxr builds in cargo's dev profile (`:opt 2` sets only the optimisation level): without
+    # these, debug assertions and overflow checks run in every hot loop of the library.
+    "CARGO_PROFILE_DEV_DEBUG_ASSERTIONS": "false",
+    "CARGO_PROFILE_DEV_OVERFLOW_CHECKS": "false",
 }
 if os.environ.get("OMP_NUM_THREADS"):
     env["OMP_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"]

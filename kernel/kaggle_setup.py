@@ -215,6 +215,9 @@ def _emergence_lab_setup():
             "EVCXR_TMPDIR": evcxr_tmp,
             "EMERGENCE_LAB_KAGGLE_ROOT": root,
             "EMERGENCE_LAB_SESSION_START": session_start,
+            # evcxr builds in the dev profile: train as fast as the release binary.
+            "CARGO_PROFILE_DEV_DEBUG_ASSERTIONS": "false",
+            "CARGO_PROFILE_DEV_OVERFLOW_CHECKS": "false",
         })
         if offline:
             kenv["CARGO_NET_OFFLINE"] = "true"
