@@ -1,6 +1,7 @@
 //! `kaggle_push` (save without running) and `kaggle_run` (save and run, remembering the
 //! version): both validate the metadata and notebook before anything is sent.
 
+use super::source::{send_source, SourceArgs};
 use super::{Common, AFTER_HELP, EXIT_OK};
 use crate::kaggle::api::SaveKernelAnswer;
 use crate::kaggle::client::ApiClient;
@@ -12,8 +13,11 @@ use clap::Parser;
 /// Push the notebook to Kaggle without running it (QUICK_SAVE).
 ///
 /// Prerequisites: kaggle_setup has written notebooks/kernel-metadata.json and the notebook it
-/// names exists. The metadata and notebook are validated first; nothing is sent if either is
-/// invalid. Prints the new version number and the kernel's URL.
+/// names exists. The metadata and notebook are validated first, and the source (the files git
+/// tracks at HEAD) is collected; nothing is sent if either is invalid or tracked files differ
+/// from HEAD (unless --allow-dirty). The source goes up as the private dataset
+/// USER/emergence-lab-src (only when its content changed), then the notebook is saved.
+/// Prints the new version number and the kernel's URL.
 #[derive(Debug, Parser)]
 #[command(name = "kaggle_push", version, after_help = AFTER_HELP)]
 pub struct PushArgs {
@@ -23,13 +27,16 @@ pub struct PushArgs {
     /// its slug) and forget any remembered run.
     #[arg(long)]
     pub new: bool,
+    #[command(flatten)]
+    pub source: SourceArgs,
 }
 
 /// Start the notebook on Kaggle (save and run) and remember the version for status/download.
 ///
 /// Without --push-first, the version already pushed to Kaggle (kaggle_push) is run again with
-/// the settings of the local metadata; with --push-first the local notebook is validated,
-/// pushed and run in one step.
+/// the settings of the local metadata; with --push-first the source is sent (as kaggle_push
+/// does) and the local notebook is validated, pushed and run in one step. With --sessions N the
+/// run continues across sessions (see --sessions).
 #[derive(Debug, Parser)]
 #[command(name = "kaggle_run", version, after_help = AFTER_HELP)]
 pub struct RunArgs {
@@ -41,6 +48,9 @@ pub struct RunArgs {
     /// With --push-first: the kernel is new (ignore `id_no`).
     #[arg(long)]
     pub new: bool,
+    /// Source options (used with --push-first).
+    #[command(flatten)]
+    pub source: SourceArgs,
 }
 
 fn local_text(meta: &KernelMetadata) -> Result<String, KaggleError> {
@@ -74,9 +84,19 @@ fn url_of(ans: &SaveKernelAnswer, meta: &KernelMetadata) -> String {
 
 /// Run `kaggle_push`.
 pub fn push(args: PushArgs) -> anyhow::Result<i32> {
-    let meta = args.common.metadata()?;
+    let mut meta = args.common.metadata()?;
     let text = local_text(&meta)?;
+    let source = args.source.prepare(&meta)?;
     let (client, _) = args.common.connect()?;
+    if let Some((dataset, snap)) = &source {
+        send_source(
+            &client,
+            &mut meta,
+            dataset,
+            snap,
+            args.source.source_timeout,
+        )?;
+    }
     let req = meta.save_request(text, true, !args.new);
     let (ans, version) = client.save_kernel(&req)?;
     warn_invalid(&ans);
@@ -106,13 +126,27 @@ fn saved_source(client: &ApiClient, meta: &KernelMetadata) -> anyhow::Result<Str
 
 /// Run `kaggle_run`.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let meta = args.common.metadata()?;
+    let mut meta = args.common.metadata()?;
     let local = if args.push_first {
         Some(local_text(&meta)?)
     } else {
         None
     };
+    let source = if args.push_first {
+        args.source.prepare(&meta)?
+    } else {
+        None
+    };
     let (client, _) = args.common.connect()?;
+    if let Some((dataset, snap)) = &source {
+        send_source(
+            &client,
+            &mut meta,
+            dataset,
+            snap,
+            args.source.source_timeout,
+        )?;
+    }
     let text = match local {
         Some(t) => t,
         None => saved_source(&client, &meta)?,

@@ -12,6 +12,9 @@ pub mod error;
 pub mod metadata;
 pub mod notebook_bridge;
 pub mod progress;
+pub mod publish;
+pub mod quota;
 pub mod secret;
+pub mod source;
 
 pub use error::KaggleError;
