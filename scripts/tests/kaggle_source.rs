@@ -228,3 +228,18 @@ fn a_repository_that_is_not_emergence_lab_is_refused() {
     assert!(r.stderr.contains("not emergence-lab"), "{}", r.stderr);
     assert!(e.fake.requests().is_empty());
 }
+
+#[test]
+fn write_source_only_writes_the_dataset_files() {
+    let e = Env::new();
+    let out = e.tmp.path().join("staged");
+    let r = e.run("kaggle_push", &["--write-source", out.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(e.fake.requests().is_empty(), "nothing sent");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("emergence-lab-source.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["files"], 3);
+    let zip = unzip(&std::fs::read(out.join("emergence-lab-src.zip")).unwrap());
+    assert!(zip.contains_key("Cargo.toml") && zip.contains_key("emergence-lab-source.json"));
+}

@@ -7,6 +7,7 @@ use crate::kaggle::api::SaveKernelAnswer;
 use crate::kaggle::client::ApiClient;
 use crate::kaggle::metadata::{now_unix, KernelMetadata, RunState};
 use crate::kaggle::notebook_bridge::kaggle_notebook_text;
+use crate::kaggle::source::Snapshot;
 use crate::kaggle::KaggleError;
 use clap::Parser;
 
@@ -29,6 +30,11 @@ pub struct PushArgs {
     pub new: bool,
     #[command(flatten)]
     pub source: SourceArgs,
+    /// Only write the source dataset's files (emergence-lab-src.zip and
+    /// emergence-lab-source.json) of the repository in the current folder into DIR, e.g. to
+    /// attach them by hand; nothing is sent and no metadata or credentials are needed.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["new", "no_source"])]
+    pub write_source: Option<std::path::PathBuf>,
 }
 
 /// Start the notebook on Kaggle (save and run) and remember the version for status/download.
@@ -84,6 +90,18 @@ fn url_of(ans: &SaveKernelAnswer, meta: &KernelMetadata) -> String {
 
 /// Run `kaggle_push`.
 pub fn push(args: PushArgs) -> anyhow::Result<i32> {
+    if let Some(dir) = &args.write_source {
+        let snap = Snapshot::collect(std::path::Path::new("."), args.source.allow_dirty)?;
+        let (archive, manifest) = snap.write(dir)?;
+        println!(
+            "Wrote {} and {} (commit {}{}); nothing was sent.",
+            archive.display(),
+            manifest.display(),
+            snap.manifest.commit,
+            if snap.manifest.dirty { ", dirty" } else { "" }
+        );
+        return Ok(EXIT_OK);
+    }
     let mut meta = args.common.metadata()?;
     let text = local_text(&meta)?;
     let source = args.source.prepare(&meta)?;
