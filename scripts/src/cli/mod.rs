@@ -1,6 +1,7 @@
 //! The command layer behind the `kaggle_*` binaries: argument structs, terminal output
 //! (plain lines or indicatif bars) and exit codes. This is the only module that prints.
 
+pub mod chain;
 pub mod download;
 pub mod publish;
 pub mod push;
@@ -59,7 +60,7 @@ after kaggle_run a 404 means \"not visible yet\", default 300), KAGGLE_HELPERS_D
 (seconds between dataset readiness checks, default 10).
 
 Exit codes: 0 success, 1 error, 2 bad arguments, 3 run ended in ERROR, 4 run cancelled,
-130 watching interrupted by Ctrl-C.";
+5 chain paused for the weekly GPU quota, 130 watching interrupted by Ctrl-C.";
 
 impl Common {
     /// Connection settings from the options and environment.

@@ -57,13 +57,22 @@ pub struct RunArgs {
     /// Source options (used with --push-first).
     #[command(flatten)]
     pub source: SourceArgs,
+    /// Run a long training across N sessions: start a session, follow it, publish its newest
+    /// verified checkpoint and metrics as the checkpoints dataset's next version, start the
+    /// next session (which resumes from it); stops after N sessions, at total_steps, on a
+    /// failed session, or when the weekly GPU quota would not cover another session. Running
+    /// the same command again continues the chain; Ctrl-C stops following, not the run.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub sessions: Option<u32>,
+    #[command(flatten)]
+    pub chain: super::chain::ChainArgs,
 }
 
-fn local_text(meta: &KernelMetadata) -> Result<String, KaggleError> {
+pub(crate) fn local_text(meta: &KernelMetadata) -> Result<String, KaggleError> {
     kaggle_notebook_text(&meta.code_file)
 }
 
-fn warn_invalid(ans: &SaveKernelAnswer) {
+pub(crate) fn warn_invalid(ans: &SaveKernelAnswer) {
     let lists = [
         ("tags", &ans.invalid_tags),
         ("dataset sources", &ans.invalid_dataset_sources),
@@ -130,7 +139,7 @@ pub fn push(args: PushArgs) -> anyhow::Result<i32> {
     Ok(EXIT_OK)
 }
 
-fn saved_source(client: &ApiClient, meta: &KernelMetadata) -> anyhow::Result<String> {
+pub(crate) fn saved_source(client: &ApiClient, meta: &KernelMetadata) -> anyhow::Result<String> {
     let k = client.get_kernel(&meta.id)?;
     if k.blob.source.trim().is_empty() {
         anyhow::bail!(KaggleError::NotFound {
@@ -144,6 +153,9 @@ fn saved_source(client: &ApiClient, meta: &KernelMetadata) -> anyhow::Result<Str
 
 /// Run `kaggle_run`.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    if let Some(n) = args.sessions {
+        return super::chain::run(args, n);
+    }
     let mut meta = args.common.metadata()?;
     let local = if args.push_first {
         Some(local_text(&meta)?)

@@ -95,7 +95,7 @@ impl SourceArgs {
     }
 }
 
-fn poll_interval() -> Duration {
+pub(crate) fn poll_interval() -> Duration {
     let s = std::env::var(DATASET_POLL_ENV)
         .ok()
         .and_then(|v| v.trim().parse::<f64>().ok())

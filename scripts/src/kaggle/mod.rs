@@ -3,6 +3,7 @@
 //! Everything here returns data or errors; the `cli` module does the printing.
 
 pub mod api;
+pub mod chain;
 pub mod checkpoint;
 pub mod client;
 pub mod credentials;

@@ -365,6 +365,11 @@ fn answer(s: &mut State, req: &Req) -> Reply {
             json!({"active": true, "clientId": "cli", "username": s.introspect_user, "scope": "all"}),
         ),
         "ListKernels" => Reply::Json(200, json!({})),
+        "GetAcceleratorQuotaStatistics" => Reply::Json(
+            200,
+            json!({"quotaRefreshTime": "2026-12-07T00:00:00Z",
+                   "gpuQuota": {"timeUsed": "3600s", "totalTimeAllowed": "108000s", "hasEverRun": true}}),
+        ),
         "GetDatasetStatus" => {
             let k = format!(
                 "{}/{}",
