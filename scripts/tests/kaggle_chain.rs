@@ -286,7 +286,7 @@ fn failed_checkpoint_publication_is_an_error() {
 fn ctrl_c_stops_following_not_the_run() {
     let e = Env::with_metadata();
     e.fake.set_statuses(vec![json!({"status": "RUNNING"})]);
-    let mut child = e
+    let child = e
         .command(
             "kaggle_run",
             &["--push-first", "--sessions", "2", "--interval", "0.05"],

@@ -44,7 +44,7 @@ fn setup_with_kaggle_json_verifies_and_writes_metadata() {
     );
     assert!(m["keywords"].as_array().unwrap().contains(&json!("gpu")));
     assert!(r.stdout.contains("Next steps"), "{}", r.stdout);
-    assert!(r.stdout.contains("kaggle_push -- --new"));
+    assert!(r.stdout.contains("kaggle_run -- --push-first"));
     assert!(r
         .stdout
         .contains(&e.home().join(".kaggle/kaggle.json").display().to_string()));

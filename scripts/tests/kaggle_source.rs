@@ -243,3 +243,20 @@ fn write_source_only_writes_the_dataset_files() {
     let zip = unzip(&std::fs::read(out.join("emergence-lab-src.zip")).unwrap());
     assert!(zip.contains_key("Cargo.toml") && zip.contains_key("emergence-lab-source.json"));
 }
+
+#[test]
+fn setup_then_the_first_run_works_without_edits() {
+    let e = Env::new();
+    let r = e.run("kaggle_setup", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = e.run("kaggle_run", &["--push-first"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let save = e.fake.rpcs("SaveKernel")[0].json();
+    assert_eq!(save["slug"], KERNEL);
+    assert_eq!(save["datasetDataSources"][0], "fake-user/emergence-lab-src");
+    assert_eq!(
+        e.fake.rpcs("CreateDataset")[0].json()["slug"],
+        "emergence-lab-src"
+    );
+    assert!(e.proj().join("notebooks/.kaggle-run.json").is_file());
+}
