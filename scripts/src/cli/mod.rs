@@ -6,6 +6,7 @@ pub mod download;
 pub mod publish;
 pub mod push;
 pub mod setup;
+pub mod smoke;
 pub mod source;
 pub mod status;
 

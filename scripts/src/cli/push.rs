@@ -66,6 +66,14 @@ pub struct RunArgs {
     pub sessions: Option<u32>,
     #[command(flatten)]
     pub chain: super::chain::ChainArgs,
+    /// Smoke test for a real account: push the notebook shrunk to a few iterations as the
+    /// kernel USER/emergence-lab-smoke (GPU on, source sent), follow it, then check the log for
+    /// the CUDA device line and the outputs for a verified checkpoint; prints one verdict line
+    /// (SMOKE PASS / SMOKE FAIL) with the phase times.
+    #[arg(long, conflicts_with_all = ["sessions", "push_first"])]
+    pub smoke: bool,
+    #[command(flatten)]
+    pub smoke_args: super::smoke::SmokeArgs,
 }
 
 pub(crate) fn local_text(meta: &KernelMetadata) -> Result<String, KaggleError> {
@@ -153,6 +161,9 @@ pub(crate) fn saved_source(client: &ApiClient, meta: &KernelMetadata) -> anyhow:
 
 /// Run `kaggle_run`.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    if args.smoke {
+        return super::smoke::run(args);
+    }
     if let Some(n) = args.sessions {
         return super::chain::run(args, n);
     }

@@ -16,6 +16,7 @@ pub mod progress;
 pub mod publish;
 pub mod quota;
 pub mod secret;
+pub mod smoke;
 pub mod source;
 
 pub use error::KaggleError;

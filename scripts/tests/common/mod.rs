@@ -3,6 +3,10 @@
 //! harness that runs the real helper binaries against it in a temporary project and HOME.
 #![allow(dead_code)]
 
+mod repo;
+#[allow(unused_imports)]
+pub use repo::{git, init_repo};
+
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -490,26 +494,7 @@ impl Env {
             serde_json::to_string_pretty(&notebook_json()).unwrap(),
         )
         .unwrap();
-        // The project is a git repository of emergence-lab (the source sent with a push is
-        // what git tracks); the kernel metadata written later stays untracked.
-        std::fs::write(
-            proj.join("Cargo.toml"),
-            "[package]\nname = \"emergence_lab\"\nversion = \"0.1.0\"\n",
-        )
-        .unwrap();
-        std::fs::create_dir_all(proj.join("src")).unwrap();
-        std::fs::write(proj.join("src/lib.rs"), "pub fn answer() -> u32 { 42 }\n").unwrap();
-        git(&proj, &["init", "-q"]);
-        git(
-            &proj,
-            &[
-                "add",
-                "Cargo.toml",
-                "src",
-                "notebooks/kaggle_training.ipynb",
-            ],
-        );
-        git(&proj, &["commit", "-q", "-m", "initial"]);
+        init_repo(&proj);
         Env {
             tmp,
             fake: Fake::start(),
@@ -590,32 +575,6 @@ impl Env {
         assert_no_secrets(&r.all());
         r
     }
-}
-
-/// Run git in `dir` with a fixed identity; panics on failure.
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.invalid",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 pub fn assert_no_secrets(text: &str) {
