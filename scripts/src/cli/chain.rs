@@ -92,10 +92,13 @@ fn stopped_following(path: &Path) -> anyhow::Result<i32> {
 /// Run `kaggle_run --sessions N`.
 pub fn run(args: RunArgs, sessions: u32) -> anyhow::Result<i32> {
     let c = &args.chain;
-    if !(c.interval.is_finite() && c.interval > 0.0)
-        || !(c.session_hours.is_finite() && c.session_hours >= 0.0)
-        || !(c.publish_timeout.is_finite() && c.publish_timeout >= 0.0)
-    {
+    let ok = c.interval.is_finite()
+        && c.interval > 0.0
+        && c.session_hours.is_finite()
+        && c.session_hours >= 0.0
+        && c.publish_timeout.is_finite()
+        && c.publish_timeout >= 0.0;
+    if !ok {
         anyhow::bail!(
             "--interval must be positive, --session-hours and --publish-timeout non-negative"
         );
