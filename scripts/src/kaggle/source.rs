@@ -248,12 +248,15 @@ impl Snapshot {
             |e: zip::result::ZipError| io("cannot write", &archive, std::io::Error::other(e));
         let f = std::fs::File::create(&archive).map_err(|e| io("cannot create", &archive, e))?;
         let mut z = zip::ZipWriter::new(f);
-        let base = zip::write::FileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated)
-            .large_file(true);
+        let base =
+            zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Deflated);
         for (name, exec) in &self.files {
             let path = self.root.join(name);
-            let opts = base.unix_permissions(if *exec { 0o755 } else { 0o644 });
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            // Zip64 only where needed: plain entries are what every unpacker reads.
+            let opts = base
+                .unix_permissions(if *exec { 0o755 } else { 0o644 })
+                .large_file(len >= u64::from(u32::MAX));
             z.start_file(name.as_str(), opts).map_err(zerr)?;
             let mut r = std::fs::File::open(&path).map_err(|e| io("cannot read", &path, e))?;
             std::io::copy(&mut r, &mut z).map_err(|e| io("cannot write", &archive, e))?;
