@@ -33,7 +33,10 @@ fn setup_with_kaggle_json_verifies_and_writes_metadata() {
     assert_eq!(m["machine_shape"], "NvidiaTeslaT4");
     assert_eq!(
         m["dataset_sources"],
-        json!(["fake-user/emergence-lab-checkpoints"])
+        json!([
+            "fake-user/emergence-lab-src",
+            "fake-user/emergence-lab-checkpoints"
+        ])
     );
     assert_eq!(
         m["kernel_sources"],
@@ -41,7 +44,7 @@ fn setup_with_kaggle_json_verifies_and_writes_metadata() {
     );
     assert!(m["keywords"].as_array().unwrap().contains(&json!("gpu")));
     assert!(r.stdout.contains("Next steps"), "{}", r.stdout);
-    assert!(r.stdout.contains("kaggle_push -- --new"));
+    assert!(r.stdout.contains("kaggle_run -- --push-first"));
     assert!(r
         .stdout
         .contains(&e.home().join(".kaggle/kaggle.json").display().to_string()));
@@ -61,7 +64,11 @@ fn setup_with_token_introspects_and_takes_username_from_it() {
     let m = e.metadata();
     assert_eq!(m["id"], "fake-token-user/emergence-lab-training");
     assert_eq!(m["kernel_sources"], json!([]), "own output is opt-in");
-    assert_eq!(m["dataset_sources"], json!([]));
+    assert_eq!(
+        m["dataset_sources"],
+        json!(["fake-token-user/emergence-lab-src"]),
+        "the source dataset is always listed"
+    );
     assert!(r.stdout.contains("KAGGLE_API_TOKEN"));
 }
 
@@ -181,8 +188,9 @@ fn push_sends_quick_save_with_every_field() {
     let r = e.run("kaggle_push", &[]);
     assert_eq!(r.code, 0, "{}", r.all());
     let calls = e.fake.requests();
-    assert_eq!(calls.len(), 1);
-    let c = &calls[0];
+    // The source dataset goes first (tested in kaggle_source.rs); the save is the last call.
+    assert_eq!(e.fake.rpcs("SaveKernel").len(), 1);
+    let c = calls.last().unwrap();
     assert_eq!(c.path, "/v1/kernels.KernelsApiService/SaveKernel");
     assert_eq!(c.method, "POST");
     assert_eq!(c.auth(), Some(basic_header(USER, KEY).as_str()));
@@ -194,7 +202,10 @@ fn push_sends_quick_save_with_every_field() {
     assert_eq!(b["kernelType"], "notebook");
     assert_eq!(
         b["datasetDataSources"],
-        json!(["fake-user/emergence-lab-checkpoints"])
+        json!([
+            "fake-user/emergence-lab-src",
+            "fake-user/emergence-lab-checkpoints"
+        ])
     );
     assert_eq!(b["kernelDataSources"], json!([KERNEL]));
     assert_eq!(b["categoryIds"], json!(["gpu", "reinforcement learning"]));
@@ -541,7 +552,7 @@ fn endpoint_must_be_https_unless_loopback() {
     );
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(
-        e.fake.requests()[0].path,
+        e.fake.requests().last().unwrap().path,
         "/api/v1/kernels.KernelsApiService/SaveKernel"
     );
 }

@@ -167,6 +167,10 @@ def test_validate():
             idx = nb.cells.index(cell)
             check(idx > 0 and nb.cells[idx - 1].cell_type == "markdown", f"markdown above {tag}")
             check(not cell.outputs, f"{tag} cell is committed with outputs")
+        src = by_tag(nb, "source").source
+        check('let repo_url: &str = "";' in src and "github.com" not in src,
+              "no default clone address in the source cell")
+        check("emergence-lab-source.json" in src, "the source cell reads the attached source's manifest")
         knb = nbformat.read(os.environ["EMERGENCE_LAB_KAGGLE_NB"], as_version=4)
         nbformat.validate(knb)
         check(knb.metadata.kernelspec.name == "python3", "Kaggle notebook kernelspec python3")
@@ -289,6 +293,16 @@ def copy_repo(dest):
             shutil.copy2(src, os.path.join(dest, rel))
 
 
+def attach_source(dest):
+    """The source as kaggle_push attaches it: the dataset's archive and manifest, written by
+    `kaggle_push --write-source` (Kaggle may unpack the archive; here it does not, so the
+    notebook unpacks it). Returns the commit."""
+    subprocess.run([os.environ["EMERGENCE_LAB_KAGGLE_PUSH_BIN"], "--write-source", dest, "--allow-dirty"],
+                   cwd=REPO, capture_output=True, check=True)
+    return subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True, check=True,
+                          text=True).stdout.strip()
+
+
 def kaggle_env(root, total_steps):
     run = f"{root}/working"
     return {
@@ -306,8 +320,8 @@ def kaggle_env(root, total_steps):
 def test_kaggle(previous_step):
     root = os.path.join(WORK, "kaggle")
     shutil.rmtree(root, ignore_errors=True)
-    with timed("Test 2: prepare /kaggle (repo copy and Test 1's checkpoints as inputs)"):
-        copy_repo(os.path.join(root, "input", "emergence-lab-repo"))
+    with timed("Test 2: prepare /kaggle (the source dataset and Test 1's checkpoints as inputs)"):
+        commit = attach_source(os.path.join(root, "input", "emergence-lab-src"))
         shutil.copytree(os.path.join(WORK, "local", "checkpoints"),
                         os.path.join(root, "input", "previous-output", "checkpoints"), symlinks=True)
         os.makedirs(os.path.join(root, "working"))
@@ -327,7 +341,11 @@ def test_kaggle(previous_step):
           "evcxr_jupyter left in working for the next session")
     gpu = by_tag(knb, "gpu")
     check("Kaggle (" in text_of(gpu) and "CPU threads:" in text_of(gpu), "GPU cell ran (on Kaggle)", gpu)
-    check("emergence-lab-repo" in text_of(by_tag(knb, "source")), "source from the input copy", by_tag(knb, "source"))
+    source = by_tag(knb, "source")
+    check("attached dataset" in text_of(source) and f"commit {commit}" in text_of(source),
+          "source from the attached source dataset, its commit printed", source)
+    check(os.path.isfile(os.path.join(root, "temp", "emergence-lab-src", "Cargo.toml")),
+          "the attached archive was unpacked into /kaggle/temp")
     resume = by_tag(knb, "resume")
     check("copied " in text_of(resume) and f"resuming at step {previous_step}" in text_of(resume),
           "resume found the input checkpoint, copied it and continues from its step", resume)

@@ -1,10 +1,13 @@
 //! The command layer behind the `kaggle_*` binaries: argument structs, terminal output
 //! (plain lines or indicatif bars) and exit codes. This is the only module that prints.
 
+pub mod chain;
 pub mod download;
 pub mod publish;
 pub mod push;
 pub mod setup;
+pub mod smoke;
+pub mod source;
 pub mod status;
 
 use crate::kaggle::checkpoint::CheckpointError;
@@ -54,10 +57,11 @@ Environment: KAGGLE_HELPERS_ENDPOINT (API host, like --endpoint), KAGGLE_HELPERS
 (attempts per request, default 6), KAGGLE_HELPERS_BACKOFF_MS (first retry delay, doubled each
 time, default 1000), KAGGLE_HELPERS_MAX_WAIT_S (longest wait, also caps Retry-After, default
 120), KAGGLE_HELPERS_TIMEOUT_S (per request, default 60), KAGGLE_HELPERS_NOT_YET_S (how long
-after kaggle_run a 404 means \"not visible yet\", default 300).
+after kaggle_run a 404 means \"not visible yet\", default 300), KAGGLE_HELPERS_DATASET_POLL_S
+(seconds between dataset readiness checks, default 10).
 
 Exit codes: 0 success, 1 error, 2 bad arguments, 3 run ended in ERROR, 4 run cancelled,
-130 watching interrupted by Ctrl-C.";
+5 chain paused for the weekly GPU quota, 130 watching interrupted by Ctrl-C.";
 
 impl Common {
     /// Connection settings from the options and environment.

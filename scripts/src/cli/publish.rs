@@ -5,13 +5,13 @@
 use super::{human_bytes, Common, AFTER_HELP, EXIT_OK};
 use crate::kaggle::api::Ref;
 use crate::kaggle::checkpoint::{find_checkpoints, pick_resume, verify_checkpoint};
-use crate::kaggle::client::StorageClient;
-use crate::kaggle::dataset::{collect_items, normalise_status, UploadItem, DATASET_TITLE};
-use crate::kaggle::metadata::DATASET_SLUG;
+use crate::kaggle::dataset::{collect_items, UploadItem, DATASET_TITLE};
+use crate::kaggle::metadata::{add_dataset_source, DATASET_SLUG};
+use crate::kaggle::publish::{publish_files, wait_until_ready, Readiness};
 use anyhow::Context;
 use clap::Parser;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Publish checkpoints as a private Kaggle dataset for the next session.
 ///
@@ -97,7 +97,17 @@ pub fn run(args: PublishArgs) -> anyhow::Result<i32> {
     let newest = pick_resume(&good).map(|c| c.step).unwrap_or(0);
     result?;
     if !args.no_update_metadata {
-        ensure_source(&args.common.metadata, &dataset.to_string())?;
+        if add_dataset_source(&args.common.metadata, &dataset.to_string())? {
+            println!(
+                "Added {dataset} to dataset_sources in {}.",
+                args.common.metadata.display()
+            );
+        } else {
+            println!(
+                "{} already lists {dataset}.",
+                args.common.metadata.display()
+            );
+        }
     }
     println!("Next session: cargo run --release -p emergence_lab_scripts --bin kaggle_run   (resumes from step {newest})");
     Ok(EXIT_OK)
@@ -124,91 +134,61 @@ fn publish(
         collect_items(&args.dir, zip_dir)?
     };
     let (client, _) = args.common.connect()?;
-    let storage = StorageClient::new(
-        client.settings(),
-        Duration::from_secs(300).max(client.settings().timeout),
-    )?;
-    let exists = client.dataset_status(dataset)?.is_some();
-    let mut tokens = vec![];
-    for item in &items {
-        let size = std::fs::metadata(&item.path).map(|m| m.len()).unwrap_or(0);
-        println!("uploading {} ({})", item.name, human_bytes(size));
-        tokens.push(client.upload_blob(&storage, item)?);
-    }
     let notes = args.message.clone().unwrap_or_else(|| {
         let step = pick_resume(good).map(|c| c.step).unwrap_or(0);
         format!("emergence-lab checkpoints up to step {step}")
     });
-    let ans = if exists {
-        let a =
-            client.create_dataset_version(dataset, &notes, args.delete_old_versions, &tokens)?;
-        println!("New version of dataset {dataset} created.");
-        a
-    } else {
-        let a = client.create_dataset(dataset, DATASET_TITLE, &tokens)?;
+    let p = publish_files(
+        &client,
+        dataset,
+        DATASET_TITLE,
+        &items,
+        &notes,
+        args.delete_old_versions,
+        &mut |item, size| println!("uploading {} ({})", item.name, human_bytes(size)),
+    )?;
+    if p.created {
         println!("Private dataset {dataset} created.");
-        a
-    };
-    if let Some(u) = ans.url.filter(|u| !u.is_empty()) {
+    } else {
+        println!("New version of dataset {dataset} created.");
+    }
+    if let Some(u) = p.answer.url.filter(|u| !u.is_empty()) {
         println!("URL: {u}");
     }
     if args.no_wait {
         println!("Not waiting for Kaggle to process it; check before the next kaggle_run.");
         return Ok(());
     }
-    let start = Instant::now();
-    let mut last = String::new();
-    loop {
-        let s = client
-            .dataset_status(dataset)?
-            .map(|s| normalise_status(&s))
-            .unwrap_or_else(|| "NOT_YET_VISIBLE".into());
-        if s != last {
-            println!("dataset status: {s}");
-            last = s.clone();
-        }
-        match s.as_str() {
-            "READY" => return Ok(()),
-            "FAILED" | "DELETED" => anyhow::bail!(
-                "Kaggle could not process dataset {dataset} (status {s}); publish again"
-            ),
-            _ => {}
-        }
-        if start.elapsed().as_secs_f64() >= args.timeout {
-            anyhow::bail!(
-                "dataset {dataset} is still {s} after {:.0} s; wait and check its page before the next kaggle_run",
-                args.timeout
-            );
-        }
-        std::thread::sleep(Duration::from_secs_f64(args.interval));
-    }
+    wait_reported(
+        &client,
+        dataset,
+        Duration::from_secs_f64(args.interval),
+        Duration::from_secs_f64(args.timeout),
+    )
 }
 
-/// Add `dataset` to `dataset_sources` of the metadata file (keeping everything else).
-fn ensure_source(path: &std::path::Path, dataset: &str) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    let list = v
-        .as_object_mut()
-        .context("kernel metadata is not a JSON object")?
-        .entry("dataset_sources")
-        .or_insert_with(|| serde_json::json!([]));
-    let arr = list
-        .as_array_mut()
-        .context("dataset_sources is not a list")?;
-    let present = arr
-        .iter()
-        .filter_map(|s| s.as_str())
-        .any(|s| s == dataset || s.starts_with(&format!("{dataset}/")));
-    if present {
-        println!("{} already lists {dataset}.", path.display());
-        return Ok(());
+/// Wait for `dataset` to be READY, printing each status; an error when it failed or the wait
+/// ran out.
+pub fn wait_reported(
+    client: &crate::kaggle::client::ApiClient,
+    dataset: &Ref,
+    interval: Duration,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let r = wait_until_ready(client, dataset, interval, timeout, &mut |s| {
+        println!("dataset status: {s}")
+    })?;
+    match r {
+        Readiness::Ready(secs) => {
+            println!("dataset {dataset} is ready ({secs} s).");
+            Ok(())
+        }
+        Readiness::Failed(s) => anyhow::bail!(
+            "Kaggle could not process dataset {dataset} (status {s}); publish again"
+        ),
+        Readiness::TimedOut(s) => anyhow::bail!(
+            "dataset {dataset} is still {s} after {:.0} s; wait and check its page (https://www.kaggle.com/datasets/{dataset}) before the next kaggle_run",
+            timeout.as_secs_f64()
+        ),
     }
-    arr.push(serde_json::json!(dataset));
-    std::fs::write(path, serde_json::to_string_pretty(&v)? + "\n")
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    println!("Added {dataset} to dataset_sources in {}.", path.display());
-    Ok(())
 }

@@ -1,19 +1,24 @@
 //! `kaggle_push` (save without running) and `kaggle_run` (save and run, remembering the
 //! version): both validate the metadata and notebook before anything is sent.
 
+use super::source::{send_source, SourceArgs};
 use super::{Common, AFTER_HELP, EXIT_OK};
 use crate::kaggle::api::SaveKernelAnswer;
 use crate::kaggle::client::ApiClient;
 use crate::kaggle::metadata::{now_unix, KernelMetadata, RunState};
 use crate::kaggle::notebook_bridge::kaggle_notebook_text;
+use crate::kaggle::source::Snapshot;
 use crate::kaggle::KaggleError;
 use clap::Parser;
 
 /// Push the notebook to Kaggle without running it (QUICK_SAVE).
 ///
 /// Prerequisites: kaggle_setup has written notebooks/kernel-metadata.json and the notebook it
-/// names exists. The metadata and notebook are validated first; nothing is sent if either is
-/// invalid. Prints the new version number and the kernel's URL.
+/// names exists. The metadata and notebook are validated first, and the source (the files git
+/// tracks at HEAD) is collected; nothing is sent if either is invalid or tracked files differ
+/// from HEAD (unless --allow-dirty). The source goes up as the private dataset
+/// USER/emergence-lab-src (only when its content changed), then the notebook is saved.
+/// Prints the new version number and the kernel's URL.
 #[derive(Debug, Parser)]
 #[command(name = "kaggle_push", version, after_help = AFTER_HELP)]
 pub struct PushArgs {
@@ -23,13 +28,21 @@ pub struct PushArgs {
     /// its slug) and forget any remembered run.
     #[arg(long)]
     pub new: bool,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Only write the source dataset's files (emergence-lab-src.zip and
+    /// emergence-lab-source.json) of the repository in the current folder into DIR, e.g. to
+    /// attach them by hand; nothing is sent and no metadata or credentials are needed.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["new", "no_source"])]
+    pub write_source: Option<std::path::PathBuf>,
 }
 
 /// Start the notebook on Kaggle (save and run) and remember the version for status/download.
 ///
 /// Without --push-first, the version already pushed to Kaggle (kaggle_push) is run again with
-/// the settings of the local metadata; with --push-first the local notebook is validated,
-/// pushed and run in one step.
+/// the settings of the local metadata; with --push-first the source is sent (as kaggle_push
+/// does) and the local notebook is validated, pushed and run in one step. With --sessions N the
+/// run continues across sessions (see --sessions).
 #[derive(Debug, Parser)]
 #[command(name = "kaggle_run", version, after_help = AFTER_HELP)]
 pub struct RunArgs {
@@ -41,13 +54,33 @@ pub struct RunArgs {
     /// With --push-first: the kernel is new (ignore `id_no`).
     #[arg(long)]
     pub new: bool,
+    /// Source options (used with --push-first).
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Run a long training across N sessions: start a session, follow it, publish its newest
+    /// verified checkpoint and metrics as the checkpoints dataset's next version, start the
+    /// next session (which resumes from it); stops after N sessions, at total_steps, on a
+    /// failed session, or when the weekly GPU quota would not cover another session. Running
+    /// the same command again continues the chain; Ctrl-C stops following, not the run.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub sessions: Option<u32>,
+    #[command(flatten)]
+    pub chain: super::chain::ChainArgs,
+    /// Smoke test for a real account: push the notebook shrunk to a few iterations as the
+    /// kernel USER/emergence-lab-smoke (GPU on, source sent), follow it, then check the log for
+    /// the CUDA device line and the outputs for a verified checkpoint; prints one verdict line
+    /// (SMOKE PASS / SMOKE FAIL) with the phase times.
+    #[arg(long, conflicts_with_all = ["sessions", "push_first"])]
+    pub smoke: bool,
+    #[command(flatten)]
+    pub smoke_args: super::smoke::SmokeArgs,
 }
 
-fn local_text(meta: &KernelMetadata) -> Result<String, KaggleError> {
+pub(crate) fn local_text(meta: &KernelMetadata) -> Result<String, KaggleError> {
     kaggle_notebook_text(&meta.code_file)
 }
 
-fn warn_invalid(ans: &SaveKernelAnswer) {
+pub(crate) fn warn_invalid(ans: &SaveKernelAnswer) {
     let lists = [
         ("tags", &ans.invalid_tags),
         ("dataset sources", &ans.invalid_dataset_sources),
@@ -74,9 +107,31 @@ fn url_of(ans: &SaveKernelAnswer, meta: &KernelMetadata) -> String {
 
 /// Run `kaggle_push`.
 pub fn push(args: PushArgs) -> anyhow::Result<i32> {
-    let meta = args.common.metadata()?;
+    if let Some(dir) = &args.write_source {
+        let snap = Snapshot::collect(std::path::Path::new("."), args.source.allow_dirty)?;
+        let (archive, manifest) = snap.write(dir)?;
+        println!(
+            "Wrote {} and {} (commit {}{}); nothing was sent.",
+            archive.display(),
+            manifest.display(),
+            snap.manifest.commit,
+            if snap.manifest.dirty { ", dirty" } else { "" }
+        );
+        return Ok(EXIT_OK);
+    }
+    let mut meta = args.common.metadata()?;
     let text = local_text(&meta)?;
+    let source = args.source.prepare(&meta)?;
     let (client, _) = args.common.connect()?;
+    if let Some((dataset, snap)) = &source {
+        send_source(
+            &client,
+            &mut meta,
+            dataset,
+            snap,
+            args.source.source_timeout,
+        )?;
+    }
     let req = meta.save_request(text, true, !args.new);
     let (ans, version) = client.save_kernel(&req)?;
     warn_invalid(&ans);
@@ -92,7 +147,7 @@ pub fn push(args: PushArgs) -> anyhow::Result<i32> {
     Ok(EXIT_OK)
 }
 
-fn saved_source(client: &ApiClient, meta: &KernelMetadata) -> anyhow::Result<String> {
+pub(crate) fn saved_source(client: &ApiClient, meta: &KernelMetadata) -> anyhow::Result<String> {
     let k = client.get_kernel(&meta.id)?;
     if k.blob.source.trim().is_empty() {
         anyhow::bail!(KaggleError::NotFound {
@@ -106,13 +161,33 @@ fn saved_source(client: &ApiClient, meta: &KernelMetadata) -> anyhow::Result<Str
 
 /// Run `kaggle_run`.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let meta = args.common.metadata()?;
+    if args.smoke {
+        return super::smoke::run(args);
+    }
+    if let Some(n) = args.sessions {
+        return super::chain::run(args, n);
+    }
+    let mut meta = args.common.metadata()?;
     let local = if args.push_first {
         Some(local_text(&meta)?)
     } else {
         None
     };
+    let source = if args.push_first {
+        args.source.prepare(&meta)?
+    } else {
+        None
+    };
     let (client, _) = args.common.connect()?;
+    if let Some((dataset, snap)) = &source {
+        send_source(
+            &client,
+            &mut meta,
+            dataset,
+            snap,
+            args.source.source_timeout,
+        )?;
+    }
     let text = match local {
         Some(t) => t,
         None => saved_source(&client, &meta)?,

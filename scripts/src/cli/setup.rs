@@ -4,6 +4,7 @@
 use super::{Common, AFTER_HELP, EXIT_OK};
 use crate::kaggle::credentials::Auth;
 use crate::kaggle::metadata::{default_metadata, KERNEL_SLUG, MACHINE_SHAPE};
+use crate::kaggle::source::SOURCE_SLUG;
 use crate::kaggle::KaggleError;
 use anyhow::Context;
 use clap::Parser;
@@ -84,16 +85,18 @@ pub fn run(args: SetupArgs) -> anyhow::Result<i32> {
     std::fs::write(path, serde_json::to_string_pretty(&meta)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
     println!(
-        "{} {} (kernel {user}/{KERNEL_SLUG}, GPU {MACHINE_SHAPE} = T4 x2, internet on, private)",
+        "{} {} (kernel {user}/{KERNEL_SLUG}, GPU {MACHINE_SHAPE} = T4 x2, internet on, private, source dataset {user}/{SOURCE_SLUG})",
         if existed { "Updated" } else { "Wrote" },
         path.display()
     );
     println!();
+    println!("The metadata works as written: the first run needs no edits.");
+    println!();
     println!("Next steps:");
-    println!("  1. cargo run --release -p emergence_lab_scripts --bin kaggle_push -- --new   # first push (saved, not run)");
-    println!("  2. cargo run --release -p emergence_lab_scripts --bin kaggle_run              # start training on Kaggle");
-    println!("  3. cargo run --release -p emergence_lab_scripts --bin kaggle_status -- --watch");
-    println!("  4. cargo run --release -p emergence_lab_scripts --bin kaggle_download");
-    println!("  5. cargo run --release -p emergence_lab_scripts --bin kaggle_publish          # carry checkpoints to the next session");
+    println!("  1. cargo run --release -p emergence_lab_scripts --bin kaggle_run -- --push-first   # send the source (private dataset {user}/{SOURCE_SLUG}), push and start the notebook");
+    println!("  2. cargo run --release -p emergence_lab_scripts --bin kaggle_status -- --watch");
+    println!("  3. cargo run --release -p emergence_lab_scripts --bin kaggle_download");
+    println!("  4. cargo run --release -p emergence_lab_scripts --bin kaggle_publish          # carry checkpoints to the next session");
+    println!("Longer runs: kaggle_run -- --push-first --sessions N chains N sessions (steps 2-4 done for you).");
     Ok(EXIT_OK)
 }

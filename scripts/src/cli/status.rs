@@ -118,7 +118,7 @@ impl Display {
     }
 }
 
-fn poll(
+pub(crate) fn poll(
     client: &ApiClient,
     k: &Ref,
     version: Option<i64>,

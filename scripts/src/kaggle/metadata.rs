@@ -25,11 +25,11 @@ pub const STATE_FILE: &str = ".kaggle-run.json";
 
 /// Build the metadata `kaggle_setup` writes for `user`.
 pub fn default_metadata(user: &str, dataset_source: bool, self_source: bool) -> Value {
-    let datasets: Vec<String> = if dataset_source {
-        vec![format!("{user}/{DATASET_SLUG}")]
-    } else {
-        vec![]
-    };
+    // The source dataset comes first: kaggle_push creates it before the first save.
+    let mut datasets = vec![format!("{user}/{}", super::source::SOURCE_SLUG)];
+    if dataset_source {
+        datasets.push(format!("{user}/{DATASET_SLUG}"));
+    }
     let kernels: Vec<String> = if self_source {
         vec![format!("{user}/{KERNEL_SLUG}")]
     } else {
@@ -356,6 +356,47 @@ impl RunState {
                 source: e,
             })
     }
+}
+
+/// Add `dataset` to `dataset_sources` of the metadata file, keeping everything else; returns
+/// false when it was already listed (with or without a version suffix).
+pub fn add_dataset_source(path: &Path, dataset: &str) -> Result<bool, KaggleError> {
+    let bad = |detail: String| KaggleError::InvalidMetadata {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| KaggleError::Io {
+        action: "cannot read",
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let mut v: Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON ({e})")))?;
+    let arr = v
+        .as_object_mut()
+        .ok_or_else(|| bad("the top level must be a JSON object".into()))?
+        .entry("dataset_sources")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+        .ok_or_else(|| bad("`dataset_sources` must be a list of strings".into()))?;
+    let present = arr
+        .iter()
+        .filter_map(|s| s.as_str())
+        .any(|s| s == dataset || s.starts_with(&format!("{dataset}/")));
+    if present {
+        return Ok(false);
+    }
+    arr.push(json!(dataset));
+    std::fs::write(
+        path,
+        serde_json::to_string_pretty(&v).expect("serialisable") + "\n",
+    )
+    .map_err(|e| KaggleError::Io {
+        action: "cannot write",
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    Ok(true)
 }
 
 /// Current Unix time in seconds.

@@ -3,6 +3,7 @@
 //! Everything here returns data or errors; the `cli` module does the printing.
 
 pub mod api;
+pub mod chain;
 pub mod checkpoint;
 pub mod client;
 pub mod credentials;
@@ -12,6 +13,10 @@ pub mod error;
 pub mod metadata;
 pub mod notebook_bridge;
 pub mod progress;
+pub mod publish;
+pub mod quota;
 pub mod secret;
+pub mod smoke;
+pub mod source;
 
 pub use error::KaggleError;

@@ -3,6 +3,10 @@
 //! harness that runs the real helper binaries against it in a temporary project and HOME.
 #![allow(dead_code)]
 
+mod repo;
+#[allow(unused_imports)]
+pub use repo::{git, init_repo};
+
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -365,6 +369,11 @@ fn answer(s: &mut State, req: &Req) -> Reply {
             json!({"active": true, "clientId": "cli", "username": s.introspect_user, "scope": "all"}),
         ),
         "ListKernels" => Reply::Json(200, json!({})),
+        "GetAcceleratorQuotaStatistics" => Reply::Json(
+            200,
+            json!({"quotaRefreshTime": "2026-12-07T00:00:00Z",
+                   "gpuQuota": {"timeUsed": "3600s", "totalTimeAllowed": "108000s", "hasEverRun": true}}),
+        ),
         "GetDatasetStatus" => {
             let k = format!(
                 "{}/{}",
@@ -485,6 +494,7 @@ impl Env {
             serde_json::to_string_pretty(&notebook_json()).unwrap(),
         )
         .unwrap();
+        init_repo(&proj);
         Env {
             tmp,
             fake: Fake::start(),
@@ -546,6 +556,7 @@ impl Env {
             .env("KAGGLE_HELPERS_RETRIES", "4")
             .env("KAGGLE_HELPERS_TIMEOUT_S", "5")
             .env("KAGGLE_HELPERS_MAX_WAIT_S", "2")
+            .env("KAGGLE_HELPERS_DATASET_POLL_S", "0.02")
             .stdin(Stdio::null());
         for (k, v) in &self.extra_env {
             c.env(k, v);
