@@ -148,7 +148,7 @@ fn rotation_keeps_newest_by_step_not_mtime() {
 }
 
 #[test]
-fn emergency_files_are_never_rotated_and_do_not_trigger_rotation() {
+fn emergency_files_rotate_among_themselves_and_never_remove_periodic_ones() {
     let dir = tempfile::tempdir().unwrap();
     let store = CheckpointStore::new(dir.path(), 2).unwrap();
     store.save(&sample(10, Emergency)).unwrap();
@@ -174,6 +174,23 @@ fn emergency_files_are_never_rotated_and_do_not_trigger_rotation() {
         vec![
             "emergency_step_10.safetensors",
             "emergency_step_350.safetensors",
+            "final_step_500.safetensors",
+            "latest.safetensors",
+            "step_300.safetensors",
+            "step_400.safetensors",
+        ]
+    );
+    // A third emergency save (keep = 2) removes the oldest emergency file, and only that.
+    let r = store.save_with_report(&sample(600, Emergency)).unwrap();
+    assert_eq!(
+        r.rotated,
+        vec![dir.path().join("emergency_step_10.safetensors")]
+    );
+    assert_eq!(
+        names(dir.path()),
+        vec![
+            "emergency_step_350.safetensors",
+            "emergency_step_600.safetensors",
             "final_step_500.safetensors",
             "latest.safetensors",
             "step_300.safetensors",

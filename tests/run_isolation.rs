@@ -125,7 +125,15 @@ fn two_train_processes_on_one_folder_the_second_fails_at_once_naming_the_first()
     let status = first.wait().unwrap();
     assert_eq!(status.code(), Some(143));
     let latest = read_checkpoint(&dir.path().join("ckpt/latest.safetensors")).unwrap();
-    assert_eq!(latest.meta.kind, CheckpointKind::Emergency);
+    // An emergency file, or the periodic file of the stop's step when one was just written.
+    assert!(
+        matches!(
+            latest.meta.kind,
+            CheckpointKind::Emergency | CheckpointKind::Periodic
+        ),
+        "{:?}",
+        latest.meta.kind
+    );
     // kill -9 releases the lock too: a run after a killed run takes the folder.
     let mut killed = train_cmd(dir.path(), 4000 * SPI)
         .arg("--train.resume-from=auto")

@@ -25,10 +25,10 @@ use std::sync::Arc;
 use super::error::CheckpointError;
 use super::format::CheckpointKind;
 use super::lock::FolderLock;
-use super::reader::read_checkpoint;
+use super::reader::{read_checkpoint, verify_checkpoint};
 use super::resume::{find_resume, CheckpointInfo};
 use super::saver::{AsyncSaver, SaverStats};
-use super::store::CheckpointStore;
+use super::store::{parse_checkpoint_file_name, CheckpointStore};
 use crate::config::{Config, ConfigOverrides};
 use crate::metrics::Metrics;
 use crate::train::{StopReason, TrainError, TrainState, TrainSummary, Trainer};
@@ -420,9 +420,24 @@ impl CheckpointedRun {
             .resumed_from
             .as_ref()
             .filter(|r| summary.iterations == 0 && r.step == self.trainer.state.step);
+        // A stop right after a periodic save of this very step: that file, once verified, is
+        // the checkpoint (no emergency copy of the same state).
+        let saved_here = if kind == CheckpointKind::Emergency {
+            saver.wait()?;
+            let step = self.trainer.state.step;
+            saver.stats().last.as_ref().map(|r| r.path.clone()).filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                matches!(parse_checkpoint_file_name(name), Some((CheckpointKind::Periodic, s)) if s == step)
+                    && verify_checkpoint(p).is_ok()
+            })
+        } else {
+            None
+        };
         if let Some(r) = unchanged {
             // Nothing trained since the checkpoint we resumed from: do not write it again.
             summary.checkpoint = Some(r.path.clone());
+        } else if let Some(p) = saved_here {
+            summary.checkpoint = Some(p);
         } else {
             saver.submit(
                 self.trainer

@@ -212,7 +212,8 @@ impl CheckpointStore {
         }
         let rotated = match meta.kind {
             CheckpointKind::Periodic | CheckpointKind::Final => self.rotate()?,
-            CheckpointKind::Emergency | CheckpointKind::Nonfinite => Vec::new(),
+            CheckpointKind::Emergency => self.rotate_kind(CheckpointKind::Emergency)?,
+            CheckpointKind::Nonfinite => Vec::new(),
         };
         Ok(SaveReport {
             path,
@@ -254,23 +255,30 @@ impl CheckpointStore {
     /// Deletes periodic files beyond the newest `keep` by step number, never the target of
     /// `latest` (nor any emergency, final or nonfinite file). Returns the deleted paths.
     pub fn rotate(&self) -> Result<Vec<PathBuf>> {
+        self.rotate_kind(CheckpointKind::Periodic)
+    }
+
+    /// Deletes files of `kind` beyond the newest `keep` by step number, never the target of
+    /// `latest`; files of other kinds are untouched (emergency files rotate among themselves,
+    /// so repeated stops do not fill the disk). Returns the deleted paths.
+    pub fn rotate_kind(&self, kind: CheckpointKind) -> Result<Vec<PathBuf>> {
         if self.keep == 0 {
             return Ok(Vec::new());
         }
         let rd = fs::read_dir(&self.dir)
             .map_err(|e| CheckpointError::io(&self.dir, "list folder", e))?;
-        let mut periodic: Vec<(u64, String)> = rd
+        let mut files: Vec<(u64, String)> = rd
             .flatten()
             .filter_map(|e| e.file_name().to_str().map(str::to_string))
             .filter_map(|n| match parse_checkpoint_file_name(&n) {
-                Some((CheckpointKind::Periodic, step)) => Some((step, n)),
+                Some((k, step)) if k == kind => Some((step, n)),
                 _ => None,
             })
             .collect();
-        periodic.sort_by_key(|p| std::cmp::Reverse(p.0));
+        files.sort_by_key(|p| std::cmp::Reverse(p.0));
         let protected = self.latest_target_name();
         let mut removed = Vec::new();
-        for (_, name) in periodic.into_iter().skip(self.keep) {
+        for (_, name) in files.into_iter().skip(self.keep) {
             if protected.as_deref() == Some(name.as_str()) {
                 continue;
             }
