@@ -359,3 +359,47 @@ fn watch_and_download_draw_bars_on_a_terminal() {
         "{text}"
     );
 }
+
+/// Kaggle's error envelope inside an HTTP 200 is the error it says, for every call: status
+/// (not QUEUED, and `--watch` does not poll forever), the output listing of a download, and a push.
+#[test]
+fn error_envelope_inside_200_is_an_error_for_every_call() {
+    let e = Env::with_metadata();
+    let envelope = |code: u16, msg: &str| Reply::Json(200, json!({"code": code, "message": msg}));
+    e.fake.script(
+        "GetKernelSessionStatus",
+        vec![envelope(404, "Notebook not found")],
+    );
+    let r = e.run("kaggle_status", &[]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(!r.stdout.contains("QUEUED"), "{}", r.all());
+    assert!(r.stderr.contains("Notebook not found"), "{}", r.stderr);
+
+    e.fake.script(
+        "GetKernelSessionStatus",
+        vec![envelope(403, "Permission 'kernels.get' was denied")],
+    );
+    let r = e.run("kaggle_status", &["--watch"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("hint: access denied"), "{}", r.stderr);
+
+    e.fake.set_statuses(vec![json!({"status": "COMPLETE"})]);
+    e.fake.script(
+        "ListKernelSessionOutput",
+        vec![envelope(400, "Bad request: kernel version")],
+    );
+    let r = e.run("kaggle_download", &[]);
+    assert_ne!(
+        r.code,
+        0,
+        "listing 0 files and exiting 0 hides the error: {}",
+        r.all()
+    );
+    assert!(r.stderr.contains("Bad request"), "{}", r.stderr);
+
+    e.fake
+        .script("SaveKernel", vec![envelope(409, "Title conflicts")]);
+    let r = e.run("kaggle_push", &["--no-source"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("Title conflicts"), "{}", r.stderr);
+}

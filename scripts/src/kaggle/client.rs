@@ -241,6 +241,18 @@ impl ApiClient {
         } else {
             text
         };
+        // Kaggle sometimes answers HTTP 200 with its error envelope `{"code": 404, "message":
+        // ...}`; decoded as the expected type (whose fields have defaults) it would read as a
+        // normal answer (a QUEUED status, an empty file list): it is the error it says it is.
+        if let Some(code) = error_envelope_code(&text) {
+            return Err(status_error(
+                code,
+                call,
+                what,
+                server_detail(&self.scrub(&text)),
+                1,
+            ));
+        }
         serde_json::from_str(&text).map_err(|e| KaggleError::BadAnswer {
             call,
             detail: format!(
@@ -319,53 +331,60 @@ impl ApiClient {
         let retry_after = retry_after(&resp);
         let body = resp.text().unwrap_or_default();
         let detail = server_detail(&self.scrub(&body));
-        let call = call.to_string();
-        match status.as_u16() {
-            401 | 403 => Attempt::Fail(KaggleError::Auth {
-                call,
-                status: status.as_u16(),
-                detail,
-            }),
-            404 => Attempt::Fail(KaggleError::NotFound {
-                what: what.to_string(),
-                call,
-                detail,
-            }),
-            409 => Attempt::Fail(KaggleError::Conflict { call, detail }),
-            429 => Attempt::Retry {
-                err: KaggleError::RateLimited {
-                    call,
-                    attempts: attempt,
-                },
-                wait: retry_after
-                    .map(|w| w.min(policy.max_wait))
-                    .unwrap_or_else(|| policy.backoff(attempt)),
-            },
-            s if status.is_server_error() => {
-                let err = KaggleError::Server {
-                    call,
-                    status: s,
-                    attempts: attempt,
-                    detail,
-                };
-                if idem == Idempotency::Safe || status == StatusCode::SERVICE_UNAVAILABLE {
-                    Attempt::Retry {
-                        err,
-                        wait: retry_after
-                            .map(|w| w.min(policy.max_wait))
-                            .unwrap_or_else(|| policy.backoff(attempt)),
-                    }
-                } else {
-                    Attempt::Fail(err)
-                }
-            }
-            s => Attempt::Fail(KaggleError::Http {
-                call,
-                status: s,
-                detail,
-            }),
+        let err = status_error(status.as_u16(), call.to_string(), what, detail, attempt);
+        let wait = retry_after
+            .map(|w| w.min(policy.max_wait))
+            .unwrap_or_else(|| policy.backoff(attempt));
+        let retry = status == StatusCode::TOO_MANY_REQUESTS
+            || (status.is_server_error()
+                && (idem == Idempotency::Safe || status == StatusCode::SERVICE_UNAVAILABLE));
+        if retry {
+            Attempt::Retry { err, wait }
+        } else {
+            Attempt::Fail(err)
         }
     }
+}
+
+/// The error for an HTTP status (or the `code` of an error envelope in a 200 answer): the one
+/// mapping of statuses to error kinds, so both give the same message and hint.
+fn status_error(code: u16, call: String, what: &str, detail: String, attempts: u32) -> KaggleError {
+    match code {
+        401 | 403 => KaggleError::Auth {
+            call,
+            status: code,
+            detail,
+        },
+        404 => KaggleError::NotFound {
+            what: what.to_string(),
+            call,
+            detail,
+        },
+        409 => KaggleError::Conflict { call, detail },
+        429 => KaggleError::RateLimited { call, attempts },
+        500..=599 => KaggleError::Server {
+            call,
+            status: code,
+            attempts,
+            detail,
+        },
+        _ => KaggleError::Http {
+            call,
+            status: code,
+            detail,
+        },
+    }
+}
+
+/// The `code` of Kaggle's error envelope (`{"code": >= 400, "message": ...}`) when `body` is one.
+fn error_envelope_code(body: &str) -> Option<u16> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let code = v.get("code")?.as_u64()?;
+    let has_text = v.get("message").or_else(|| v.get("error")).is_some();
+    (400..=599)
+        .contains(&code)
+        .then_some(code as u16)
+        .filter(|_| has_text)
 }
 
 /// Parse `Retry-After` given in seconds (HTTP dates fall back to the backoff).
@@ -507,6 +526,26 @@ mod tests {
         assert_eq!(p.backoff(2), Duration::from_millis(200));
         assert_eq!(p.backoff(3), Duration::from_millis(350));
         assert_eq!(p.backoff(40), Duration::from_millis(350));
+    }
+
+    #[test]
+    fn error_envelopes_are_recognised() {
+        assert_eq!(
+            error_envelope_code(r#"{"code":404,"message":"Notebook not found"}"#),
+            Some(404)
+        );
+        assert_eq!(
+            error_envelope_code(r#"{"code":500,"error":"x"}"#),
+            Some(500)
+        );
+        assert_eq!(error_envelope_code(r#"{"code":200,"message":"ok"}"#), None);
+        assert_eq!(error_envelope_code(r#"{"status":"RUNNING"}"#), None);
+        assert_eq!(
+            error_envelope_code(r#"{"code":404}"#),
+            None,
+            "no message: not an envelope"
+        );
+        assert_eq!(error_envelope_code("not json"), None);
     }
 
     #[test]
