@@ -403,3 +403,55 @@ fn error_envelope_inside_200_is_an_error_for_every_call() {
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("Title conflicts"), "{}", r.stderr);
 }
+
+/// A key the server echoes back JSON-escaped is scrubbed after decoding, in error details and
+/// in undecodable answers; an endpoint carrying credentials is refused without printing them.
+/// (`Env::run` fails the test when a credential appears in clear in any output.)
+#[test]
+fn echoed_and_embedded_credentials_are_never_printed() {
+    let e = Env::with_metadata();
+    let escaped: String = KEY
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    let body = format!(r#"{{"code": 403, "message": "key {escaped} is not allowed"}}"#);
+    e.fake.script(
+        "GetKernelSessionStatus",
+        vec![Reply::Raw(403, vec![], body.clone().into_bytes())],
+    );
+    let r = e.run("kaggle_status", &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("key <redacted> is not allowed"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.all().contains(&escaped),
+        "escaped form printed: {}",
+        r.all()
+    );
+    // The same envelope inside a 200.
+    e.fake.script(
+        "GetKernelSessionStatus",
+        vec![Reply::Raw(200, vec![], body.into_bytes())],
+    );
+    let r = e.run("kaggle_status", &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("<redacted>"), "{}", r.stderr);
+    // Credentials inside the endpoint URL.
+    let mut c = e.command("kaggle_status", &[]);
+    c.env(
+        "KAGGLE_HELPERS_ENDPOINT",
+        format!("https://{USER}:{KEY}@kaggle.example/api"),
+    );
+    let out = c.output().unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(0), "{all}");
+    assert!(!all.contains(KEY), "endpoint credentials printed: {all}");
+    assert!(all.contains("credentials inside the URL"), "{all}");
+}

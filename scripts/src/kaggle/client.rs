@@ -98,9 +98,10 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 /// Accept https URLs, and http only for loopback hosts; no user info, query or fragment.
+/// Errors show the endpoint without its user info and query (where credentials would be).
 pub fn check_endpoint(raw: &str) -> Result<Url, KaggleError> {
     let bad = |detail: &str| KaggleError::InvalidEndpoint {
-        endpoint: raw.to_string(),
+        endpoint: endpoint_for_messages(raw),
         detail: detail.to_string(),
     };
     let url = Url::parse(raw.trim()).map_err(|e| bad(&format!("not a URL ({e})")))?;
@@ -113,6 +114,40 @@ pub fn check_endpoint(raw: &str) -> Result<Url, KaggleError> {
     }
     let trimmed = url.as_str().trim_end_matches('/').to_string();
     Url::parse(&trimmed).map_err(|e| bad(&e.to_string()))
+}
+
+/// `raw` without user info, query and fragment: `https://user:KEY@host/?t=..` -> `https://host/`.
+fn endpoint_for_messages(raw: &str) -> String {
+    match Url::parse(raw.trim()) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            one_line(u.as_str())
+        }
+        // Not a URL: drop anything up to an '@' after the scheme, and any query.
+        Err(_) => {
+            let t = raw.trim();
+            let (scheme, rest) = t.split_once("://").unwrap_or(("", t));
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            let rest = rest.split(['?', '#']).next().unwrap_or("");
+            let shown = if scheme.is_empty() {
+                rest.to_string()
+            } else {
+                format!("{scheme}://{rest}")
+            };
+            one_line(&shown)
+        }
+    }
+}
+
+/// JSON text re-serialised (escapes such as `\u0050` decoded) so scrubbing sees every secret in
+/// clear; other text unchanged.
+fn decoded_json(text: &str) -> String {
+    serde_json::from_str::<Value>(text)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| text.to_string())
 }
 
 /// The scheme rule for every URL we contact: https, or http on a loopback host.
@@ -249,7 +284,7 @@ impl ApiClient {
                 code,
                 call,
                 what,
-                server_detail(&self.scrub(&text)),
+                self.scrub(&server_detail(&text)),
                 1,
             ));
         }
@@ -257,7 +292,7 @@ impl ApiClient {
             call,
             detail: format!(
                 "{e} in {}",
-                self.scrub(&text.chars().take(200).collect::<String>())
+                self.scrub(&decoded_json(&text).chars().take(200).collect::<String>())
             ),
         })
     }
@@ -330,7 +365,9 @@ impl ApiClient {
         }
         let retry_after = retry_after(&resp);
         let body = resp.text().unwrap_or_default();
-        let detail = server_detail(&self.scrub(&body));
+        // Decode first, then scrub: a key echoed back JSON-escaped (`\u0050...`) is in clear
+        // only after decoding.
+        let detail = self.scrub(&server_detail(&body));
         let err = status_error(status.as_u16(), call.to_string(), what, detail, attempt);
         let wait = retry_after
             .map(|w| w.min(policy.max_wait))
@@ -526,6 +563,19 @@ mod tests {
         assert_eq!(p.backoff(2), Duration::from_millis(200));
         assert_eq!(p.backoff(3), Duration::from_millis(350));
         assert_eq!(p.backoff(40), Duration::from_millis(350));
+    }
+
+    #[test]
+    fn endpoints_in_messages_lose_credentials() {
+        assert_eq!(
+            endpoint_for_messages("https://user:SECRETKEY@host.example/api?t=SIG"),
+            "https://host.example/api"
+        );
+        assert!(!endpoint_for_messages("ht!tp://u:SECRETKEY@host").contains("SECRETKEY"));
+        let e = check_endpoint("https://user:SECRETKEY@host.example").unwrap_err();
+        assert!(!e.to_string().contains("SECRETKEY"), "{e}");
+        assert!(e.to_string().contains("credentials inside the URL"), "{e}");
+        assert_eq!(decoded_json(r#"{"m":"\u0041B"}"#), r#"{"m":"AB"}"#);
     }
 
     #[test]
