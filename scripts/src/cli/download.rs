@@ -143,7 +143,9 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<i32> {
                 continue;
             }
         };
-        if manifest.is_complete(&manifest.kernel, &f.file_name, version, &dest) {
+        if manifest.is_complete(&manifest.kernel, &f.file_name, version, &dest)
+            && damaged_checkpoint(&dest).is_none()
+        {
             println!("skipped {} (already complete)", f.file_name);
             t.skipped += 1;
             continue;
@@ -171,6 +173,24 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<i32> {
                     &dest,
                     manifest.files.get(&f.file_name),
                 );
+            }
+        }
+        // A checkpoint is complete only once it verifies: one damaged in transit is not
+        // recorded, so the rerun the error advises fetches it again.
+        if matches!(
+            result,
+            Ok(Fetched::Written { .. }) | Ok(Fetched::AlreadyComplete)
+        ) {
+            if let Some(check) = damaged_checkpoint(&dest) {
+                eprintln!(
+                    "error: {} arrived damaged ({check}); it is not recorded as complete and the next run fetches it again",
+                    f.file_name
+                );
+                if manifest.files.remove(&f.file_name).is_some() {
+                    manifest.save(dir)?;
+                }
+                t.failed.push(f.file_name.clone());
+                continue;
             }
         }
         match result {
@@ -238,6 +258,31 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<i32> {
             EXIT_ERROR
         },
     )
+}
+
+/// The failed check of a downloaded checkpoint file (`*.safetensors`), or `None` when the file
+/// is not a checkpoint or verifies.
+fn damaged_checkpoint(path: &Path) -> Option<String> {
+    let is_ckpt = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".safetensors"));
+    if !is_ckpt || !path.is_file() {
+        return None;
+    }
+    verify_checkpoint(path).err().map(|e| e.check)
+}
+
+/// `text` quoted for a POSIX shell when it needs it.
+fn shell_quote(text: &str) -> String {
+    let plain = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain && !text.is_empty() {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 fn fetch_one(
@@ -308,10 +353,17 @@ fn report_checkpoints(dir: &Path) -> bool {
     }
     match pick_resume(&good) {
         Some(c) => {
+            // The checkpoint's config names Kaggle's /kaggle/working paths: a local resume must
+            // write its checkpoints, metrics and TensorBoard files next to the download.
+            let ckpt_dir = c.path.parent().unwrap_or(dir);
+            let runs = dir.join("runs");
             println!("Resume locally from step {} with:", c.step);
             println!(
-                "  cargo run --release --bin train -- --train.resume-from {}",
-                c.path.display()
+                "  cargo run --release --bin train -- --train.resume-from {} --log.checkpoint-dir {} --log.metrics-path {} --log.tensorboard-dir {}",
+                shell_quote(&c.path.display().to_string()),
+                shell_quote(&ckpt_dir.display().to_string()),
+                shell_quote(&runs.join("metrics.jsonl").display().to_string()),
+                shell_quote(&runs.join("tensorboard").display().to_string()),
             );
         }
         None => println!("No usable checkpoint to resume from."),

@@ -157,12 +157,11 @@ impl Fake {
         self.state.lock().unwrap().statuses = s.into();
     }
 
+    /// Adds an output file, replacing one of the same name.
     pub fn add_output(&self, name: &str, data: Vec<u8>) {
-        self.state
-            .lock()
-            .unwrap()
-            .outputs
-            .push((name.to_string(), data));
+        let mut st = self.state.lock().unwrap();
+        st.outputs.retain(|(n, _)| n != name);
+        st.outputs.push((name.to_string(), data));
     }
 
     pub fn set_log(&self, log: &str) {
