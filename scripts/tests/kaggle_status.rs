@@ -455,3 +455,39 @@ fn echoed_and_embedded_credentials_are_never_printed() {
     assert!(!all.contains(KEY), "endpoint credentials printed: {all}");
     assert!(all.contains("credentials inside the URL"), "{all}");
 }
+
+/// Server text reaches the terminal bounded and without control characters: a huge failure
+/// message full of ANSI escapes, and a huge error body.
+#[test]
+fn server_text_is_bounded_and_stripped_of_escapes() {
+    let e = Env::with_metadata();
+    let huge = format!("\u{1b}[2J\u{1b}[31mboom{}", "x".repeat(5_000_000));
+    e.fake
+        .set_statuses(vec![json!({"status": "ERROR", "failureMessage": huge})]);
+    let r = e.run("kaggle_status", &[]);
+    assert!(
+        r.stdout.contains("boom"),
+        "{}",
+        &r.stdout[..r.stdout.len().min(500)]
+    );
+    assert!(
+        !r.all().contains('\u{1b}'),
+        "escape sequences reached the terminal"
+    );
+    assert!(r.all().len() < 20_000, "{} bytes printed", r.all().len());
+    e.fake.script(
+        "GetKernelSessionStatus",
+        vec![Reply::Raw(
+            403,
+            vec![],
+            "\u{1b}[31m".repeat(1_000_000).into_bytes(),
+        )],
+    );
+    let r = e.run("kaggle_status", &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        !r.all().contains('\u{1b}') && r.all().len() < 20_000,
+        "{}",
+        r.all().len()
+    );
+}

@@ -333,7 +333,10 @@ impl ApiClient {
         )?;
         Ok(StatusAnswer {
             status: RunStatus::parse(w.status.as_deref()),
-            failure_message: w.failure_message.filter(|m| !m.trim().is_empty()),
+            failure_message: w
+                .failure_message
+                .filter(|m| !m.trim().is_empty())
+                .map(|m| crate::kaggle::error::terminal_text(&m, 2000)),
         })
     }
 

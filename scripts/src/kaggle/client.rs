@@ -265,11 +265,17 @@ impl ApiClient {
         let resp = self.send_with_retries(&call, what, idem, || {
             self.authorize(self.http.post(url.clone()).json(body))
         })?;
-        let text = resp.text().map_err(|e| KaggleError::Network {
-            call: call.clone(),
-            attempts: 1,
-            timed_out: e.is_timeout(),
-            cause: one_line(&e.without_url().to_string()),
+        let text = read_capped(resp, MAX_ANSWER_BYTES).map_err(|e| match e {
+            Capped::TooLarge => KaggleError::BadAnswer {
+                call: call.clone(),
+                detail: format!("answer larger than {} MiB", MAX_ANSWER_BYTES >> 20),
+            },
+            Capped::Io(e) => KaggleError::Network {
+                call: call.clone(),
+                attempts: 1,
+                timed_out: e.kind() == std::io::ErrorKind::TimedOut,
+                cause: one_line(&e.to_string()),
+            },
         })?;
         let text = if text.trim().is_empty() {
             "{}".to_string()
@@ -364,7 +370,8 @@ impl ApiClient {
             return Attempt::Done(resp);
         }
         let retry_after = retry_after(&resp);
-        let body = resp.text().unwrap_or_default();
+        // Only for the message: the first 64 KiB are plenty.
+        let body = read_prefix(resp, 64 << 10);
         // Decode first, then scrub: a key echoed back JSON-escaped (`\u0050...`) is in clear
         // only after decoding.
         let detail = self.scrub(&server_detail(&body));
@@ -381,6 +388,37 @@ impl ApiClient {
             Attempt::Fail(err)
         }
     }
+}
+
+/// Largest RPC answer read (output listings are paged; anything bigger is not Kaggle's answer).
+const MAX_ANSWER_BYTES: u64 = 32 << 20;
+
+/// Why [`read_capped`] failed.
+enum Capped {
+    TooLarge,
+    Io(std::io::Error),
+}
+
+/// A response body as text, reading at most `cap` bytes: larger answers are an error (never
+/// read into memory whole), invalid UTF-8 is replaced.
+fn read_capped(resp: Response, cap: u64) -> Result<String, Capped> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    resp.take(cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(Capped::Io)?;
+    if buf.len() as u64 > cap {
+        return Err(Capped::TooLarge);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The first `cap` bytes of a response body as text (the rest is not read).
+fn read_prefix(resp: Response, cap: u64) -> String {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let _ = resp.take(cap).read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// The error for an HTTP status (or the `code` of an error envelope in a 200 answer): the one

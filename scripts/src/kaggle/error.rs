@@ -218,9 +218,37 @@ pub fn one_line(text: &str) -> String {
     }
 }
 
+/// Server text made safe for a terminal: control characters other than newlines (ANSI escape
+/// sequences start with one) become spaces, and at most `max` characters are kept (a note
+/// says how much was cut).
+pub fn terminal_text(text: &str, max: usize) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .collect();
+    let n = clean.chars().count();
+    if n > max {
+        let cut: String = clean.chars().take(max).collect();
+        format!("{cut}... ({} more characters not shown)", n - max)
+    } else {
+        clean
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminal_text_strips_escapes_and_bounds_size() {
+        let t = terminal_text("red \u{1b}[31mALERT\u{1b}[0m\nnext\r", 100);
+        assert_eq!(t, "red  [31mALERT [0m\nnext ");
+        let long = terminal_text(&"x".repeat(5000), 100);
+        assert!(
+            long.starts_with(&"x".repeat(100))
+                && long.ends_with("(4900 more characters not shown)")
+        );
+    }
 
     #[test]
     fn one_line_flattens_and_truncates() {
