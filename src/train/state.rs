@@ -43,6 +43,9 @@ pub struct TrainState {
     pub trackers: Trackers,
     /// Tracker events raised by the last [`TrainState::iterate`] (transient, not state).
     pub new_events: Vec<TrackerEvent>,
+    /// Which implementation runs the PPO minibatches (transient, not state; default
+    /// [`ppo::Backend::Auto`]: the native CPU pass on the CPU).
+    pub update_backend: ppo::Backend,
     scratch: RolloutScratch,
 }
 
@@ -102,6 +105,7 @@ impl TrainState {
             iteration: 0,
             metrics_history: Vec::new(),
             new_events: Vec::new(),
+            update_backend: ppo::Backend::Auto,
             scratch: RolloutScratch::default(),
         }
     }
@@ -200,7 +204,7 @@ impl TrainState {
         let t_update = Instant::now();
         let lr = self.learning_rate();
         let batch = ppo::build_batch(rollout, &adv, &ret);
-        let up = ppo::update(
+        let up = ppo::update_with(
             &self.policy,
             self.offsets.as_ref(),
             &mut self.adam,
@@ -208,6 +212,7 @@ impl TrainState {
             &self.config.train,
             lr,
             &mut self.rng,
+            self.update_backend,
         )
         .map_err(|e| TrainError::NonFinite {
             iteration: self.iteration + 1,
@@ -276,6 +281,14 @@ impl TrainState {
         m.set("perf/network_s", stats.network_s);
         m.set("perf/offsets_s", stats.offsets_s);
         m.set("perf/minibatches", up.minibatches as f64);
+        let pr = &up.profile;
+        m.set("perf/update_batch_s", pr.batch_s);
+        m.set("perf/update_gather_s", pr.gather_s);
+        m.set("perf/update_forward_s", pr.forward_s);
+        m.set("perf/update_backward_s", pr.backward_s);
+        m.set("perf/update_adam_s", pr.adam_s);
+        m.set("perf/update_sync_s", pr.sync_s);
+        m.set("perf/update_host_syncs", pr.host_syncs as f64);
 
         // 7. Trackers (env 0), at their intervals.
         self.new_events.clear();

@@ -1,0 +1,465 @@
+//! A hand-written CPU forward and backward pass of the actor-critic MLP (model.md section 5)
+//! for a batch of agent chunks, on host slices with `matrixmultiply`'s sgemm.
+//!
+//! libtorch spends more time dispatching the ~100 small operations (and their autograd
+//! nodes) of one PPO minibatch than on its arithmetic. Here a minibatch is a handful of
+//! sgemm calls: per layer one shared product over all rows and, with per-agent offsets,
+//! one product per chunk of rows that reads the agent's offset rows in place
+//! (`w + d_i` is never formed). Tests check it against tch autograd.
+
+use super::{param_shapes, LAYER_NORM_EPS};
+use crate::world::NUM_ACTIONS;
+
+/// The data of a contiguous f32 CPU tensor, or `None` for any other tensor.
+pub fn cpu_slice(t: &tch::Tensor) -> Option<&[f32]> {
+    if t.device() != tch::Device::Cpu || t.kind() != tch::Kind::Float || !t.is_contiguous() {
+        return None;
+    }
+    let n = t.numel();
+    if n == 0 {
+        return Some(&[]);
+    }
+    // SAFETY: a contiguous CPU f32 tensor holds `numel` floats at `data_ptr`, alive while
+    // `t` is borrowed.
+    Some(unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, n) })
+}
+
+/// Mutable access to the data of a contiguous f32 CPU tensor.
+///
+/// # Safety
+/// No other reference to the tensor's storage (through any tensor or slice) may be used
+/// while the returned slice is alive.
+pub unsafe fn cpu_slice_mut(t: &tch::Tensor) -> Option<&mut [f32]> {
+    if t.device() != tch::Device::Cpu || t.kind() != tch::Kind::Float || !t.is_contiguous() {
+        return None;
+    }
+    let n = t.numel();
+    if n == 0 {
+        return Some(&mut []);
+    }
+    Some(std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n))
+}
+
+/// Where each parameter lives in the flat parameter vector ([`super::Policy::flat`]).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Observation length.
+    pub obs_dim: usize,
+    /// Hidden layer widths.
+    pub hidden: Vec<usize>,
+    /// Start of each parameter (order of [`super::Policy::params`]).
+    pub start: Vec<usize>,
+    /// Number of scalars of each parameter.
+    pub len: Vec<usize>,
+    /// Total number of scalars.
+    pub total: usize,
+}
+
+impl Layout {
+    /// The layout of the network with `obs_dim` inputs and `hidden` widths.
+    pub fn new(obs_dim: usize, hidden: &[usize]) -> Layout {
+        let shapes = param_shapes(obs_dim, hidden);
+        let len: Vec<usize> = shapes
+            .iter()
+            .map(|s| s.iter().product::<i64>() as usize)
+            .collect();
+        let mut start = Vec::with_capacity(len.len());
+        let mut total = 0;
+        for &l in &len {
+            start.push(total);
+            total += l;
+        }
+        Layout {
+            obs_dim,
+            hidden: hidden.to_vec(),
+            start,
+            len,
+            total,
+        }
+    }
+
+    fn param<'a>(&self, p: &'a [f32], i: usize) -> &'a [f32] {
+        &p[self.start[i]..self.start[i] + self.len[i]]
+    }
+
+    fn width(&self, k: usize) -> usize {
+        if k == 0 {
+            self.obs_dim
+        } else {
+            self.hidden[k - 1]
+        }
+    }
+}
+
+/// Per-parameter offset rows of a virtual table: entry `e < num_slots` is row `e` of the
+/// parameter's slot table, larger entries are row `e - num_slots` of its extra table.
+#[derive(Debug, Clone)]
+pub struct OffsetRows<'a> {
+    /// `(slot table, extra table)` per parameter (order of [`super::Policy::params`]);
+    /// `None` for parameters without offsets.
+    pub tables: Vec<Option<(&'a [f32], &'a [f32])>>,
+    /// Rows of the slot tables.
+    pub num_slots: usize,
+}
+
+impl<'a> OffsetRows<'a> {
+    /// The offsets of parameter `p` (`len` scalars) for table entry `entry`.
+    #[inline]
+    fn row(&self, p: usize, len: usize, entry: usize) -> Option<&'a [f32]> {
+        let (slots, extra) = self.tables[p]?;
+        Some(if entry < self.num_slots {
+            &slots[entry * len..(entry + 1) * len]
+        } else {
+            let e = entry - self.num_slots;
+            &extra[e * len..(e + 1) * len]
+        })
+    }
+}
+
+/// Rows `start..start + len` of a batch act with the offsets of table entry `entry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seg {
+    /// Entry of the virtual offset table (ignored without offsets).
+    pub entry: usize,
+    /// First row.
+    pub start: usize,
+    /// Number of rows.
+    pub len: usize,
+}
+
+/// Buffers of one forward/backward pass, reused across calls.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    rows: usize,
+    /// Input rows `[rows, obs_dim]`, filled by the caller (see [`Workspace::input_mut`]).
+    x: Vec<f32>,
+    /// Per hidden layer: normalised pre-activations (LayerNorm output before the affine).
+    nhat: Vec<Vec<f32>>,
+    /// Per hidden layer: `1 / sqrt(var + eps)` per row.
+    rstd: Vec<Vec<f32>>,
+    /// Per hidden layer: tanh outputs.
+    act: Vec<Vec<f32>>,
+    /// Logits `[rows, 6]` of the last forward.
+    pub logits: Vec<f32>,
+    /// Values `[rows]` of the last forward.
+    pub value: Vec<f32>,
+    da: Vec<f32>,
+    dz: Vec<f32>,
+}
+
+/// `c = beta * c + a b^T` for row-major `a` `[m, k]`, `b` `[n, k]`, `c` `[m, n]`.
+fn gemm_abt(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
+    assert!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n);
+    // SAFETY: the slices hold the strided extents checked above.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            1,
+            k as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
+
+/// `c = beta * c + a b` for row-major `a` `[m, k]`, `b` `[k, n]`, `c` `[m, n]`.
+fn gemm_ab(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: the slices hold the strided extents checked above.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
+
+/// `c = a^T b` for row-major `a` `[k, m]`, `b` `[k, n]`, `c` `[m, n]` (overwritten).
+fn gemm_atb(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: the slices hold the strided extents checked above.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            1,
+            m as isize,
+            b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
+
+/// Dot product with eight independent partial sums (vectorisable, fixed order).
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+impl Workspace {
+    /// Sizes the buffers for `rows` rows and returns the input rows `[rows, obs_dim]` to fill.
+    pub fn input_mut(&mut self, lay: &Layout, rows: usize) -> &mut [f32] {
+        self.rows = rows;
+        let nh = lay.hidden.len();
+        self.nhat.resize_with(nh, Vec::new);
+        self.rstd.resize_with(nh, Vec::new);
+        self.act.resize_with(nh, Vec::new);
+        for (k, &h) in lay.hidden.iter().enumerate() {
+            self.nhat[k].resize(rows * h, 0.0);
+            self.rstd[k].resize(rows, 0.0);
+            self.act[k].resize(rows * h, 0.0);
+        }
+        self.logits.resize(rows * NUM_ACTIONS, 0.0);
+        self.value.resize(rows, 0.0);
+        self.x.resize(rows * lay.obs_dim, 0.0);
+        &mut self.x
+    }
+
+    /// Forward pass over the input rows: fills [`Workspace::logits`] and
+    /// [`Workspace::value`]. `segs` must cover the rows when `off` is given.
+    pub fn forward(&mut self, lay: &Layout, p: &[f32], segs: &[Seg], off: Option<&OffsetRows>) {
+        let n = self.rows;
+        for k in 0..lay.hidden.len() {
+            let (h, w_in) = (lay.hidden[k], lay.width(k));
+            let (wi, bi, gi, ti) = (4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3);
+            let (before, rest) = self.act.split_at_mut(k);
+            let input: &[f32] = if k == 0 { &self.x } else { &before[k - 1] };
+            let z = &mut self.nhat[k];
+            // z = x W^T (+ x_s D_s^T per chunk s).
+            gemm_abt(n, w_in, h, input, lay.param(p, wi), 0.0, z);
+            if let Some(o) = off {
+                for s in segs {
+                    if let Some(d) = o.row(wi, lay.len[wi], s.entry) {
+                        let xs = &input[s.start * w_in..(s.start + s.len) * w_in];
+                        gemm_abt(s.len, w_in, h, xs, d, 1.0, &mut z[s.start * h..]);
+                    }
+                }
+            }
+            let (b, g, t) = (lay.param(p, bi), lay.param(p, gi), lay.param(p, ti));
+            let act = &mut rest[0];
+            let rstd = &mut self.rstd[k];
+            let mut run = |rows: std::ops::Range<usize>, entry: Option<usize>| {
+                let row = |i: usize| entry.and_then(|e| off.and_then(|o| o.row(i, h, e)));
+                let (db, dg, dt) = (row(bi), row(gi), row(ti));
+                for r in rows {
+                    let zr = &mut z[r * h..(r + 1) * h];
+                    for j in 0..h {
+                        zr[j] += b[j] + db.map_or(0.0, |d| d[j]);
+                    }
+                    let mean = zr.iter().sum::<f32>() / h as f32;
+                    let var = zr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+                    let rs = 1.0 / (var + LAYER_NORM_EPS as f32).sqrt();
+                    rstd[r] = rs;
+                    let ar = &mut act[r * h..(r + 1) * h];
+                    for j in 0..h {
+                        let nh = (zr[j] - mean) * rs;
+                        zr[j] = nh;
+                        let scale = g[j] + dg.map_or(0.0, |d| d[j]);
+                        let shift = t[j] + dt.map_or(0.0, |d| d[j]);
+                        ar[j] = (nh * scale + shift).tanh();
+                    }
+                }
+            };
+            match off {
+                Some(_) => segs
+                    .iter()
+                    .for_each(|s| run(s.start..s.start + s.len, Some(s.entry))),
+                None => run(0..n, None),
+            }
+        }
+        self.heads_forward(lay, p, segs, off);
+    }
+
+    fn heads_forward(&mut self, lay: &Layout, p: &[f32], segs: &[Seg], off: Option<&OffsetRows>) {
+        let n = self.rows;
+        let h = *lay.hidden.last().unwrap();
+        let a = &self.act[lay.hidden.len() - 1];
+        let ai = 4 * lay.hidden.len();
+        let (wa, ba, wc, bc) = (
+            lay.param(p, ai),
+            lay.param(p, ai + 1),
+            lay.param(p, ai + 2),
+            lay.param(p, ai + 3),
+        );
+        let (logits, value) = (&mut self.logits, &mut self.value);
+        let mut run = |rows: std::ops::Range<usize>, entry: Option<usize>| {
+            let row = |i: usize| entry.and_then(|e| off.and_then(|o| o.row(i, lay.len[i], e)));
+            let (dwa, dba, dwc, dbc) = (row(ai), row(ai + 1), row(ai + 2), row(ai + 3));
+            for r in rows {
+                let ar = &a[r * h..(r + 1) * h];
+                for o in 0..NUM_ACTIONS {
+                    let mut s = dot(ar, &wa[o * h..(o + 1) * h]) + ba[o];
+                    if let Some(d) = dwa {
+                        s += dot(ar, &d[o * h..(o + 1) * h]);
+                    }
+                    logits[r * NUM_ACTIONS + o] = s + dba.map_or(0.0, |d| d[o]);
+                }
+                let mut v = dot(ar, wc) + bc[0];
+                if let Some(d) = dwc {
+                    v += dot(ar, d);
+                }
+                value[r] = v + dbc.map_or(0.0, |d| d[0]);
+            }
+        };
+        match off {
+            Some(_) => segs
+                .iter()
+                .for_each(|s| run(s.start..s.start + s.len, Some(s.entry))),
+            None => run(0..n, None),
+        }
+    }
+
+    /// Backward pass of the last [`Workspace::forward`] given the loss gradients with
+    /// respect to the logits (`[rows, 6]`) and values (`[rows]`): writes the gradient of
+    /// the shared parameters into `grad` (`lay.total` scalars, overwritten). Offsets get no
+    /// gradient.
+    pub fn backward(
+        &mut self,
+        lay: &Layout,
+        p: &[f32],
+        segs: &[Seg],
+        off: Option<&OffsetRows>,
+        dlogits: &[f32],
+        dvalue: &[f32],
+        grad: &mut [f32],
+    ) {
+        let n = self.rows;
+        let nh = lay.hidden.len();
+        let h = lay.hidden[nh - 1];
+        grad[..lay.total].fill(0.0);
+        let ai = 4 * nh;
+        // Heads.
+        self.da.clear();
+        self.da.resize(n * h, 0.0);
+        {
+            let a = &self.act[nh - 1];
+            let (wa, wc) = (lay.param(p, ai), lay.param(p, ai + 2));
+            let da = &mut self.da;
+            let mut run = |rows: std::ops::Range<usize>, entry: Option<usize>| {
+                let row = |i: usize| entry.and_then(|e| off.and_then(|o| o.row(i, lay.len[i], e)));
+                let (dwa, dwc) = (row(ai), row(ai + 2));
+                for r in rows {
+                    let ar = &a[r * h..(r + 1) * h];
+                    let dar = &mut da[r * h..(r + 1) * h];
+                    let outs = (0..NUM_ACTIONS)
+                        .map(|o| (dlogits[r * NUM_ACTIONS + o], ai, o, dwa))
+                        .chain(std::iter::once((dvalue[r], ai + 2, 0, dwc)));
+                    for (gv, wi, o, dw) in outs {
+                        let w = if wi == ai { wa } else { wc };
+                        let gw = lay.start[wi] + o * h;
+                        grad[lay.start[wi + 1] + o] += gv;
+                        for j in 0..h {
+                            grad[gw + j] += gv * ar[j];
+                            let wd = w[o * h + j] + dw.map_or(0.0, |d| d[o * h + j]);
+                            dar[j] += gv * wd;
+                        }
+                    }
+                }
+            };
+            match off {
+                Some(_) => segs
+                    .iter()
+                    .for_each(|s| run(s.start..s.start + s.len, Some(s.entry))),
+                None => run(0..n, None),
+            }
+        }
+        // Hidden layers, last to first.
+        for k in (0..nh).rev() {
+            let (h, w_in) = (lay.hidden[k], lay.width(k));
+            let (wi, bi, gi, ti) = (4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3);
+            self.dz.resize(n * h, 0.0);
+            let (a, nhat, rstd) = (&self.act[k], &self.nhat[k], &self.rstd[k]);
+            let (da, dz) = (&self.da, &mut self.dz);
+            let g = lay.param(p, gi);
+            let mut run = |rows: std::ops::Range<usize>, entry: Option<usize>| {
+                let dg = entry.and_then(|e| off.and_then(|o| o.row(gi, h, e)));
+                for r in rows {
+                    let (ar, nr) = (&a[r * h..(r + 1) * h], &nhat[r * h..(r + 1) * h]);
+                    let dzr = &mut dz[r * h..(r + 1) * h];
+                    let (mut m1, mut m2) = (0f32, 0f32);
+                    for j in 0..h {
+                        let dpre = da[r * h + j] * (1.0 - ar[j] * ar[j]);
+                        grad[lay.start[gi] + j] += dpre * nr[j];
+                        grad[lay.start[ti] + j] += dpre;
+                        let dn = dpre * (g[j] + dg.map_or(0.0, |d| d[j]));
+                        dzr[j] = dn;
+                        m1 += dn;
+                        m2 += dn * nr[j];
+                    }
+                    let (m1, m2) = (m1 / h as f32, m2 / h as f32);
+                    for j in 0..h {
+                        let v = rstd[r] * (dzr[j] - m1 - nr[j] * m2);
+                        dzr[j] = v;
+                        grad[lay.start[bi] + j] += v;
+                    }
+                }
+            };
+            match off {
+                Some(_) => segs
+                    .iter()
+                    .for_each(|s| run(s.start..s.start + s.len, Some(s.entry))),
+                None => run(0..n, None),
+            }
+            let input: &[f32] = if k == 0 { &self.x } else { &self.act[k - 1] };
+            let gw = &mut grad[lay.start[wi]..lay.start[wi] + lay.len[wi]];
+            gemm_atb(h, n, w_in, &self.dz, input, gw);
+            if k > 0 {
+                // d(input) = dz (W + D_s) per chunk; the first layer's input needs none.
+                self.da.resize(n * w_in, 0.0);
+                gemm_ab(n, h, w_in, &self.dz, lay.param(p, wi), 0.0, &mut self.da);
+                if let Some(o) = off {
+                    for s in segs {
+                        if let Some(d) = o.row(wi, lay.len[wi], s.entry) {
+                            let dzs = &self.dz[s.start * h..(s.start + s.len) * h];
+                            let out = &mut self.da[s.start * w_in..];
+                            gemm_ab(s.len, h, w_in, dzs, d, 1.0, out);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
