@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use emergence_lab::config::Evolved;
 use emergence_lab::policy::native::{Layout, Seg, Workspace};
 use emergence_lab::policy::{Offsets, Policy};
-use emergence_lab::ppo::update_native::{loss_and_grad, LossCoefs, LossRows};
+use emergence_lab::ppo::update_native::{finish_metrics, loss_and_grad, LossCoefs, LossRows, Norm};
 use emergence_lab::ppo::update_tch::{minibatch_loss, MinibatchData, HOST_SYNCS};
 use emergence_lab::ppo::Backend;
 use emergence_lab::{Config, Rng, TrainState};
@@ -153,7 +153,11 @@ fn check_gradients(evolved: Option<Evolved>) {
         ent_coef: cfg.ent_coef,
     };
     let (mut dl, mut dv) = (Vec::new(), Vec::new());
-    let got_metrics = loss_and_grad(&ws.logits, &ws.value, &loss_rows, coefs, &mut dl, &mut dv);
+    let norm = Norm::of(loss_rows.advantages.iter().copied());
+    let sums = loss_and_grad(
+        &ws.logits, &ws.value, &loss_rows, norm, coefs, &mut dl, &mut dv,
+    );
+    let got_metrics = finish_metrics(sums, norm.n, coefs);
     let mut grad = vec![0f32; lay.total];
     ws.backward(&lay, &p, &segs, host.as_ref(), &dl, &dv, &mut grad);
 

@@ -67,9 +67,9 @@ pub struct UpdateProfile {
     pub batch_s: f64,
     /// Per-agent offset gathers (libtorch backend only; the native pass reads in place).
     pub gather_s: f64,
-    /// Forward pass and loss.
+    /// Forward pass and loss (native backend: as timed on the first thread's part).
     pub forward_s: f64,
-    /// Backward pass and gradient clipping.
+    /// Backward pass, gradient reduction and clipping (native: the rest of the parallel pass).
     pub backward_s: f64,
     /// Adam steps.
     pub adam_s: f64,
@@ -216,7 +216,10 @@ pub fn update_with(
     };
     let mut sums = [0f64; 6];
     match native {
-        Some(mut nat) => nat.run(batch, cfg, lr, rng, mb_size, &mut sums, &mut stats)?,
+        Some(mut nat) => {
+            let threads = tch::get_num_threads().max(1) as usize;
+            nat.run(batch, cfg, lr, rng, mb_size, threads, &mut sums, &mut stats)?
+        }
         None => super::update_tch::run(
             policy, offsets, adam, batch, cfg, lr, rng, mb_size, &mut sums, &mut stats,
         )?,

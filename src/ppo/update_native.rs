@@ -31,32 +31,53 @@ pub struct LossCoefs {
     pub ent_coef: f64,
 }
 
-/// The PPO loss (model.md section 6.4) of `n` rows given the network's `logits` `[n, 6]` and
-/// `value` `[n]`: writes `d loss / d logits` and `d loss / d value` and returns the six
-/// metrics (order of [`super::update::METRIC_NAMES`]).
+/// Minibatch-wide constants of the loss: advantage mean and population std, sample count.
+#[derive(Debug, Clone, Copy)]
+pub struct Norm {
+    pub adv_mean: f64,
+    pub adv_std: f64,
+    pub n: f64,
+}
+
+impl Norm {
+    /// The constants of a minibatch with advantages `adv` (all its rows).
+    pub fn of(adv: impl Iterator<Item = f32> + Clone) -> Norm {
+        let (mut sum, mut n) = (0f64, 0usize);
+        for a in adv.clone() {
+            sum += a as f64;
+            n += 1;
+        }
+        let nf = n.max(1) as f64;
+        let mean = sum / nf;
+        let var = adv.map(|a| (a as f64 - mean).powi(2)).sum::<f64>() / nf;
+        Norm {
+            adv_mean: mean,
+            adv_std: var.sqrt(),
+            n: n as f64,
+        }
+    }
+}
+
+/// Sums of the per-sample PPO loss terms (policy, value, entropy, approx KL, clipped) of
+/// `rows` given the network's `logits` `[rows, 6]` and `value` `[rows]`; writes the
+/// gradient of the minibatch loss (model.md section 6.4; means over `norm.n` samples)
+/// with respect to the logits and values. See [`finish_metrics`].
 pub fn loss_and_grad(
     logits: &[f32],
     value: &[f32],
     rows: &LossRows,
+    norm: Norm,
     c: LossCoefs,
     dlogits: &mut Vec<f32>,
     dvalue: &mut Vec<f32>,
-) -> [f64; 6] {
+) -> [f64; 5] {
     let n = rows.actions.len();
-    let nf = n as f64;
+    let nf = norm.n;
     dlogits.resize(n * NUM_ACTIONS, 0.0);
     dvalue.resize(n, 0.0);
-    // Advantage normalisation (mean, population std, + 1e-8).
-    let mean = rows.advantages.iter().map(|&a| a as f64).sum::<f64>() / nf;
-    let var = rows
-        .advantages
-        .iter()
-        .map(|&a| (a as f64 - mean).powi(2))
-        .sum::<f64>()
-        / nf;
-    let std = var.sqrt();
+    let (mean, std) = (norm.adv_mean, norm.adv_std);
     let (lo, hi) = (1.0 - c.clip_eps, 1.0 + c.clip_eps);
-    let mut m = [0f64; 6];
+    let mut m = [0f64; 5];
     for r in 0..n {
         let z = &logits[r * NUM_ACTIONS..(r + 1) * NUM_ACTIONS];
         let zmax = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
@@ -99,11 +120,21 @@ pub fn loss_and_grad(
             dlogits[r * NUM_ACTIONS + k] = g as f32;
         }
     }
-    for v in &mut m[..5] {
-        *v /= nf;
-    }
-    m[5] = m[0] + c.vf_coef * m[1] - c.ent_coef * m[2];
     m
+}
+
+/// The six metrics (order of [`super::update::METRIC_NAMES`]) from the sums of
+/// [`loss_and_grad`] over a minibatch of `n` samples.
+pub fn finish_metrics(sums: [f64; 5], n: f64, c: LossCoefs) -> [f64; 6] {
+    let m: Vec<f64> = sums.iter().map(|v| v / n).collect();
+    [
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        m[4],
+        m[0] + c.vf_coef * m[1] - c.ent_coef * m[2],
+    ]
 }
 
 /// Scales `grad` so its L2 norm is at most `max_norm` (factor `max_norm / (norm + 1e-6)`
@@ -203,7 +234,11 @@ impl<'a> NativeUpdate<'a> {
         })
     }
 
-    /// Runs the epochs; adds the per-epoch loss sums to `sums`.
+    /// Runs the epochs on `threads` threads; adds the per-epoch loss sums to `sums`.
+    ///
+    /// Each minibatch is split into `threads` parts of whole chunks (by rows); each part
+    /// runs forward, loss and backward on its own buffers and the part gradients are
+    /// added in part order, so results depend on the thread count but not on scheduling.
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &mut self,
@@ -212,22 +247,26 @@ impl<'a> NativeUpdate<'a> {
         lr: f64,
         rng: &mut Rng,
         mb_size: usize,
+        threads: usize,
         sums: &mut [f64; 6],
         stats: &mut UpdateStats,
     ) -> Result<(), NonFiniteLoss> {
-        let lay = &self.lay;
-        let d = lay.obs_dim;
+        let threads = threads.max(1);
         let coefs = LossCoefs {
             clip_eps: cfg.clip_eps,
             vf_coef: cfg.vf_coef,
             ent_coef: cfg.ent_coef,
         };
-        let betas = self.betas;
-        let mut ws = Workspace::default();
-        let mut rows = LossRows::default();
-        let mut segs: Vec<Seg> = Vec::new();
-        let (mut dlogits, mut dvalue) = (Vec::new(), Vec::new());
-        let mut grad = vec![0f32; lay.total];
+        let pool = (threads > 1)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .ok()
+            })
+            .flatten();
+        let mut parts: Vec<Part> = (0..threads).map(|_| Part::new(self.lay.total)).collect();
+        let mut grad = vec![0f32; self.lay.total];
         let mut order: Vec<usize> = (0..batch.chunks.len()).collect();
         let prof = &mut stats.profile;
         for _epoch in 0..cfg.num_epochs {
@@ -239,64 +278,180 @@ impl<'a> NativeUpdate<'a> {
             for g in groups {
                 let t = Instant::now();
                 let group = &order[g];
-                segs.clear();
-                rows.actions.clear();
-                rows.old_logp.clear();
-                rows.advantages.clear();
-                rows.returns.clear();
-                for &c in group {
-                    let ch = &batch.chunks[c];
-                    segs.push(Seg {
-                        entry: ch.entry as usize,
-                        start: rows.actions.len(),
-                        len: ch.samples.len(),
-                    });
-                    for &s in &ch.samples {
-                        let s = s as usize;
-                        rows.actions.push(batch.actions[s] as usize);
-                        rows.old_logp.push(batch.logp[s]);
-                        rows.advantages.push(batch.advantages[s]);
-                        rows.returns.push(batch.returns[s]);
+                let total: usize = group.iter().map(|&c| batch.chunks[c].samples.len()).sum();
+                let norm = Norm::of(
+                    group
+                        .iter()
+                        .flat_map(|&c| batch.chunks[c].samples.iter())
+                        .map(|&s| batch.advantages[s as usize]),
+                );
+                // Whole chunks to parts, about `total / threads` rows each.
+                let mut next = 0;
+                for (p, part) in parts.iter_mut().enumerate() {
+                    let target = (total * (p + 1)).div_ceil(threads);
+                    let mut end = next;
+                    let mut rows = part_rows(batch, &group[..next]);
+                    while end < group.len() && (rows < target || p + 1 == threads) {
+                        rows += batch.chunks[group[end]].samples.len();
+                        end += 1;
                     }
-                }
-                let n = rows.actions.len();
-                let x = ws.input_mut(lay, n);
-                let mut r = 0;
-                for &c in group {
-                    for &s in &batch.chunks[c].samples {
-                        let s = s as usize;
-                        x[r * d..(r + 1) * d].copy_from_slice(&self.obs[s * d..(s + 1) * d]);
-                        r += 1;
-                    }
+                    part.fill(batch, &group[next..end], self.obs, &self.lay);
+                    next = end;
                 }
                 prof.batch_s += t.elapsed().as_secs_f64();
                 let t = Instant::now();
-                let off = self.offsets.as_ref();
-                ws.forward(lay, self.params, &segs, off);
-                let metrics = loss_and_grad(
-                    &ws.logits,
-                    &ws.value,
-                    &rows,
-                    coefs,
-                    &mut dlogits,
-                    &mut dvalue,
-                );
-                for (e, v) in epoch.iter_mut().zip(metrics) {
+                let (lay, params, off) = (&self.lay, &*self.params, self.offsets.as_ref());
+                let work = |part: &mut Part| part.compute(lay, params, off, norm, coefs);
+                match &pool {
+                    Some(pool) => pool.install(|| {
+                        use rayon::prelude::*;
+                        parts.par_iter_mut().for_each(work)
+                    }),
+                    None => parts.iter_mut().for_each(work),
+                }
+                let mut loss_sums = [0f64; 5];
+                grad.copy_from_slice(&parts[0].grad);
+                for (i, part) in parts.iter().enumerate() {
+                    for (s, v) in loss_sums.iter_mut().zip(part.sums) {
+                        *s += v;
+                    }
+                    if i > 0 && part.rows.actions.len() > 0 {
+                        grad.iter_mut().zip(&part.grad).for_each(|(g, p)| *g += p);
+                    }
+                }
+                for (e, v) in epoch
+                    .iter_mut()
+                    .zip(finish_metrics(loss_sums, norm.n, coefs))
+                {
                     *e += v;
                 }
-                prof.forward_s += t.elapsed().as_secs_f64();
-                let t = Instant::now();
-                ws.backward(lay, self.params, &segs, off, &dlogits, &dvalue, &mut grad);
                 clip_grad_norm(&mut grad, cfg.max_grad_norm);
-                prof.backward_s += t.elapsed().as_secs_f64();
+                // Forward + loss as timed on the first part; the rest (backward, adding
+                // the part gradients, clipping) counts as backward.
+                prof.forward_s += parts[0].forward_s;
+                prof.backward_s += t.elapsed().as_secs_f64() - parts[0].forward_s;
                 let t = Instant::now();
                 *self.step += 1;
-                adam_step(self.params, &grad, self.m, self.v, *self.step, lr, betas);
+                adam_step(
+                    self.params,
+                    &grad,
+                    self.m,
+                    self.v,
+                    *self.step,
+                    lr,
+                    self.betas,
+                );
                 prof.adam_s += t.elapsed().as_secs_f64();
                 stats.minibatches += 1;
             }
             add_epoch_sums(sums, &epoch)?;
         }
         Ok(())
+    }
+}
+
+fn part_rows(batch: &Batch, chunks: &[usize]) -> usize {
+    chunks.iter().map(|&c| batch.chunks[c].samples.len()).sum()
+}
+
+/// One thread's share of a minibatch and its buffers.
+struct Part {
+    ws: Workspace,
+    rows: LossRows,
+    segs: Vec<Seg>,
+    dlogits: Vec<f32>,
+    dvalue: Vec<f32>,
+    grad: Vec<f32>,
+    sums: [f64; 5],
+    /// Seconds of the last forward + loss.
+    forward_s: f64,
+}
+
+impl Part {
+    fn new(total: usize) -> Part {
+        Part {
+            ws: Workspace::default(),
+            rows: LossRows::default(),
+            segs: Vec::new(),
+            dlogits: Vec::new(),
+            dvalue: Vec::new(),
+            grad: vec![0f32; total],
+            sums: [0.0; 5],
+            forward_s: 0.0,
+        }
+    }
+
+    /// Gathers the samples of `chunks` (rows in chunk order).
+    fn fill(&mut self, batch: &Batch, chunks: &[usize], obs: &[f32], lay: &Layout) {
+        let d = lay.obs_dim;
+        self.segs.clear();
+        let r = &mut self.rows;
+        r.actions.clear();
+        r.old_logp.clear();
+        r.advantages.clear();
+        r.returns.clear();
+        for &c in chunks {
+            let ch = &batch.chunks[c];
+            self.segs.push(Seg {
+                entry: ch.entry as usize,
+                start: r.actions.len(),
+                len: ch.samples.len(),
+            });
+            for &s in &ch.samples {
+                let s = s as usize;
+                r.actions.push(batch.actions[s] as usize);
+                r.old_logp.push(batch.logp[s]);
+                r.advantages.push(batch.advantages[s]);
+                r.returns.push(batch.returns[s]);
+            }
+        }
+        let n = r.actions.len();
+        let x = self.ws.input_mut(lay, n);
+        let mut row = 0;
+        for &c in chunks {
+            for &s in &batch.chunks[c].samples {
+                let s = s as usize;
+                x[row * d..(row + 1) * d].copy_from_slice(&obs[s * d..(s + 1) * d]);
+                row += 1;
+            }
+        }
+    }
+
+    /// Forward, loss and backward of this part (nothing for an empty part).
+    fn compute(
+        &mut self,
+        lay: &Layout,
+        params: &[f32],
+        off: Option<&OffsetRows>,
+        norm: Norm,
+        coefs: LossCoefs,
+    ) {
+        self.sums = [0.0; 5];
+        self.forward_s = 0.0;
+        if self.rows.actions.is_empty() {
+            return;
+        }
+        let t = Instant::now();
+        let ws = &mut self.ws;
+        ws.forward(lay, params, &self.segs, off);
+        self.sums = loss_and_grad(
+            &ws.logits,
+            &ws.value,
+            &self.rows,
+            norm,
+            coefs,
+            &mut self.dlogits,
+            &mut self.dvalue,
+        );
+        self.forward_s = t.elapsed().as_secs_f64();
+        ws.backward(
+            lay,
+            params,
+            &self.segs,
+            off,
+            &self.dlogits,
+            &self.dvalue,
+            &mut self.grad,
+        );
     }
 }
