@@ -30,6 +30,11 @@ fn rel(a: &[f32], b: &[f32]) -> f64 {
 }
 
 fn check_gradients(evolved: Option<Evolved>) {
+    check_gradients_with(evolved, false);
+    check_gradients_with(evolved, true);
+}
+
+fn check_gradients_with(evolved: Option<Evolved>, split_offsets: bool) {
     tch::set_num_threads(1);
     let mut rng = Rng::seed_from_u64(7);
     let mut policy = Policy::new(OBS, &HIDDEN, &mut rng, Device::Cpu);
@@ -126,7 +131,7 @@ fn check_gradients(evolved: Option<Evolved>) {
     let lay = Layout::new(OBS, &HIDDEN);
     let host = offsets
         .as_ref()
-        .map(|o| o.host_rows(extra.as_ref().unwrap()).unwrap());
+        .map(|o| o.host_rows(Some(extra.as_ref().unwrap())).unwrap());
     let mut segs = Vec::new();
     let mut start = 0;
     for &(e, n) in &CHUNKS {
@@ -139,6 +144,7 @@ fn check_gradients(evolved: Option<Evolved>) {
     }
     let p: Vec<f32> = Vec::try_from(policy.flat.detach()).unwrap();
     let mut ws = Workspace::default();
+    ws.split_offsets = split_offsets;
     ws.input_mut(&lay, rows).copy_from_slice(&x);
     ws.forward(&lay, &p, &segs, host.as_ref());
     let loss_rows = LossRows {
@@ -175,7 +181,10 @@ fn check_gradients(evolved: Option<Evolved>) {
     for (i, name) in policy.names.iter().enumerate() {
         let r = lay.start[i]..lay.start[i] + lay.len[i];
         let e = rel(&grad[r.clone()], &want_grad[r.clone()]);
-        assert!(e < 1e-5, "{evolved:?} {name}: relative gradient error {e}");
+        assert!(
+            e < 1e-5,
+            "{evolved:?} split {split_offsets}: {name}: relative gradient error {e}"
+        );
         assert!(
             want_grad[r].iter().any(|&v| v != 0.0),
             "{name}: zero gradient"
@@ -262,4 +271,38 @@ fn both_backends_learn_the_same_and_tch_reads_the_host_once_per_epoch() {
         mb.get("losses/value_loss").unwrap(),
     );
     assert!((la - lb).abs() < 1e-4 * lb.abs().max(1.0), "{la} vs {lb}");
+}
+
+#[test]
+fn native_rollout_evaluation_matches_libtorch_forward() {
+    use emergence_lab::ppo::rollout::evaluate;
+    tch::set_num_threads(1);
+    let mut rng = Rng::seed_from_u64(21);
+    let policy = Policy::new(OBS, &HIDDEN, &mut rng, Device::Cpu);
+    let mut c = Config::default();
+    c.evolution.mutation_std = 0.3;
+    let mut o = Offsets::new(&policy, &c, 5).unwrap();
+    for k in 1..5 {
+        o.birth(k - 1, k, &mut rng);
+    }
+    let slots = [0i64, 3, 4, 1, 2, 2];
+    let x = randn(&mut rng, slots.len() * OBS, 1.0);
+    let (lp, v, obs) = evaluate(&policy, Some(&o), &x, &slots, true);
+    let xt = Tensor::from_slice(&x).view([slots.len() as i64, 1, OBS as i64]);
+    let (logits, value) = tch::no_grad(|| policy.forward(&xt, Some(&o.by_slots(&slots))));
+    let want_lp: Vec<f32> =
+        Vec::try_from(logits.log_softmax(-1, Kind::Float).flatten(0, -1)).unwrap();
+    let want_v: Vec<f32> = Vec::try_from(value.flatten(0, -1)).unwrap();
+    for (a, b) in lp.iter().zip(&want_lp).chain(v.iter().zip(&want_v)) {
+        assert!(
+            (a - b).abs() < 1e-5,
+            "{lp:?} vs {want_lp:?}, {v:?} vs {want_v:?}"
+        );
+    }
+    // The same agent on the same observation: the same numbers, bit for bit.
+    let same: Vec<f32> = x[..OBS].iter().chain(&x[..OBS]).copied().collect();
+    let (lp2, v2, _) = evaluate(&policy, Some(&o), &same, &[3, 3], false);
+    assert_eq!(&lp2[..6], &lp2[6..]);
+    assert_eq!(v2[0], v2[1]);
+    assert_eq!(obs.unwrap().size(), [slots.len() as i64, OBS as i64]);
 }

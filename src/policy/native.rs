@@ -10,6 +10,28 @@
 use super::{param_shapes, LAYER_NORM_EPS};
 use crate::world::NUM_ACTIONS;
 
+/// A shared rayon pool of `threads` threads (`None` for one thread: run inline). Built
+/// once per thread count and kept.
+pub fn thread_pool(threads: usize) -> Option<std::sync::Arc<rayon::ThreadPool>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static POOLS: OnceLock<Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>> = OnceLock::new();
+    if threads <= 1 {
+        return None;
+    }
+    let mut pools = POOLS.get_or_init(|| Mutex::new(Vec::new())).lock().ok()?;
+    if let Some((_, p)) = pools.iter().find(|(t, _)| *t == threads) {
+        return Some(p.clone());
+    }
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .ok()?,
+    );
+    pools.push((threads, pool.clone()));
+    Some(pool)
+}
+
 /// The data of a contiguous f32 CPU tensor, or `None` for any other tensor.
 pub fn cpu_slice(t: &tch::Tensor) -> Option<&[f32]> {
     if t.device() != tch::Device::Cpu || t.kind() != tch::Kind::Float || !t.is_contiguous() {
@@ -145,6 +167,61 @@ pub struct Workspace {
     pub value: Vec<f32>,
     da: Vec<f32>,
     dz: Vec<f32>,
+    /// Scratch for one chunk's effective weight matrix `W + D_s`.
+    eff: Vec<f32>,
+    /// Evolved weight matrices: `false` forms `W + D_s` per chunk in one reused scratch
+    /// and multiplies once (half the arithmetic); `true` computes `x W^T` for all rows plus
+    /// `x_s D_s^T` per chunk.
+    pub split_offsets: bool,
+}
+
+/// Chunks of at most this many rows use dot products instead of a product with `W + D_s`.
+const SMALL_CHUNK: usize = 2;
+
+/// `c = a_s (W + D_s)^T` (`transpose_b`, `a_s` `[len, k]`, `W` `[n, k]`) or `c = a_s (W + D_s)`
+/// (`a_s` `[len, k]`, `W` `[k, n]`) for each chunk `s`, forming `W + D_s` in `eff`.
+#[allow(clippy::too_many_arguments)]
+fn per_chunk_product<'r>(
+    segs: &[Seg],
+    rows: &dyn Fn(usize) -> &'r [f32],
+    w: &[f32],
+    k: usize,
+    n: usize,
+    a: &[f32],
+    c: &mut [f32],
+    eff: &mut Vec<f32>,
+    transpose_b: bool,
+) {
+    eff.resize(w.len(), 0.0);
+    let mut last = usize::MAX;
+    for s in segs {
+        if transpose_b && s.len <= SMALL_CHUNK {
+            // A few rows: dot products read W and D_s once, nothing is formed.
+            let d = rows(s.entry);
+            for r in s.start..s.start + s.len {
+                let ar = &a[r * k..(r + 1) * k];
+                for j in 0..n {
+                    let wj = &w[j * k..(j + 1) * k];
+                    c[r * n + j] = dot(ar, wj) + dot(ar, &d[j * k..(j + 1) * k]);
+                }
+            }
+            continue;
+        }
+        if s.entry != last {
+            let d = rows(s.entry);
+            for ((e, &x), &y) in eff.iter_mut().zip(w).zip(d) {
+                *e = x + y;
+            }
+            last = s.entry;
+        }
+        let a_s = &a[s.start * k..(s.start + s.len) * k];
+        let c_s = &mut c[s.start * n..];
+        if transpose_b {
+            gemm_abt(s.len, k, n, a_s, eff, 0.0, c_s);
+        } else {
+            gemm_ab(s.len, k, n, a_s, eff, 0.0, c_s);
+        }
+    }
 }
 
 /// `c = beta * c + a b^T` for row-major `a` `[m, k]`, `b` `[n, k]`, `c` `[m, n]`.
@@ -293,9 +370,17 @@ impl Workspace {
             let (before, rest) = self.act.split_at_mut(k);
             let input: &[f32] = if k == 0 { &self.x } else { &before[k - 1] };
             let z = &mut self.nhat[k];
-            // z = x W^T (+ x_s D_s^T per chunk s).
-            gemm_abt(n, w_in, h, input, lay.param(p, wi), 0.0, z);
-            if let Some(o) = off {
+            let evolved = off.filter(|o| o.tables[wi].is_some());
+            if let (Some(o), false) = (evolved, self.split_offsets) {
+                // z_s = x_s (W + D_s)^T.
+                let rows = |e: usize| o.row(wi, lay.len[wi], e).unwrap();
+                let w = lay.param(p, wi);
+                per_chunk_product(segs, &rows, w, w_in, h, input, z, &mut self.eff, true);
+            } else {
+                // z = x W^T (+ x_s D_s^T per chunk s).
+                gemm_abt(n, w_in, h, input, lay.param(p, wi), 0.0, z);
+            }
+            if let (Some(o), true) = (off, self.split_offsets) {
                 for s in segs {
                     if let Some(d) = o.row(wi, lay.len[wi], s.entry) {
                         let xs = &input[s.start * w_in..(s.start + s.len) * w_in];
@@ -487,8 +572,15 @@ impl Workspace {
             if k > 0 {
                 // d(input) = dz (W + D_s) per chunk; the first layer's input needs none.
                 self.da.resize(n * w_in, 0.0);
-                gemm_ab(n, h, w_in, &self.dz, lay.param(p, wi), 0.0, &mut self.da);
-                if let Some(o) = off {
+                let evolved = off.filter(|o| o.tables[wi].is_some());
+                if let (Some(o), false) = (evolved, self.split_offsets) {
+                    let rows = |e: usize| o.row(wi, lay.len[wi], e).unwrap();
+                    let (w, dz, da) = (lay.param(p, wi), &self.dz, &mut self.da);
+                    per_chunk_product(segs, &rows, w, h, w_in, dz, da, &mut self.eff, false);
+                } else {
+                    gemm_ab(n, h, w_in, &self.dz, lay.param(p, wi), 0.0, &mut self.da);
+                }
+                if let (Some(o), true) = (off, self.split_offsets) {
                     for s in segs {
                         if let Some(d) = o.row(wi, lay.len[wi], s.entry) {
                             let dzs = &self.dz[s.start * h..(s.start + s.len) * h];

@@ -193,12 +193,20 @@ impl Offsets {
     }
 
     /// The offsets as host rows for the native CPU pass (`None` unless every table is a
-    /// contiguous f32 CPU tensor), with `extra` the rows `N..` of the virtual table.
-    pub fn host_rows<'a>(&'a self, extra: &'a [Tensor]) -> Option<super::native::OffsetRows<'a>> {
+    /// contiguous f32 CPU tensor), with `extra` the rows `N..` of the virtual table (none:
+    /// only slot rows are used).
+    pub fn host_rows<'a>(
+        &'a self,
+        extra: Option<&'a [Tensor]>,
+    ) -> Option<super::native::OffsetRows<'a>> {
         let mut tables: Vec<Option<(&[f32], &[f32])>> =
             (0..self.num_policy_params).map(|_| None).collect();
-        for ((&pi, t), x) in self.param_index.iter().zip(&self.tensors).zip(extra) {
-            tables[pi] = Some((super::native::cpu_slice(t)?, super::native::cpu_slice(x)?));
+        for (j, (&pi, t)) in self.param_index.iter().zip(&self.tensors).enumerate() {
+            let x = match extra {
+                Some(e) => super::native::cpu_slice(e.get(j)?)?,
+                None => &[],
+            };
+            tables[pi] = Some((super::native::cpu_slice(t)?, x));
         }
         Some(super::native::OffsetRows {
             tables,
@@ -217,8 +225,6 @@ impl Offsets {
                 _ => spans.push((j as i64, k, 1)),
             }
         }
-        let device = self.device();
-        let idx = Tensor::from_slice(slots).to_device(device);
         let mut out = AgentOffsets {
             gathered: (0..self.num_policy_params).map(|_| None).collect(),
             runs: (0..self.num_policy_params).map(|_| None).collect(),
@@ -228,7 +234,13 @@ impl Offsets {
             if t.dim() == 3 {
                 out.runs[pi] = Some(t.shallow_clone());
             } else {
-                out.gathered[pi] = Some(t.index_select(0, &idx));
+                // Vectors: the runs' rows back to back (no index tensor to copy over).
+                let parts: Vec<Tensor> = out
+                    .spans
+                    .iter()
+                    .map(|&(_, ts, len)| t.narrow(0, ts, len))
+                    .collect();
+                out.gathered[pi] = Some(Tensor::cat(&parts, 0));
             }
         }
         out

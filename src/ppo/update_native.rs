@@ -14,6 +14,10 @@ use crate::policy::{Offsets, Policy};
 use crate::rng::Rng;
 use crate::world::NUM_ACTIONS;
 
+/// Parts each minibatch is split into (the most threads the update uses); fixed, so the
+/// results do not depend on the thread count.
+pub const PARTS: usize = 2;
+
 /// The per-sample inputs of the loss for the rows of one minibatch.
 #[derive(Debug, Default)]
 pub struct LossRows {
@@ -203,7 +207,7 @@ impl<'a> NativeUpdate<'a> {
         }
         let obs = cpu_slice(&batch.obs)?;
         let offsets = match (offsets, &batch.extra) {
-            (Some(o), Some(extra)) => Some(o.host_rows(extra)?),
+            (Some(o), Some(extra)) => Some(o.host_rows(Some(extra))?),
             (None, _) => None,
             (Some(_), None) => return None,
         };
@@ -236,9 +240,10 @@ impl<'a> NativeUpdate<'a> {
 
     /// Runs the epochs on `threads` threads; adds the per-epoch loss sums to `sums`.
     ///
-    /// Each minibatch is split into `threads` parts of whole chunks (by rows); each part
+    /// Each minibatch is split into [`PARTS`] parts of whole chunks (by rows); each part
     /// runs forward, loss and backward on its own buffers and the part gradients are
-    /// added in part order, so results depend on the thread count but not on scheduling.
+    /// added in part order, so results depend neither on the thread count nor on
+    /// scheduling.
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &mut self,
@@ -251,21 +256,15 @@ impl<'a> NativeUpdate<'a> {
         sums: &mut [f64; 6],
         stats: &mut UpdateStats,
     ) -> Result<(), NonFiniteLoss> {
-        let threads = threads.max(1);
+        let threads = threads.clamp(1, PARTS);
         let coefs = LossCoefs {
             clip_eps: cfg.clip_eps,
             vf_coef: cfg.vf_coef,
             ent_coef: cfg.ent_coef,
         };
-        let pool = (threads > 1)
-            .then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .ok()
-            })
-            .flatten();
-        let mut parts: Vec<Part> = (0..threads).map(|_| Part::new(self.lay.total)).collect();
+        let pool = crate::policy::native::thread_pool(threads);
+        let nparts = PARTS;
+        let mut parts: Vec<Part> = (0..nparts).map(|_| Part::new(self.lay.total)).collect();
         let mut grad = vec![0f32; self.lay.total];
         let mut order: Vec<usize> = (0..batch.chunks.len()).collect();
         let prof = &mut stats.profile;
@@ -285,13 +284,13 @@ impl<'a> NativeUpdate<'a> {
                         .flat_map(|&c| batch.chunks[c].samples.iter())
                         .map(|&s| batch.advantages[s as usize]),
                 );
-                // Whole chunks to parts, about `total / threads` rows each.
+                // Whole chunks to parts, about `total / PARTS` rows each.
                 let mut next = 0;
                 for (p, part) in parts.iter_mut().enumerate() {
-                    let target = (total * (p + 1)).div_ceil(threads);
+                    let target = (total * (p + 1)).div_ceil(nparts);
                     let mut end = next;
                     let mut rows = part_rows(batch, &group[..next]);
-                    while end < group.len() && (rows < target || p + 1 == threads) {
+                    while end < group.len() && (rows < target || p + 1 == nparts) {
                         rows += batch.chunks[group[end]].samples.len();
                         end += 1;
                     }
