@@ -344,6 +344,27 @@ fn dot_lanes(a: &[f32], b: &[f32], fma: impl Fn(f32, f32, f32) -> f32) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
+/// `out = w (+ d)`.
+fn add_offset(out: &mut [f32], w: &[f32], d: Option<&[f32]>) {
+    match d {
+        Some(d) => {
+            for ((o, a), b) in out.iter_mut().zip(w).zip(d) {
+                *o = a + b;
+            }
+        }
+        None => out.copy_from_slice(&w[..out.len()]),
+    }
+}
+
+/// Sum with eight independent partial sums (vectorisable, fixed order).
+fn sum_lanes(v: impl Iterator<Item = f32>) -> f32 {
+    let mut acc = [0f32; 8];
+    for (i, x) in v.enumerate() {
+        acc[i % 8] += x;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
 /// `tanh` of every element in place: Eigen's rational approximation (odd degree-13 over
 /// even degree-6 polynomial, clamped): within 1e-6 relative of `tanh`, and vectorisable.
 pub fn tanh_in_place(v: &mut [f32]) {
@@ -424,25 +445,28 @@ impl Workspace {
             let (b, g, t) = (lay.param(p, bi), lay.param(p, gi), lay.param(p, ti));
             let act = &mut rest[0];
             let rstd = &mut self.rstd[k];
+            let (mut bias, mut scale, mut shift) = (vec![0f32; h], vec![0f32; h], vec![0f32; h]);
             let mut run = |rows: std::ops::Range<usize>, entry: Option<usize>| {
                 let row = |i: usize| entry.and_then(|e| off.and_then(|o| o.row(i, h, e)));
-                let (db, dg, dt) = (row(bi), row(gi), row(ti));
+                add_offset(&mut bias, b, row(bi));
+                add_offset(&mut scale, g, row(gi));
+                add_offset(&mut shift, t, row(ti));
                 for r in rows {
                     let zr = &mut z[r * h..(r + 1) * h];
-                    for j in 0..h {
-                        zr[j] += b[j] + db.map_or(0.0, |d| d[j]);
-                    }
-                    let mean = zr.iter().sum::<f32>() / h as f32;
-                    let var = zr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+                    zr.iter_mut().zip(&bias).for_each(|(z, b)| *z += b);
+                    let mean = sum_lanes(zr.iter().copied()) / h as f32;
+                    let var = sum_lanes(zr.iter().map(|v| (v - mean) * (v - mean))) / h as f32;
                     let rs = 1.0 / (var + LAYER_NORM_EPS as f32).sqrt();
                     rstd[r] = rs;
                     let ar = &mut act[r * h..(r + 1) * h];
-                    for j in 0..h {
-                        let nh = (zr[j] - mean) * rs;
-                        zr[j] = nh;
-                        let scale = g[j] + dg.map_or(0.0, |d| d[j]);
-                        let shift = t[j] + dt.map_or(0.0, |d| d[j]);
-                        ar[j] = nh * scale + shift;
+                    for ((a, z), (sc, sh)) in ar
+                        .iter_mut()
+                        .zip(zr.iter_mut())
+                        .zip(scale.iter().zip(&shift))
+                    {
+                        let nh = (*z - mean) * rs;
+                        *z = nh;
+                        *a = nh * sc + sh;
                     }
                     tanh_in_place(ar);
                 }
@@ -568,8 +592,13 @@ impl Workspace {
             let mut acc = vec![0f32; 3 * h];
             let (acc_g, acc_rest) = acc.split_at_mut(h);
             let (acc_t, acc_b) = acc_rest.split_at_mut(h);
+            let mut scale = vec![0f32; h];
             let mut run = |rows: std::ops::Range<usize>, entry: Option<usize>| {
-                let dg = entry.and_then(|e| off.and_then(|o| o.row(gi, h, e)));
+                add_offset(
+                    &mut scale,
+                    g,
+                    entry.and_then(|e| off.and_then(|o| o.row(gi, h, e))),
+                );
                 for r in rows {
                     let (ar, nr) = (&a[r * h..(r + 1) * h], &nhat[r * h..(r + 1) * h]);
                     let dar = &da[r * h..(r + 1) * h];
@@ -578,7 +607,7 @@ impl Workspace {
                         let dpre = dar[j] * (1.0 - ar[j] * ar[j]);
                         acc_g[j] += dpre * nr[j];
                         acc_t[j] += dpre;
-                        dzr[j] = dpre * (g[j] + dg.map_or(0.0, |d| d[j]));
+                        dzr[j] = dpre * scale[j];
                     }
                     let m1 = dzr.iter().sum::<f32>() / h as f32;
                     let m2 = dzr.iter().zip(nr).map(|(x, y)| x * y).sum::<f32>() / h as f32;

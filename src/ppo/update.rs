@@ -67,9 +67,10 @@ pub struct UpdateProfile {
     pub batch_s: f64,
     /// Per-agent offset gathers (libtorch backend only; the native pass reads in place).
     pub gather_s: f64,
-    /// Forward pass and loss (native backend: as timed on the first thread's part).
+    /// Forward pass and loss (native backend: thread-seconds summed over the parts).
     pub forward_s: f64,
-    /// Backward pass, gradient reduction and clipping (native: the rest of the parallel pass).
+    /// Backward pass and gradient clipping (native: thread-seconds summed over the parts,
+    /// plus adding the parts' gradients).
     pub backward_s: f64,
     /// Adam steps.
     pub adam_s: f64,

@@ -308,6 +308,7 @@ impl<'a> NativeUpdate<'a> {
                     }),
                     None => parts.iter_mut().for_each(work),
                 }
+                let t_reduce_start = t.elapsed().as_secs_f64();
                 let mut loss_sums = [0f64; 5];
                 grad.copy_from_slice(&parts[0].grad);
                 for (i, part) in parts.iter().enumerate() {
@@ -325,10 +326,14 @@ impl<'a> NativeUpdate<'a> {
                     *e += v;
                 }
                 clip_grad_norm(&mut grad, cfg.max_grad_norm);
-                // Forward + loss as timed on the first part; the rest (backward, adding
-                // the part gradients, clipping) counts as backward.
-                prof.forward_s += parts[0].forward_s;
-                prof.backward_s += t.elapsed().as_secs_f64() - parts[0].forward_s;
+                // Forward + loss and backward summed over the parts (thread-seconds: wall
+                // time on one thread); adding the part gradients and clipping count as
+                // backward.
+                let wall = t.elapsed().as_secs_f64();
+                let fwd: f64 = parts.iter().map(|p| p.forward_s).sum();
+                let bwd: f64 = parts.iter().map(|p| p.backward_s).sum();
+                prof.forward_s += fwd;
+                prof.backward_s += bwd + (wall - t_reduce_start).max(0.0);
                 let t = Instant::now();
                 *self.step += 1;
                 adam_step(
@@ -364,6 +369,8 @@ struct Part {
     sums: [f64; 5],
     /// Seconds of the last forward + loss.
     forward_s: f64,
+    /// Seconds of the last backward.
+    backward_s: f64,
 }
 
 impl Part {
@@ -377,6 +384,7 @@ impl Part {
             grad: vec![0f32; total],
             sums: [0.0; 5],
             forward_s: 0.0,
+            backward_s: 0.0,
         }
     }
 
@@ -427,6 +435,7 @@ impl Part {
     ) {
         self.sums = [0.0; 5];
         self.forward_s = 0.0;
+        self.backward_s = 0.0;
         if self.rows.actions.is_empty() {
             return;
         }
@@ -443,6 +452,7 @@ impl Part {
             &mut self.dvalue,
         );
         self.forward_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
         ws.backward(
             lay,
             params,
@@ -452,5 +462,6 @@ impl Part {
             &self.dvalue,
             &mut self.grad,
         );
+        self.backward_s = t.elapsed().as_secs_f64();
     }
 }
