@@ -1,6 +1,6 @@
 //! `train`: trains the Emergence Lab population with PPO + evolution.
 //!
-//! `train [--config FILE] [--group.field VALUE ...]` trains; `train --bench [ITERS [THREADS]]` times
+//! `train [--config FILE] [--group.field VALUE ...]` trains; `train --bench [ITERS [THREADS [auto|tch]]]` times
 //! full PPO iterations of the Kaggle-notebook config (evolved all / heads / disabled) and
 //! prints the rollout / world / network / update breakdown.
 
@@ -9,12 +9,13 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use emergence_lab::checkpoint::CheckpointedRun;
 use emergence_lab::config::Evolved;
+use emergence_lab::ppo::Backend;
 use emergence_lab::{Config, TrainState};
 
-fn bench(iters: usize) -> Result<()> {
+fn bench(iters: usize, backend: Backend) -> Result<()> {
     let threads = tch::get_num_threads();
     println!(
-        "# PPO iteration benchmark: Config::kaggle_notebook(), {threads} libtorch threads, CPU"
+        "# PPO iteration benchmark: Config::kaggle_notebook(), {threads} libtorch threads, CPU, update backend {backend:?}"
     );
     for (label, enabled, evolved) in [
         ("evolved=all", true, Evolved::All),
@@ -26,13 +27,14 @@ fn bench(iters: usize) -> Result<()> {
         c.evolution.evolved = evolved;
         c.train.device = "cpu".into();
         let mut state = TrainState::new(c.clone(), tch::Device::Cpu)?;
+        state.update_backend = backend;
         for it in 0..iters {
             let t = Instant::now();
             let m = state.iterate()?;
             let s = t.elapsed().as_secs_f64();
             let g = |k: &str| m.get(k).unwrap_or(f64::NAN);
             println!(
-                "{label:20} iter={} total_s={s:.3} slot_steps_per_s={:.0} alive_steps={} rollout_s={:.3} (world_s={:.3} network_s={:.3} offsets_s={:.3}) update_s={:.3} minibatches={} pop={:.2}",
+                "{label:20} iter={} total_s={s:.3} slot_steps_per_s={:.0} alive_steps={} rollout_s={:.3} (world_s={:.3} network_s={:.3} offsets_s={:.3}) update_s={:.3} (batch_s={:.3} gather_s={:.3} forward_s={:.3} backward_s={:.3} adam_s={:.3} sync_s={:.3} host_syncs={}) minibatches={} pop={:.2}",
                 it + 1,
                 c.steps_per_iteration() as f64 / s,
                 g("perf/alive_agent_steps"),
@@ -41,6 +43,13 @@ fn bench(iters: usize) -> Result<()> {
                 g("perf/network_s"),
                 g("perf/offsets_s"),
                 g("perf/update_s"),
+                g("perf/update_batch_s"),
+                g("perf/update_gather_s"),
+                g("perf/update_forward_s"),
+                g("perf/update_backward_s"),
+                g("perf/update_adam_s"),
+                g("perf/update_sync_s"),
+                g("perf/update_host_syncs"),
                 g("perf/minibatches"),
                 g("world/population"),
             );
@@ -70,11 +79,16 @@ fn run() -> Result<std::process::ExitCode> {
                 .with_context(|| format!("--bench ITERS THREADS: bad thread count {t:?}"))?;
             tch::set_num_threads(t);
         }
-        return bench(iters).map(|()| std::process::ExitCode::SUCCESS);
+        let backend = match args.get(3).map(String::as_str) {
+            None | Some("auto") => Backend::Auto,
+            Some("tch") => Backend::Tch,
+            Some(b) => anyhow::bail!("--bench ITERS THREADS [auto|tch]: unknown backend {b:?}"),
+        };
+        return bench(iters, backend).map(|()| std::process::ExitCode::SUCCESS);
     }
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "usage: train [--config FILE] [--group.field VALUE ...]\n       train --bench [ITERATIONS [THREADS]]\n\noptions (defaults):\n{}",
+            "usage: train [--config FILE] [--group.field VALUE ...]\n       train --bench [ITERATIONS [THREADS [auto|tch]]]\n\noptions (defaults):\n{}",
             Config::options_help()
         );
         return Ok(std::process::ExitCode::SUCCESS);

@@ -4,6 +4,7 @@
 //! are exactly the checkpoint keys; the forward pass takes optional per-agent offsets and
 //! computes `x (W + D_i)^T` as one shared matmul plus batched per-agent products.
 
+pub mod native;
 pub mod offsets;
 
 pub use offsets::Offsets;
@@ -115,12 +116,17 @@ pub fn param_shapes(obs_dim: usize, hidden_dims: &[usize]) -> Vec<Vec<i64>> {
 }
 
 /// An orthogonal `[rows, cols]` matrix scaled by `gain` (the usual QR construction, with
-/// the normal draws taken from `rng` in row-major order of the `[max, min]` matrix).
+/// the normal draws taken from `rng` in row-major order of the `[max, min]` matrix). The QR
+/// runs on one libtorch thread: its rounding depends on the thread count, the
+/// initialisation must not.
 pub fn orthogonal(rows: usize, cols: usize, gain: f64, rng: &mut Rng) -> Tensor {
     let (r, c) = (rows.max(cols), rows.min(cols));
     let data: Vec<f32> = (0..r * c).map(|_| rng.normal_f32()).collect();
     let a = Tensor::from_slice(&data).view([r as i64, c as i64]);
+    let threads = tch::get_num_threads();
+    tch::set_num_threads(1);
     let (q, rr) = Tensor::linalg_qr(&a, "reduced");
+    tch::set_num_threads(threads);
     let sign = rr.diagonal(0, 0, 1).sign();
     // A zero diagonal entry has sign 0; keep that column rather than zeroing it.
     let sign = sign.where_self(&sign.ne(0.0), &sign.ones_like());

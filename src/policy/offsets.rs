@@ -162,33 +162,56 @@ impl Offsets {
         AgentOffsets::gathered(out)
     }
 
-    /// Per-parameter offsets of `entries` of the virtual table `[self.tensors; extra]`
-    /// (entries `< num_slots` are slot rows, the rest index `extra`).
-    pub fn gather_entries(&self, extra: &[Tensor], entries: &[i64]) -> AgentOffsets {
-        let n = self.num_slots() as i64;
-        let device = self.device();
+    /// Per-parameter offsets of chunks of the virtual table `[self.tensors; extra]`, given
+    /// per chunk `lo` (its slot row, clamped), `hi` (its `extra` row, clamped) and
+    /// `in_slots` (whether the entry is a slot row), all on the offsets' device;
+    /// `all_slots` / `all_extra` skip the blend when every entry is on one side.
+    pub fn gather_entry_tensors(
+        &self,
+        extra: &[Tensor],
+        lo: &Tensor,
+        hi: &Tensor,
+        in_slots: &Tensor,
+        all_slots: bool,
+        all_extra: bool,
+    ) -> AgentOffsets {
         let mut out: Vec<Option<Tensor>> = (0..self.num_policy_params).map(|_| None).collect();
-        let all_slots = entries.iter().all(|&e| e < n);
-        let all_extra = entries.iter().all(|&e| e >= n);
-        let lo: Vec<i64> = entries.iter().map(|&e| e.min(n - 1)).collect();
-        let hi: Vec<i64> = entries.iter().map(|&e| (e - n).max(0)).collect();
-        let lo = Tensor::from_slice(&lo).to_device(device);
-        let hi = Tensor::from_slice(&hi).to_device(device);
-        let in_slots: Vec<bool> = entries.iter().map(|&e| e < n).collect();
-        let in_slots = Tensor::from_slice(&in_slots).to_device(device);
+        let u = lo.size()[0];
         for ((&pi, t), x) in self.param_index.iter().zip(&self.tensors).zip(extra) {
             out[pi] = Some(if all_slots {
-                t.index_select(0, &lo)
+                t.index_select(0, lo)
             } else if all_extra {
-                x.index_select(0, &hi)
+                x.index_select(0, hi)
             } else {
-                let mut shape = vec![entries.len() as i64];
+                let mut shape = vec![u];
                 shape.extend(std::iter::repeat_n(1, t.dim() - 1));
-                t.index_select(0, &lo)
-                    .where_self(&in_slots.view(shape.as_slice()), &x.index_select(0, &hi))
+                t.index_select(0, lo)
+                    .where_self(&in_slots.view(shape.as_slice()), &x.index_select(0, hi))
             });
         }
         AgentOffsets::gathered(out)
+    }
+
+    /// The offsets as host rows for the native CPU pass (`None` unless every table is a
+    /// contiguous f32 CPU tensor), with `extra` the rows `N..` of the virtual table (none:
+    /// only slot rows are used).
+    pub fn host_rows<'a>(
+        &'a self,
+        extra: Option<&'a [Tensor]>,
+    ) -> Option<super::native::OffsetRows<'a>> {
+        let mut tables: Vec<Option<(&[f32], &[f32])>> =
+            (0..self.num_policy_params).map(|_| None).collect();
+        for (j, (&pi, t)) in self.param_index.iter().zip(&self.tensors).enumerate() {
+            let x = match extra {
+                Some(e) => super::native::cpu_slice(e.get(j)?)?,
+                None => &[],
+            };
+            tables[pi] = Some((super::native::cpu_slice(t)?, x));
+        }
+        Some(super::native::OffsetRows {
+            tables,
+            num_slots: self.num_slots(),
+        })
     }
 
     /// The offsets of the slots `slots` without copying the weight matrices:
@@ -202,8 +225,6 @@ impl Offsets {
                 _ => spans.push((j as i64, k, 1)),
             }
         }
-        let device = self.device();
-        let idx = Tensor::from_slice(slots).to_device(device);
         let mut out = AgentOffsets {
             gathered: (0..self.num_policy_params).map(|_| None).collect(),
             runs: (0..self.num_policy_params).map(|_| None).collect(),
@@ -213,7 +234,13 @@ impl Offsets {
             if t.dim() == 3 {
                 out.runs[pi] = Some(t.shallow_clone());
             } else {
-                out.gathered[pi] = Some(t.index_select(0, &idx));
+                // Vectors: the runs' rows back to back (no index tensor to copy over).
+                let parts: Vec<Tensor> = out
+                    .spans
+                    .iter()
+                    .map(|&(_, ts, len)| t.narrow(0, ts, len))
+                    .collect();
+                out.gathered[pi] = Some(Tensor::cat(&parts, 0));
             }
         }
         out

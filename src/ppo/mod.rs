@@ -9,8 +9,10 @@ pub mod gae;
 pub mod rollout;
 pub mod specialization;
 pub mod update;
+pub mod update_native;
+pub mod update_tch;
 
 pub use adam::Adam;
 pub use gae::{compute_gae, GaeInput};
 pub use rollout::{collect, Rollout, RolloutStats};
-pub use update::{build_batch, update, UpdateStats};
+pub use update::{build_batch, update, update_with, Backend, UpdateProfile, UpdateStats};

@@ -12,6 +12,7 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 use super::gae::GaeInput;
+use crate::policy::native::{cpu_slice, thread_pool, Layout, Seg, Workspace};
 use crate::policy::{Offsets, Policy};
 use crate::rng::Rng;
 use crate::world::{TickInfo, World, NUM_ACTIONS};
@@ -87,6 +88,11 @@ impl RolloutScratch {
 /// (`[n * obs_dim]`), with the offsets of `offsets` rows `offset_rows` (any order; runs of
 /// consecutive rows are read in place). Returns
 /// `(log_softmax [n*6], values [n])` on the host.
+///
+/// On the CPU this is the native pass of [`crate::policy::native`] (one agent per row,
+/// rows split over `tch::get_num_threads()` threads; every row is computed the same way
+/// whatever the split); elsewhere libtorch, with one host-to-device copy of the rows and
+/// one device-to-host copy of the results.
 pub fn evaluate(
     policy: &Policy,
     offsets: Option<&Offsets>,
@@ -95,6 +101,10 @@ pub fn evaluate(
     keep_obs: bool,
 ) -> (Vec<f32>, Vec<f32>, Option<Tensor>) {
     let n = offset_rows.len() as i64;
+    if let Some((lp, v)) = evaluate_native(policy, offsets, rows, offset_rows) {
+        let obs = keep_obs.then(|| Tensor::from_slice(rows).view([n, policy.obs_dim as i64]));
+        return (lp, v, obs);
+    }
     let device = policy.device();
     let x = Tensor::from_slice(rows)
         .view([n, 1, policy.obs_dim as i64])
@@ -103,17 +113,90 @@ pub fn evaluate(
         let d = offsets.map(|o| o.by_slots(offset_rows));
         policy.forward(&x, d.as_ref())
     });
-    let logp = logits
-        .log_softmax(-1, Kind::Float)
-        .to_device(Device::Cpu)
-        .flatten(0, -1);
-    let value = value.to_device(Device::Cpu).flatten(0, -1);
-    let obs = keep_obs.then(|| x.view([n, policy.obs_dim as i64]));
-    (
-        Vec::try_from(&logp).unwrap(),
-        Vec::try_from(&value).unwrap(),
-        obs,
+    // One device-to-host copy: `[n, 6 + 1]` log-probabilities and value.
+    let out = Tensor::cat(
+        &[logits.log_softmax(-1, Kind::Float), value.unsqueeze(-1)],
+        -1,
     )
+    .view([n, NUM_ACTIONS as i64 + 1])
+    .to_device(Device::Cpu);
+    let out: Vec<f32> = Vec::try_from(out.flatten(0, -1)).unwrap();
+    let mut logp = Vec::with_capacity(n as usize * NUM_ACTIONS);
+    let mut vals = Vec::with_capacity(n as usize);
+    for r in out.chunks_exact(NUM_ACTIONS + 1) {
+        logp.extend_from_slice(&r[..NUM_ACTIONS]);
+        vals.push(r[NUM_ACTIONS]);
+    }
+    let obs = keep_obs.then(|| x.view([n, policy.obs_dim as i64]));
+    (logp, vals, obs)
+}
+
+/// [`evaluate`] on the CPU without libtorch: `None` unless the parameters and offsets are
+/// contiguous f32 CPU tensors.
+fn evaluate_native(
+    policy: &Policy,
+    offsets: Option<&Offsets>,
+    rows: &[f32],
+    offset_rows: &[i64],
+) -> Option<(Vec<f32>, Vec<f32>)> {
+    let params = cpu_slice(&policy.flat)?;
+    let off = match offsets {
+        Some(o) => Some(o.host_rows(None)?),
+        None => None,
+    };
+    let lay = Layout::new(policy.obs_dim, &policy.hidden_dims);
+    let (n, d) = (offset_rows.len(), policy.obs_dim);
+    let threads = (tch::get_num_threads().max(1) as usize).min(n.div_ceil(64).max(1));
+    let per = n.div_ceil(threads);
+    let mut logp = vec![0f32; n * NUM_ACTIONS];
+    let mut value = vec![0f32; n];
+    let work = |(i, (lp, v)): (usize, (&mut [f32], &mut [f32]))| {
+        let r0 = i * per;
+        let m = v.len();
+        let mut ws = Workspace::default();
+        ws.input_mut(&lay, m)
+            .copy_from_slice(&rows[r0 * d..(r0 + m) * d]);
+        let segs: Vec<Seg> = (0..m)
+            .map(|j| Seg {
+                entry: offset_rows[r0 + j] as usize,
+                start: j,
+                len: 1,
+            })
+            .collect();
+        ws.forward(&lay, params, &segs, off.as_ref());
+        log_softmax_rows(&ws.logits, lp);
+        v.copy_from_slice(&ws.value);
+    };
+    let parts = logp
+        .chunks_mut(per * NUM_ACTIONS)
+        .zip(value.chunks_mut(per))
+        .enumerate();
+    match thread_pool(threads) {
+        Some(pool) => pool.install(|| {
+            use rayon::prelude::*;
+            parts.collect::<Vec<_>>().into_par_iter().for_each(work)
+        }),
+        None => parts.for_each(work),
+    }
+    Some((logp, value))
+}
+
+/// Row-wise log-softmax of `[rows, 6]` logits into `out`.
+fn log_softmax_rows(logits: &[f32], out: &mut [f32]) {
+    for (z, o) in logits
+        .chunks_exact(NUM_ACTIONS)
+        .zip(out.chunks_exact_mut(NUM_ACTIONS))
+    {
+        let zmax = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let lse = zmax as f64
+            + z.iter()
+                .map(|&v| ((v - zmax) as f64).exp())
+                .sum::<f64>()
+                .ln();
+        for (o, &v) in o.iter_mut().zip(z) {
+            *o = (v as f64 - lse) as f32;
+        }
+    }
 }
 
 /// Samples an action from log-probabilities with one uniform draw (inverse CDF).

@@ -20,6 +20,10 @@ pub fn cosine_distances(
     let Some(o) = offsets else {
         return vec![vec![0.0; a * a]; num_envs];
     };
+    // One libtorch thread: the Gram sums must not depend on the thread count (which
+    // `train.num_threads = 0` picks by measuring), or neither would the rewards.
+    let threads = tch::get_num_threads();
+    tch::set_num_threads(1);
     let gram = tch::no_grad(|| {
         let mut gram = Tensor::zeros(
             [num_envs as i64, a as i64, a as i64],
@@ -32,6 +36,7 @@ pub fn cosine_distances(
         }
         gram
     });
+    tch::set_num_threads(threads);
     let g: Vec<f32> = Vec::try_from(gram.to_device(Device::Cpu).flatten(0, -1)).unwrap();
     (0..num_envs)
         .map(|e| {

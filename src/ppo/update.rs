@@ -11,9 +11,9 @@
 //! packs whole chunks up to the alive share of one minibatch, at least one chunk each), so
 //! the number of Adam steps does not depend on the population.
 
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
-use super::adam::{clip_grad_norm, Adam};
+use super::adam::Adam;
 use super::rollout::Rollout;
 use crate::config::TrainConfig;
 use crate::policy::{Offsets, Policy};
@@ -29,14 +29,16 @@ pub struct Chunk {
     pub entry: i64,
 }
 
-/// The flattened training batch of one iteration, on the policy's device.
+/// The flattened training batch of one iteration: observations on the policy's device,
+/// per-sample data on the host (compact sample order).
 #[derive(Debug)]
 pub struct Batch {
+    /// `[S, obs_dim]` observations of the alive samples.
     pub obs: Tensor,
-    pub actions: Tensor,
-    pub logp: Tensor,
-    pub advantages: Tensor,
-    pub returns: Tensor,
+    pub actions: Vec<i64>,
+    pub logp: Vec<f32>,
+    pub advantages: Vec<f32>,
+    pub returns: Vec<f32>,
     pub chunks: Vec<Chunk>,
     /// Slot samples of the rollout, dead ones included (`E * T * A`).
     pub slot_samples: usize,
@@ -54,6 +56,28 @@ pub struct UpdateStats {
     pub clip_fraction: f64,
     pub total_loss: f64,
     pub minibatches: u64,
+    /// Where the update's time went.
+    pub profile: UpdateProfile,
+}
+
+/// Seconds per part of one update, and the host synchronisations it made.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateProfile {
+    /// Minibatch plans, index tensors / input rows.
+    pub batch_s: f64,
+    /// Per-agent offset gathers (libtorch backend only; the native pass reads in place).
+    pub gather_s: f64,
+    /// Forward pass and loss (native backend: thread-seconds summed over the parts).
+    pub forward_s: f64,
+    /// Backward pass and gradient clipping (native: thread-seconds summed over the parts,
+    /// plus adding the parts' gradients).
+    pub backward_s: f64,
+    /// Adam steps.
+    pub adam_s: f64,
+    /// Device-to-host reads of the loss sums (waiting for the device included).
+    pub sync_s: f64,
+    /// Device-to-host synchronisations (at most one per epoch).
+    pub host_syncs: u64,
 }
 
 /// A loss that came out NaN or infinite.
@@ -106,26 +130,52 @@ pub fn build_batch(rollout: Rollout, adv: &[f32], ret: &[f32]) -> Batch {
         }
         chunks.extend(cur.take());
     }
-    let dev = rollout.obs.device();
     Batch {
         obs: rollout.obs,
-        actions: Tensor::from_slice(&acts).to_device(dev),
-        logp: Tensor::from_slice(&logps).to_device(dev),
-        advantages: Tensor::from_slice(&advs).to_device(dev),
-        returns: Tensor::from_slice(&rets).to_device(dev),
+        actions: acts,
+        logp: logps,
+        advantages: advs,
+        returns: rets,
         chunks,
         slot_samples: t_n * n,
         extra: rollout.extra,
     }
 }
 
-/// Masked mean over `[U, L]` with `n` real samples.
-fn mmean(x: &Tensor, mask: &Tensor, n: f64) -> Tensor {
-    (x * mask).sum(Kind::Float) / n
+/// Which implementation runs the minibatches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// The hand-written CPU pass ([`crate::policy::native`]) when everything is on the CPU,
+    /// else libtorch.
+    #[default]
+    Auto,
+    /// libtorch ops with autograd (any device; at most one host sync per epoch).
+    Tch,
+}
+
+/// One epoch's minibatches: `order` (a shuffled chunk list) split into consecutive groups of
+/// whole chunks, each up to `mb_size` samples (at least one chunk).
+pub fn plan_epoch(batch: &Batch, order: &[usize], mb_size: usize) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start;
+        let mut count = 0;
+        while end < order.len()
+            && (end == start || count + batch.chunks[order[end]].samples.len() <= mb_size)
+        {
+            count += batch.chunks[order[end]].samples.len();
+            end += 1;
+        }
+        groups.push(start..end);
+        start = end;
+    }
+    groups
 }
 
 /// Runs `num_epochs` epochs of minibatch updates of the shared weights. Minibatch order
-/// comes from `rng` (one shuffle of the chunk list per epoch).
+/// comes from `rng` (one shuffle of the chunk list per epoch). A non-finite loss is
+/// detected at the end of its epoch (one host read per epoch) and returned as an error.
 pub fn update(
     policy: &Policy,
     offsets: Option<&Offsets>,
@@ -135,12 +185,25 @@ pub fn update(
     lr: f64,
     rng: &mut Rng,
 ) -> Result<UpdateStats, NonFiniteLoss> {
+    update_with(policy, offsets, adam, batch, cfg, lr, rng, Backend::Auto)
+}
+
+/// [`update`] with an explicit [`Backend`].
+#[allow(clippy::too_many_arguments)]
+pub fn update_with(
+    policy: &Policy,
+    offsets: Option<&Offsets>,
+    adam: &mut Adam,
+    batch: &Batch,
+    cfg: &TrainConfig,
+    lr: f64,
+    rng: &mut Rng,
+    backend: Backend,
+) -> Result<UpdateStats, NonFiniteLoss> {
     let mut stats = UpdateStats::default();
     if batch.chunks.is_empty() {
         return Ok(stats);
     }
-    let dev = policy.device();
-    let obs_dim = policy.obs_dim as i64;
     // Alive samples per minibatch: the alive share of `minibatch_size` slot samples.
     let alive_total: usize = batch.chunks.iter().map(|c| c.samples.len()).sum();
     let num_minibatches = batch
@@ -148,111 +211,19 @@ pub fn update(
         .div_ceil(cfg.minibatch_size.max(1))
         .max(1);
     let mb_size = alive_total.div_ceil(num_minibatches).max(1);
-    let mut order: Vec<usize> = (0..batch.chunks.len()).collect();
+    let native = match backend {
+        Backend::Tch => None,
+        Backend::Auto => super::update_native::NativeUpdate::new(policy, offsets, adam, batch),
+    };
     let mut sums = [0f64; 6];
-    for _epoch in 0..cfg.num_epochs {
-        rng.shuffle(&mut order);
-        let mut start = 0;
-        while start < order.len() {
-            // Pack whole chunks up to the minibatch size (at least one chunk).
-            let mut end = start;
-            let mut count = 0;
-            while end < order.len()
-                && (end == start || count + batch.chunks[order[end]].samples.len() <= mb_size)
-            {
-                count += batch.chunks[order[end]].samples.len();
-                end += 1;
-            }
-            let group = &order[start..end];
-            start = end;
-            let u = group.len();
-            let l = group
-                .iter()
-                .map(|&c| batch.chunks[c].samples.len())
-                .max()
-                .unwrap();
-            let mut idx = vec![0i64; u * l];
-            let mut mask = vec![0f32; u * l];
-            let mut entries = Vec::with_capacity(u);
-            for (r, &c) in group.iter().enumerate() {
-                let ch = &batch.chunks[c];
-                entries.push(ch.entry);
-                for (j, &s) in ch.samples.iter().enumerate() {
-                    idx[r * l + j] = s;
-                    mask[r * l + j] = 1.0;
-                }
-            }
-            let (ui, li) = (u as i64, l as i64);
-            let idx_t = Tensor::from_slice(&idx).to_device(dev);
-            let mask = Tensor::from_slice(&mask).to_device(dev).view([ui, li]);
-            let n = count as f64;
-            let pick = |t: &Tensor| t.index_select(0, &idx_t).view([ui, li]);
-            let x = batch.obs.index_select(0, &idx_t).view([ui, li, obs_dim]);
-            let d = match (offsets, &batch.extra) {
-                (Some(o), Some(extra)) => Some(o.gather_entries(extra, &entries)),
-                _ => None,
-            };
-            let params = policy.fresh_params();
-            let (logits, value) = policy.forward_with(&params, &x, d.as_ref());
-            let logp_all = logits.log_softmax(-1, Kind::Float);
-            let act = pick(&batch.actions);
-            let newlogp = logp_all
-                .gather(-1, &act.unsqueeze(-1), false)
-                .squeeze_dim(-1);
-            let entropy = -(logp_all.exp() * &logp_all).sum_dim_intlist(-1, false, Kind::Float);
-
-            // Per-minibatch masked advantage normalisation (population std, + 1e-8).
-            let adv = pick(&batch.advantages);
-            let adv_mean = mmean(&adv, &mask, n);
-            let adv_std = mmean(&(&adv - &adv_mean).square(), &mask, n).sqrt();
-            let adv = (adv - adv_mean) / (adv_std + 1e-8);
-
-            let logratio = newlogp - pick(&batch.logp);
-            let ratio = logratio.exp();
-            let pg1 = -&adv * &ratio;
-            let pg2 = -&adv * ratio.clamp(1.0 - cfg.clip_eps, 1.0 + cfg.clip_eps);
-            let pg_loss = mmean(&pg1.maximum(&pg2), &mask, n);
-            let v_loss = mmean(&(value - pick(&batch.returns)).square(), &mask, n);
-            let ent = mmean(&entropy, &mask, n);
-            let loss = &pg_loss + &v_loss * cfg.vf_coef - &ent * cfg.ent_coef;
-
-            let (approx_kl, clip_frac) = tch::no_grad(|| {
-                let kl = mmean(&((&ratio - 1.0) - &logratio), &mask, n);
-                let cf = mmean(
-                    &(&ratio - 1.0).abs().gt(cfg.clip_eps).to_kind(Kind::Float),
-                    &mask,
-                    n,
-                );
-                (kl, cf)
-            });
-            let values = Tensor::stack(
-                &[
-                    pg_loss.detach(),
-                    v_loss.detach(),
-                    ent.detach(),
-                    approx_kl,
-                    clip_frac,
-                    loss.detach(),
-                ],
-                0,
-            )
-            .to_device(Device::Cpu);
-            let values: Vec<f32> = Vec::try_from(&values).unwrap();
-            for (i, &v) in values.iter().enumerate() {
-                if !v.is_finite() {
-                    return Err(NonFiniteLoss {
-                        metric: METRIC_NAMES[i].to_string(),
-                        value: v as f64,
-                    });
-                }
-                sums[i] += v as f64;
-            }
-
-            let mut grads = Tensor::run_backward(&[&loss], &[&policy.flat], false, false);
-            let _ = clip_grad_norm(&mut grads, cfg.max_grad_norm);
-            adam.step(std::slice::from_ref(&policy.flat), &grads, lr);
-            stats.minibatches += 1;
+    match native {
+        Some(mut nat) => {
+            let threads = tch::get_num_threads().max(1) as usize;
+            nat.run(batch, cfg, lr, rng, mb_size, threads, &mut sums, &mut stats)?
         }
+        None => super::update_tch::run(
+            policy, offsets, adam, batch, cfg, lr, rng, mb_size, &mut sums, &mut stats,
+        )?,
     }
     let m = stats.minibatches.max(1) as f64;
     stats.policy_loss = sums[0] / m;
@@ -262,6 +233,20 @@ pub fn update(
     stats.clip_fraction = sums[4] / m;
     stats.total_loss = sums[5] / m;
     Ok(stats)
+}
+
+/// Adds one epoch's loss sums to `sums`, or names the first non-finite metric.
+pub(super) fn add_epoch_sums(sums: &mut [f64; 6], epoch: &[f64]) -> Result<(), NonFiniteLoss> {
+    for (i, &v) in epoch.iter().enumerate() {
+        if !v.is_finite() {
+            return Err(NonFiniteLoss {
+                metric: METRIC_NAMES[i].to_string(),
+                value: v,
+            });
+        }
+        sums[i] += v;
+    }
+    Ok(())
 }
 
 /// Metric names of the update's losses, in the order used internally.

@@ -6,6 +6,7 @@
 
 mod checkpoint;
 mod state;
+pub mod threads;
 
 pub use state::{check_config, TrainState};
 
@@ -109,12 +110,19 @@ impl Trainer {
         Ok(Trainer::from_state(TrainState::new(config, device)?))
     }
 
-    /// Applies `train.num_threads` and resolves `train.device`.
+    /// Applies `train.num_threads` and resolves `train.device`. With `num_threads = 0` on
+    /// the CPU the count is measured ([`threads::choose_threads`]; the run reports it).
     pub fn prepare_device(config: &Config) -> Result<tch::Device, TrainError> {
+        let device = crate::device::select(&config.train.device)
+            .map_err(|e| TrainError::Device(e.to_string()))?;
         if config.train.num_threads > 0 {
             tch::set_num_threads(config.train.num_threads as i32);
+        } else if device == tch::Device::Cpu {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let c = config;
+            threads::choose_threads(c.obs_dim(), &c.agent.hidden_dims, cores);
         }
-        crate::device::select(&config.train.device).map_err(|e| TrainError::Device(e.to_string()))
+        Ok(device)
     }
 
     /// A trainer continuing `state` (e.g. loaded from a checkpoint).
@@ -167,6 +175,9 @@ impl Trainer {
         }
         self.reporter
             .info(&crate::device::report(&cfg.train.device, self.state.device()).to_string());
+        if let Some(choice) = threads::take_last_choice() {
+            self.reporter.info(&choice.describe());
+        }
         self.reporter.start(start_step, total);
         let mut iterations = 0;
         let mut last: Option<Metrics> = None;

@@ -46,6 +46,9 @@ pub struct TrainState {
     /// Identity of this run ([`super::new_run_id`]): stored in its checkpoints and in the
     /// first record of its metrics file, so a resume never rewrites another run's files.
     pub run_id: String,
+    /// Which implementation runs the PPO minibatches (transient, not state; default
+    /// [`ppo::Backend::Auto`]: the native CPU pass on the CPU).
+    pub update_backend: ppo::Backend,
     scratch: RolloutScratch,
 }
 
@@ -112,6 +115,7 @@ impl TrainState {
             metrics_history: Vec::new(),
             new_events: Vec::new(),
             run_id: super::new_run_id(),
+            update_backend: ppo::Backend::Auto,
             scratch: RolloutScratch::default(),
         }
     }
@@ -210,7 +214,7 @@ impl TrainState {
         let t_update = Instant::now();
         let lr = self.learning_rate();
         let batch = ppo::build_batch(rollout, &adv, &ret);
-        let up = ppo::update(
+        let up = ppo::update_with(
             &self.policy,
             self.offsets.as_ref(),
             &mut self.adam,
@@ -218,6 +222,7 @@ impl TrainState {
             &self.config.train,
             lr,
             &mut self.rng,
+            self.update_backend,
         )
         .map_err(|e| TrainError::NonFinite {
             iteration: self.iteration + 1,
@@ -286,6 +291,14 @@ impl TrainState {
         m.set("perf/network_s", stats.network_s);
         m.set("perf/offsets_s", stats.offsets_s);
         m.set("perf/minibatches", up.minibatches as f64);
+        let pr = &up.profile;
+        m.set("perf/update_batch_s", pr.batch_s);
+        m.set("perf/update_gather_s", pr.gather_s);
+        m.set("perf/update_forward_s", pr.forward_s);
+        m.set("perf/update_backward_s", pr.backward_s);
+        m.set("perf/update_adam_s", pr.adam_s);
+        m.set("perf/update_sync_s", pr.sync_s);
+        m.set("perf/update_host_syncs", pr.host_syncs as f64);
 
         // 7. Trackers (env 0), at their intervals.
         self.new_events.clear();

@@ -1,0 +1,679 @@
+//! A hand-written CPU forward and backward pass of the actor-critic MLP (model.md section 5)
+//! for a batch of agent chunks, on host slices with `matrixmultiply`'s sgemm.
+//!
+//! libtorch spends more time dispatching the ~100 small operations (and their autograd
+//! nodes) of one PPO minibatch than on its arithmetic. Here a minibatch is a handful of
+//! sgemm calls: per layer one shared product over all rows and, with per-agent offsets,
+//! one product per chunk of rows that reads the agent's offset rows in place
+//! (`w + d_i` is never formed). Tests check it against tch autograd.
+
+use super::{param_shapes, LAYER_NORM_EPS};
+use crate::world::NUM_ACTIONS;
+
+/// A shared rayon pool of `threads` threads (`None` for one thread: run inline). Built
+/// once per thread count and kept.
+pub fn thread_pool(threads: usize) -> Option<std::sync::Arc<rayon::ThreadPool>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static POOLS: OnceLock<Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>> = OnceLock::new();
+    if threads <= 1 {
+        return None;
+    }
+    let mut pools = POOLS.get_or_init(|| Mutex::new(Vec::new())).lock().ok()?;
+    if let Some((_, p)) = pools.iter().find(|(t, _)| *t == threads) {
+        return Some(p.clone());
+    }
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .ok()?,
+    );
+    pools.push((threads, pool.clone()));
+    Some(pool)
+}
+
+/// The data of a contiguous f32 CPU tensor, or `None` for any other tensor.
+pub fn cpu_slice(t: &tch::Tensor) -> Option<&[f32]> {
+    if t.device() != tch::Device::Cpu || t.kind() != tch::Kind::Float || !t.is_contiguous() {
+        return None;
+    }
+    let n = t.numel();
+    if n == 0 {
+        return Some(&[]);
+    }
+    // SAFETY: a contiguous CPU f32 tensor holds `numel` floats at `data_ptr`, alive while
+    // `t` is borrowed.
+    Some(unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, n) })
+}
+
+/// Mutable access to the data of a contiguous f32 CPU tensor.
+///
+/// # Safety
+/// No other reference to the tensor's storage (through any tensor or slice) may be used
+/// while the returned slice is alive.
+pub unsafe fn cpu_slice_mut(t: &tch::Tensor) -> Option<&mut [f32]> {
+    if t.device() != tch::Device::Cpu || t.kind() != tch::Kind::Float || !t.is_contiguous() {
+        return None;
+    }
+    let n = t.numel();
+    if n == 0 {
+        return Some(&mut []);
+    }
+    Some(std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n))
+}
+
+/// Where each parameter lives in the flat parameter vector ([`super::Policy::flat`]).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Observation length.
+    pub obs_dim: usize,
+    /// Hidden layer widths.
+    pub hidden: Vec<usize>,
+    /// Start of each parameter (order of [`super::Policy::params`]).
+    pub start: Vec<usize>,
+    /// Number of scalars of each parameter.
+    pub len: Vec<usize>,
+    /// Total number of scalars.
+    pub total: usize,
+}
+
+impl Layout {
+    /// The layout of the network with `obs_dim` inputs and `hidden` widths.
+    pub fn new(obs_dim: usize, hidden: &[usize]) -> Layout {
+        let shapes = param_shapes(obs_dim, hidden);
+        let len: Vec<usize> = shapes
+            .iter()
+            .map(|s| s.iter().product::<i64>() as usize)
+            .collect();
+        let mut start = Vec::with_capacity(len.len());
+        let mut total = 0;
+        for &l in &len {
+            start.push(total);
+            total += l;
+        }
+        Layout {
+            obs_dim,
+            hidden: hidden.to_vec(),
+            start,
+            len,
+            total,
+        }
+    }
+
+    fn param<'a>(&self, p: &'a [f32], i: usize) -> &'a [f32] {
+        &p[self.start[i]..self.start[i] + self.len[i]]
+    }
+
+    fn width(&self, k: usize) -> usize {
+        if k == 0 {
+            self.obs_dim
+        } else {
+            self.hidden[k - 1]
+        }
+    }
+}
+
+/// Per-parameter offset rows of a virtual table: entry `e < num_slots` is row `e` of the
+/// parameter's slot table, larger entries are row `e - num_slots` of its extra table.
+#[derive(Debug, Clone)]
+pub struct OffsetRows<'a> {
+    /// `(slot table, extra table)` per parameter (order of [`super::Policy::params`]);
+    /// `None` for parameters without offsets.
+    pub tables: Vec<Option<(&'a [f32], &'a [f32])>>,
+    /// Rows of the slot tables.
+    pub num_slots: usize,
+}
+
+impl<'a> OffsetRows<'a> {
+    /// The offsets of parameter `p` (`len` scalars) for table entry `entry`.
+    #[inline]
+    fn row(&self, p: usize, len: usize, entry: usize) -> Option<&'a [f32]> {
+        let (slots, extra) = self.tables[p]?;
+        Some(if entry < self.num_slots {
+            &slots[entry * len..(entry + 1) * len]
+        } else {
+            let e = entry - self.num_slots;
+            &extra[e * len..(e + 1) * len]
+        })
+    }
+}
+
+/// Rows `start..start + len` of a batch act with the offsets of table entry `entry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seg {
+    /// Entry of the virtual offset table (ignored without offsets).
+    pub entry: usize,
+    /// First row.
+    pub start: usize,
+    /// Number of rows.
+    pub len: usize,
+}
+
+/// Buffers of one forward/backward pass, reused across calls.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    rows: usize,
+    /// Input rows `[rows, obs_dim]`, filled by the caller (see [`Workspace::input_mut`]).
+    x: Vec<f32>,
+    /// Per hidden layer: normalised pre-activations (LayerNorm output before the affine).
+    nhat: Vec<Vec<f32>>,
+    /// Per hidden layer: `1 / sqrt(var + eps)` per row.
+    rstd: Vec<Vec<f32>>,
+    /// Per hidden layer: tanh outputs.
+    act: Vec<Vec<f32>>,
+    /// Logits `[rows, 6]` of the last forward.
+    pub logits: Vec<f32>,
+    /// Values `[rows]` of the last forward.
+    pub value: Vec<f32>,
+    da: Vec<f32>,
+    dz: Vec<f32>,
+    /// Scratch for one chunk's effective weight matrix `W + D_s`.
+    eff: Vec<f32>,
+    /// Evolved weight matrices: `false` forms `W + D_s` per chunk in one reused scratch
+    /// and multiplies once (half the arithmetic); `true` computes `x W^T` for all rows plus
+    /// `x_s D_s^T` per chunk.
+    pub split_offsets: bool,
+}
+
+/// Chunks of at most this many rows use dot products instead of a product with `W + D_s`.
+const SMALL_CHUNK: usize = 2;
+
+/// `c = a_s (W + D_s)^T` (`transpose_b`, `a_s` `[len, k]`, `W` `[n, k]`) or `c = a_s (W + D_s)`
+/// (`a_s` `[len, k]`, `W` `[k, n]`) for each chunk `s`, forming `W + D_s` in `eff`.
+#[allow(clippy::too_many_arguments)]
+fn per_chunk_product<'r>(
+    segs: &[Seg],
+    rows: &dyn Fn(usize) -> &'r [f32],
+    w: &[f32],
+    k: usize,
+    n: usize,
+    a: &[f32],
+    c: &mut [f32],
+    eff: &mut Vec<f32>,
+    transpose_b: bool,
+    shared_done: bool,
+) {
+    eff.resize(w.len(), 0.0);
+    let mut last = usize::MAX;
+    for s in segs {
+        if transpose_b && s.len <= SMALL_CHUNK {
+            // A few rows: dot products read D_s once, nothing is formed; `x W^T` comes from
+            // one product over all rows when every chunk is small (rollout ticks).
+            let d = rows(s.entry);
+            for r in s.start..s.start + s.len {
+                let ar = &a[r * k..(r + 1) * k];
+                for j in 0..n {
+                    let dj = dot(ar, &d[j * k..(j + 1) * k]);
+                    c[r * n + j] = if shared_done {
+                        c[r * n + j] + dj
+                    } else {
+                        dot(ar, &w[j * k..(j + 1) * k]) + dj
+                    };
+                }
+            }
+            continue;
+        }
+        if s.entry != last {
+            let d = rows(s.entry);
+            for ((e, &x), &y) in eff.iter_mut().zip(w).zip(d) {
+                *e = x + y;
+            }
+            last = s.entry;
+        }
+        let a_s = &a[s.start * k..(s.start + s.len) * k];
+        let c_s = &mut c[s.start * n..];
+        if transpose_b {
+            gemm_abt(s.len, k, n, a_s, eff, 0.0, c_s);
+        } else {
+            gemm_ab(s.len, k, n, a_s, eff, 0.0, c_s);
+        }
+    }
+}
+
+/// `c = beta * c + a b^T` for row-major `a` `[m, k]`, `b` `[n, k]`, `c` `[m, n]`.
+fn gemm_abt(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
+    assert!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n);
+    // SAFETY: the slices hold the strided extents checked above.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            1,
+            k as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
+
+/// `c = beta * c + a b` for row-major `a` `[m, k]`, `b` `[k, n]`, `c` `[m, n]`.
+fn gemm_ab(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: the slices hold the strided extents checked above.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
+
+/// `c = a^T b` for row-major `a` `[k, m]`, `b` `[k, n]`, `c` `[m, n]` (overwritten).
+fn gemm_atb(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: the slices hold the strided extents checked above.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            1,
+            m as isize,
+            b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
+
+/// Dot product with sixteen independent partial sums (fixed order on a given machine):
+/// AVX2 + FMA when the CPU has them, else plain multiply-adds.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the enabled features.
+            return unsafe { dot_fma(a, b) };
+        }
+    }
+    dot_lanes(a, b, |x, y, acc| acc + x * y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_fma(a: &[f32], b: &[f32]) -> f32 {
+    dot_lanes(a, b, |x, y, acc| x.mul_add(y, acc))
+}
+
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32], fma: impl Fn(f32, f32, f32) -> f32) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; 16];
+    let mut ca = a.chunks_exact(16);
+    let mut cb = b.chunks_exact(16);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..16 {
+            acc[l] = fma(x[l], y[l], acc[l]);
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        tail = fma(*x, *y, tail);
+    }
+    for l in 0..8 {
+        acc[l] += acc[l + 8];
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// `out = w (+ d)`.
+fn add_offset(out: &mut [f32], w: &[f32], d: Option<&[f32]>) {
+    match d {
+        Some(d) => {
+            for ((o, a), b) in out.iter_mut().zip(w).zip(d) {
+                *o = a + b;
+            }
+        }
+        None => out.copy_from_slice(&w[..out.len()]),
+    }
+}
+
+/// Sum with eight independent partial sums (vectorisable, fixed order).
+fn sum_lanes(v: impl Iterator<Item = f32>) -> f32 {
+    let mut acc = [0f32; 8];
+    for (i, x) in v.enumerate() {
+        acc[i % 8] += x;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// `tanh` of every element in place: Eigen's rational approximation (odd degree-13 over
+/// even degree-6 polynomial, clamped): within 1e-6 relative of `tanh`, and vectorisable.
+pub fn tanh_in_place(v: &mut [f32]) {
+    const CLAMP: f32 = 7.905_311;
+    const A: [f32; 7] = [
+        4.893_524_6e-3,
+        6.372_619_3e-4,
+        1.485_722_4e-5,
+        5.122_297e-8,
+        -8.604_672e-11,
+        2.000_187_9e-13,
+        -2.760_768_5e-16,
+    ];
+    const B: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347e-4, 1.198_258_4e-6];
+    for x in v.iter_mut() {
+        let c = x.clamp(-CLAMP, CLAMP);
+        let x2 = c * c;
+        let p = ((((((A[6] * x2 + A[5]) * x2 + A[4]) * x2 + A[3]) * x2 + A[2]) * x2 + A[1]) * x2
+            + A[0])
+            * c;
+        let q = ((B[3] * x2 + B[2]) * x2 + B[1]) * x2 + B[0];
+        *x = if c.abs() < 4e-4 { c } else { p / q };
+    }
+}
+
+impl Workspace {
+    /// Sizes the buffers for `rows` rows and returns the input rows `[rows, obs_dim]` to fill.
+    pub fn input_mut(&mut self, lay: &Layout, rows: usize) -> &mut [f32] {
+        self.rows = rows;
+        let nh = lay.hidden.len();
+        self.nhat.resize_with(nh, Vec::new);
+        self.rstd.resize_with(nh, Vec::new);
+        self.act.resize_with(nh, Vec::new);
+        for (k, &h) in lay.hidden.iter().enumerate() {
+            self.nhat[k].resize(rows * h, 0.0);
+            self.rstd[k].resize(rows, 0.0);
+            self.act[k].resize(rows * h, 0.0);
+        }
+        self.logits.resize(rows * NUM_ACTIONS, 0.0);
+        self.value.resize(rows, 0.0);
+        self.x.resize(rows * lay.obs_dim, 0.0);
+        &mut self.x
+    }
+
+    /// Forward pass over the input rows: fills [`Workspace::logits`] and
+    /// [`Workspace::value`]. `segs` must cover the rows when `off` is given.
+    pub fn forward(&mut self, lay: &Layout, p: &[f32], segs: &[Seg], off: Option<&OffsetRows>) {
+        let n = self.rows;
+        for k in 0..lay.hidden.len() {
+            let (h, w_in) = (lay.hidden[k], lay.width(k));
+            let (wi, bi, gi, ti) = (4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3);
+            let (before, rest) = self.act.split_at_mut(k);
+            let input: &[f32] = if k == 0 { &self.x } else { &before[k - 1] };
+            let z = &mut self.nhat[k];
+            let evolved = off.filter(|o| o.tables[wi].is_some());
+            if let (Some(o), false) = (evolved, self.split_offsets) {
+                // z_s = x_s (W + D_s)^T.
+                let rows = |e: usize| o.row(wi, lay.len[wi], e).unwrap();
+                let w = lay.param(p, wi);
+                let all_small = segs.iter().all(|s| s.len <= SMALL_CHUNK);
+                if all_small {
+                    gemm_abt(n, w_in, h, input, w, 0.0, z);
+                }
+                let eff = &mut self.eff;
+                per_chunk_product(segs, &rows, w, w_in, h, input, z, eff, true, all_small);
+            } else {
+                // z = x W^T (+ x_s D_s^T per chunk s).
+                gemm_abt(n, w_in, h, input, lay.param(p, wi), 0.0, z);
+            }
+            if let (Some(o), true) = (off, self.split_offsets) {
+                for s in segs {
+                    if let Some(d) = o.row(wi, lay.len[wi], s.entry) {
+                        let xs = &input[s.start * w_in..(s.start + s.len) * w_in];
+                        gemm_abt(s.len, w_in, h, xs, d, 1.0, &mut z[s.start * h..]);
+                    }
+                }
+            }
+            let (b, g, t) = (lay.param(p, bi), lay.param(p, gi), lay.param(p, ti));
+            let act = &mut rest[0];
+            let rstd = &mut self.rstd[k];
+            let (mut bias, mut scale, mut shift) = (vec![0f32; h], vec![0f32; h], vec![0f32; h]);
+            let mut run = |rows: std::ops::Range<usize>, entry: Option<usize>| {
+                let row = |i: usize| entry.and_then(|e| off.and_then(|o| o.row(i, h, e)));
+                add_offset(&mut bias, b, row(bi));
+                add_offset(&mut scale, g, row(gi));
+                add_offset(&mut shift, t, row(ti));
+                for r in rows {
+                    let zr = &mut z[r * h..(r + 1) * h];
+                    zr.iter_mut().zip(&bias).for_each(|(z, b)| *z += b);
+                    let mean = sum_lanes(zr.iter().copied()) / h as f32;
+                    let var = sum_lanes(zr.iter().map(|v| (v - mean) * (v - mean))) / h as f32;
+                    let rs = 1.0 / (var + LAYER_NORM_EPS as f32).sqrt();
+                    rstd[r] = rs;
+                    let ar = &mut act[r * h..(r + 1) * h];
+                    for ((a, z), (sc, sh)) in ar
+                        .iter_mut()
+                        .zip(zr.iter_mut())
+                        .zip(scale.iter().zip(&shift))
+                    {
+                        let nh = (*z - mean) * rs;
+                        *z = nh;
+                        *a = nh * sc + sh;
+                    }
+                    tanh_in_place(ar);
+                }
+            };
+            match off {
+                Some(_) => segs
+                    .iter()
+                    .for_each(|s| run(s.start..s.start + s.len, Some(s.entry))),
+                None => run(0..n, None),
+            }
+        }
+        self.heads_forward(lay, p, segs, off);
+    }
+
+    fn heads_forward(&mut self, lay: &Layout, p: &[f32], segs: &[Seg], off: Option<&OffsetRows>) {
+        let n = self.rows;
+        let h = *lay.hidden.last().unwrap();
+        let a = &self.act[lay.hidden.len() - 1];
+        let ai = 4 * lay.hidden.len();
+        let (wa, ba, wc, bc) = (
+            lay.param(p, ai),
+            lay.param(p, ai + 1),
+            lay.param(p, ai + 2),
+            lay.param(p, ai + 3),
+        );
+        let (logits, value) = (&mut self.logits, &mut self.value);
+        let mut run = |rows: std::ops::Range<usize>, entry: Option<usize>| {
+            let row = |i: usize| entry.and_then(|e| off.and_then(|o| o.row(i, lay.len[i], e)));
+            let (dwa, dba, dwc, dbc) = (row(ai), row(ai + 1), row(ai + 2), row(ai + 3));
+            for r in rows {
+                let ar = &a[r * h..(r + 1) * h];
+                for o in 0..NUM_ACTIONS {
+                    let mut s = dot(ar, &wa[o * h..(o + 1) * h]) + ba[o];
+                    if let Some(d) = dwa {
+                        s += dot(ar, &d[o * h..(o + 1) * h]);
+                    }
+                    logits[r * NUM_ACTIONS + o] = s + dba.map_or(0.0, |d| d[o]);
+                }
+                let mut v = dot(ar, wc) + bc[0];
+                if let Some(d) = dwc {
+                    v += dot(ar, d);
+                }
+                value[r] = v + dbc.map_or(0.0, |d| d[0]);
+            }
+        };
+        match off {
+            Some(_) => segs
+                .iter()
+                .for_each(|s| run(s.start..s.start + s.len, Some(s.entry))),
+            None => run(0..n, None),
+        }
+    }
+
+    /// Backward pass of the last [`Workspace::forward`] given the loss gradients with
+    /// respect to the logits (`[rows, 6]`) and values (`[rows]`): writes the gradient of
+    /// the shared parameters into `grad` (`lay.total` scalars, overwritten). Offsets get no
+    /// gradient.
+    pub fn backward(
+        &mut self,
+        lay: &Layout,
+        p: &[f32],
+        segs: &[Seg],
+        off: Option<&OffsetRows>,
+        dlogits: &[f32],
+        dvalue: &[f32],
+        grad: &mut [f32],
+    ) {
+        let n = self.rows;
+        let nh = lay.hidden.len();
+        let h = lay.hidden[nh - 1];
+        grad[..lay.total].fill(0.0);
+        let ai = 4 * nh;
+        // Heads: d(Wa) = dlogits^T a, d(Wc) = dvalue^T a, d(a) = dlogits (Wa + Da) + dvalue (Wc + Dc).
+        self.da.resize(n * h, 0.0);
+        {
+            let a = &self.act[nh - 1];
+            let (wa, wc) = (lay.param(p, ai), lay.param(p, ai + 2));
+            let (ga, rest) = grad[lay.start[ai]..].split_at_mut(lay.len[ai]);
+            gemm_atb(NUM_ACTIONS, n, h, dlogits, a, ga);
+            for r in 0..n {
+                for o in 0..NUM_ACTIONS {
+                    rest[o] += dlogits[r * NUM_ACTIONS + o];
+                }
+            }
+            let gc = &mut grad[lay.start[ai + 2]..lay.start[ai + 2] + h];
+            gemm_atb(1, n, h, dvalue, a, gc);
+            grad[lay.start[ai + 3]] += dvalue.iter().sum::<f32>();
+            let da = &mut self.da;
+            gemm_ab(n, NUM_ACTIONS, h, dlogits, wa, 0.0, da);
+            for r in 0..n {
+                let dv = dvalue[r];
+                for (d, w) in da[r * h..(r + 1) * h].iter_mut().zip(wc) {
+                    *d += dv * w;
+                }
+            }
+            if let Some(o) = off {
+                for s in segs {
+                    let rows = s.start..s.start + s.len;
+                    if let Some(d) = o.row(ai, lay.len[ai], s.entry) {
+                        let dl = &dlogits[rows.start * NUM_ACTIONS..rows.end * NUM_ACTIONS];
+                        gemm_ab(s.len, NUM_ACTIONS, h, dl, d, 1.0, &mut da[rows.start * h..]);
+                    }
+                    if let Some(d) = o.row(ai + 2, lay.len[ai + 2], s.entry) {
+                        for r in rows {
+                            let dv = dvalue[r];
+                            for (x, w) in da[r * h..(r + 1) * h].iter_mut().zip(d) {
+                                *x += dv * w;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Hidden layers, last to first.
+        for k in (0..nh).rev() {
+            let (h, w_in) = (lay.hidden[k], lay.width(k));
+            let (wi, bi, gi, ti) = (4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3);
+            self.dz.resize(n * h, 0.0);
+            let (a, nhat, rstd) = (&self.act[k], &self.nhat[k], &self.rstd[k]);
+            let (da, dz) = (&self.da, &mut self.dz);
+            let g = lay.param(p, gi);
+            // Shared gradients of the LayerNorm scale, shift and the linear bias.
+            let mut acc = vec![0f32; 3 * h];
+            let (acc_g, acc_rest) = acc.split_at_mut(h);
+            let (acc_t, acc_b) = acc_rest.split_at_mut(h);
+            let mut scale = vec![0f32; h];
+            let mut run = |rows: std::ops::Range<usize>, entry: Option<usize>| {
+                add_offset(
+                    &mut scale,
+                    g,
+                    entry.and_then(|e| off.and_then(|o| o.row(gi, h, e))),
+                );
+                for r in rows {
+                    let (ar, nr) = (&a[r * h..(r + 1) * h], &nhat[r * h..(r + 1) * h]);
+                    let dar = &da[r * h..(r + 1) * h];
+                    let dzr = &mut dz[r * h..(r + 1) * h];
+                    for j in 0..h {
+                        let dpre = dar[j] * (1.0 - ar[j] * ar[j]);
+                        acc_g[j] += dpre * nr[j];
+                        acc_t[j] += dpre;
+                        dzr[j] = dpre * scale[j];
+                    }
+                    let m1 = dzr.iter().sum::<f32>() / h as f32;
+                    let m2 = dzr.iter().zip(nr).map(|(x, y)| x * y).sum::<f32>() / h as f32;
+                    let rs = rstd[r];
+                    for j in 0..h {
+                        let v = rs * (dzr[j] - m1 - nr[j] * m2);
+                        dzr[j] = v;
+                        acc_b[j] += v;
+                    }
+                }
+            };
+            match off {
+                Some(_) => segs
+                    .iter()
+                    .for_each(|s| run(s.start..s.start + s.len, Some(s.entry))),
+                None => run(0..n, None),
+            }
+            for (i, part) in [(gi, &*acc_g), (ti, &*acc_t), (bi, &*acc_b)] {
+                grad[lay.start[i]..lay.start[i] + h].copy_from_slice(part);
+            }
+            let input: &[f32] = if k == 0 { &self.x } else { &self.act[k - 1] };
+            let gw = &mut grad[lay.start[wi]..lay.start[wi] + lay.len[wi]];
+            gemm_atb(h, n, w_in, &self.dz, input, gw);
+            if k > 0 {
+                // d(input) = dz (W + D_s) per chunk; the first layer's input needs none.
+                self.da.resize(n * w_in, 0.0);
+                let evolved = off.filter(|o| o.tables[wi].is_some());
+                if let (Some(o), false) = (evolved, self.split_offsets) {
+                    let rows = |e: usize| o.row(wi, lay.len[wi], e).unwrap();
+                    let (w, dz, da) = (lay.param(p, wi), &self.dz, &mut self.da);
+                    per_chunk_product(segs, &rows, w, h, w_in, dz, da, &mut self.eff, false, false);
+                } else {
+                    gemm_ab(n, h, w_in, &self.dz, lay.param(p, wi), 0.0, &mut self.da);
+                }
+                if let (Some(o), true) = (off, self.split_offsets) {
+                    for s in segs {
+                        if let Some(d) = o.row(wi, lay.len[wi], s.entry) {
+                            let dzs = &self.dz[s.start * h..(s.start + s.len) * h];
+                            let out = &mut self.da[s.start * w_in..];
+                            gemm_ab(s.len, h, w_in, dzs, d, 1.0, out);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_tanh_is_within_1e_6_relative() {
+        let xs: Vec<f32> = (-200_000..=200_000).map(|i| i as f32 * 5e-5).collect();
+        let mut ys = xs.clone();
+        tanh_in_place(&mut ys);
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let want = (x as f64).tanh();
+            assert!(
+                (y as f64 - want).abs() <= 1e-6 * want.abs().max(1e-3),
+                "tanh({x}) = {y}, want {want}"
+            );
+        }
+        let mut big = [20.0f32, -20.0, 1e-6];
+        tanh_in_place(&mut big);
+        assert_eq!(big, [1.0, -1.0, 1e-6]);
+    }
+}

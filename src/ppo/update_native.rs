@@ -1,0 +1,467 @@
+//! The PPO minibatches on the CPU without libtorch: the hand-written forward/backward of
+//! [`crate::policy::native`], the loss and its gradient written out, global-norm clipping
+//! and Adam as loops over the flat parameter vector. The learning is the same as the
+//! libtorch backend's up to floating-point order (checked in tests). Nothing is
+//! synchronised: every value is on the host.
+
+use std::time::Instant;
+
+use super::adam::Adam;
+use super::update::{add_epoch_sums, plan_epoch, Batch, NonFiniteLoss, UpdateStats};
+use crate::config::TrainConfig;
+use crate::policy::native::{cpu_slice, cpu_slice_mut, Layout, OffsetRows, Seg, Workspace};
+use crate::policy::{Offsets, Policy};
+use crate::rng::Rng;
+use crate::world::NUM_ACTIONS;
+
+/// Parts each minibatch is split into (the most threads the update uses); fixed, so the
+/// results do not depend on the thread count.
+pub const PARTS: usize = 2;
+
+/// The per-sample inputs of the loss for the rows of one minibatch.
+#[derive(Debug, Default)]
+pub struct LossRows {
+    pub actions: Vec<usize>,
+    pub old_logp: Vec<f32>,
+    pub advantages: Vec<f32>,
+    pub returns: Vec<f32>,
+}
+
+/// PPO loss hyper-parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct LossCoefs {
+    pub clip_eps: f64,
+    pub vf_coef: f64,
+    pub ent_coef: f64,
+}
+
+/// Minibatch-wide constants of the loss: advantage mean and population std, sample count.
+#[derive(Debug, Clone, Copy)]
+pub struct Norm {
+    pub adv_mean: f64,
+    pub adv_std: f64,
+    pub n: f64,
+}
+
+impl Norm {
+    /// The constants of a minibatch with advantages `adv` (all its rows).
+    pub fn of(adv: impl Iterator<Item = f32> + Clone) -> Norm {
+        let (mut sum, mut n) = (0f64, 0usize);
+        for a in adv.clone() {
+            sum += a as f64;
+            n += 1;
+        }
+        let nf = n.max(1) as f64;
+        let mean = sum / nf;
+        let var = adv.map(|a| (a as f64 - mean).powi(2)).sum::<f64>() / nf;
+        Norm {
+            adv_mean: mean,
+            adv_std: var.sqrt(),
+            n: n as f64,
+        }
+    }
+}
+
+/// Sums of the per-sample PPO loss terms (policy, value, entropy, approx KL, clipped) of
+/// `rows` given the network's `logits` `[rows, 6]` and `value` `[rows]`; writes the
+/// gradient of the minibatch loss (model.md section 6.4; means over `norm.n` samples)
+/// with respect to the logits and values. See [`finish_metrics`].
+pub fn loss_and_grad(
+    logits: &[f32],
+    value: &[f32],
+    rows: &LossRows,
+    norm: Norm,
+    c: LossCoefs,
+    dlogits: &mut Vec<f32>,
+    dvalue: &mut Vec<f32>,
+) -> [f64; 5] {
+    let n = rows.actions.len();
+    let nf = norm.n;
+    dlogits.resize(n * NUM_ACTIONS, 0.0);
+    dvalue.resize(n, 0.0);
+    let (mean, std) = (norm.adv_mean, norm.adv_std);
+    let (lo, hi) = (1.0 - c.clip_eps, 1.0 + c.clip_eps);
+    let mut m = [0f64; 5];
+    for r in 0..n {
+        let z = &logits[r * NUM_ACTIONS..(r + 1) * NUM_ACTIONS];
+        let zmax = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let lse = zmax as f64
+            + z.iter()
+                .map(|&v| ((v - zmax) as f64).exp())
+                .sum::<f64>()
+                .ln();
+        let mut logp = [0f64; NUM_ACTIONS];
+        let mut ent = 0f64;
+        for k in 0..NUM_ACTIONS {
+            logp[k] = z[k] as f64 - lse;
+            ent -= logp[k].exp() * logp[k];
+        }
+        let a = rows.actions[r];
+        let adv = (rows.advantages[r] as f64 - mean) / (std + 1e-8);
+        let logratio = logp[a] - rows.old_logp[r] as f64;
+        let ratio = logratio.exp();
+        let (pg1, pg2) = (-adv * ratio, -adv * ratio.clamp(lo, hi));
+        m[0] += pg1.max(pg2);
+        // d pg / d ratio: the unclipped term where it is the max or the clip is inactive.
+        let dratio = if (lo..=hi).contains(&ratio) || pg1 > pg2 {
+            -adv
+        } else {
+            0.0
+        };
+        let g_newlogp = dratio * ratio / nf;
+        let dv = value[r] as f64 - rows.returns[r] as f64;
+        m[1] += dv * dv;
+        m[2] += ent;
+        m[3] += (ratio - 1.0) - logratio;
+        m[4] += f64::from(u8::from((ratio - 1.0).abs() > c.clip_eps));
+        dvalue[r] = (c.vf_coef * 2.0 * dv / nf) as f32;
+        // d(-ent_coef * H / n) / dz_k = ent_coef / n * p_k (log p_k + H).
+        let ec = c.ent_coef / nf;
+        for k in 0..NUM_ACTIONS {
+            let p = logp[k].exp();
+            let onehot = if k == a { 1.0 } else { 0.0 };
+            let g = g_newlogp * (onehot - p) + ec * p * (logp[k] + ent);
+            dlogits[r * NUM_ACTIONS + k] = g as f32;
+        }
+    }
+    m
+}
+
+/// The six metrics (order of [`super::update::METRIC_NAMES`]) from the sums of
+/// [`loss_and_grad`] over a minibatch of `n` samples.
+pub fn finish_metrics(sums: [f64; 5], n: f64, c: LossCoefs) -> [f64; 6] {
+    let m: Vec<f64> = sums.iter().map(|v| v / n).collect();
+    [
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        m[4],
+        m[0] + c.vf_coef * m[1] - c.ent_coef * m[2],
+    ]
+}
+
+/// Scales `grad` so its L2 norm is at most `max_norm` (factor `max_norm / (norm + 1e-6)`
+/// when below 1, as [`super::adam::clip_grad_norm`]). Returns the norm before clipping.
+pub fn clip_grad_norm(grad: &mut [f32], max_norm: f64) -> f64 {
+    let norm = grad
+        .iter()
+        .map(|&g| (g as f64) * (g as f64))
+        .sum::<f64>()
+        .sqrt();
+    let coef = (max_norm / (norm + 1e-6)).min(1.0) as f32;
+    if coef < 1.0 {
+        grad.iter_mut().for_each(|g| *g *= coef);
+    }
+    norm
+}
+
+/// One Adam step on host slices (the formula of [`Adam::step`]).
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    step: i64,
+    lr: f64,
+    (beta1, beta2, eps): (f64, f64, f64),
+) {
+    let t = step as i32;
+    let step_size = (lr / (1.0 - beta1.powi(t))) as f32;
+    let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt() as f32;
+    let (b1, b2, eps) = (beta1 as f32, beta2 as f32, eps as f32);
+    for i in 0..p.len() {
+        let gi = g[i];
+        m[i] += (1.0 - b1) * (gi - m[i]);
+        v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+        let denom = v[i].sqrt() / bc2_sqrt + eps;
+        p[i] -= step_size * (m[i] / denom);
+    }
+}
+
+/// The native update's view of the state: host slices of the parameters, Adam moments,
+/// observations and offsets.
+pub struct NativeUpdate<'a> {
+    lay: Layout,
+    params: &'a mut [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+    step: &'a mut i64,
+    betas: (f64, f64, f64),
+    obs: &'a [f32],
+    offsets: Option<OffsetRows<'a>>,
+}
+
+impl<'a> NativeUpdate<'a> {
+    /// `None` unless the parameters, Adam moments, observations and offsets are all
+    /// contiguous f32 CPU tensors (then the libtorch backend runs).
+    pub fn new(
+        policy: &'a Policy,
+        offsets: Option<&'a Offsets>,
+        adam: &'a mut Adam,
+        batch: &'a Batch,
+    ) -> Option<NativeUpdate<'a>> {
+        if adam.m.len() != 1 || adam.v.len() != 1 {
+            return None;
+        }
+        let obs = cpu_slice(&batch.obs)?;
+        let offsets = match (offsets, &batch.extra) {
+            (Some(o), Some(extra)) => Some(o.host_rows(Some(extra))?),
+            (None, _) => None,
+            (Some(_), None) => return None,
+        };
+        let betas = (adam.beta1, adam.beta2, adam.eps);
+        let Adam { m, v, step, .. } = adam;
+        // SAFETY: for the lifetime of this value the flat parameters and the Adam moments
+        // are only accessed through these slices (the update holds the policy and Adam).
+        let (params, m, v) = unsafe {
+            (
+                cpu_slice_mut(&policy.flat)?,
+                cpu_slice_mut(&m[0])?,
+                cpu_slice_mut(&v[0])?,
+            )
+        };
+        let lay = Layout::new(policy.obs_dim, &policy.hidden_dims);
+        if params.len() != lay.total || m.len() != lay.total || v.len() != lay.total {
+            return None;
+        }
+        Some(NativeUpdate {
+            lay,
+            params,
+            m,
+            v,
+            step,
+            betas,
+            obs,
+            offsets,
+        })
+    }
+
+    /// Runs the epochs on `threads` threads; adds the per-epoch loss sums to `sums`.
+    ///
+    /// Each minibatch is split into [`PARTS`] parts of whole chunks (by rows); each part
+    /// runs forward, loss and backward on its own buffers and the part gradients are
+    /// added in part order, so results depend neither on the thread count nor on
+    /// scheduling.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &mut self,
+        batch: &Batch,
+        cfg: &TrainConfig,
+        lr: f64,
+        rng: &mut Rng,
+        mb_size: usize,
+        threads: usize,
+        sums: &mut [f64; 6],
+        stats: &mut UpdateStats,
+    ) -> Result<(), NonFiniteLoss> {
+        let threads = threads.clamp(1, PARTS);
+        let coefs = LossCoefs {
+            clip_eps: cfg.clip_eps,
+            vf_coef: cfg.vf_coef,
+            ent_coef: cfg.ent_coef,
+        };
+        let pool = crate::policy::native::thread_pool(threads);
+        let nparts = PARTS;
+        let mut parts: Vec<Part> = (0..nparts).map(|_| Part::new(self.lay.total)).collect();
+        let mut grad = vec![0f32; self.lay.total];
+        let mut order: Vec<usize> = (0..batch.chunks.len()).collect();
+        let prof = &mut stats.profile;
+        for _epoch in 0..cfg.num_epochs {
+            let t = Instant::now();
+            rng.shuffle(&mut order);
+            let groups = plan_epoch(batch, &order, mb_size);
+            prof.batch_s += t.elapsed().as_secs_f64();
+            let mut epoch = [0f64; 6];
+            for g in groups {
+                let t = Instant::now();
+                let group = &order[g];
+                let total: usize = group.iter().map(|&c| batch.chunks[c].samples.len()).sum();
+                let norm = Norm::of(
+                    group
+                        .iter()
+                        .flat_map(|&c| batch.chunks[c].samples.iter())
+                        .map(|&s| batch.advantages[s as usize]),
+                );
+                // Whole chunks to parts, about `total / PARTS` rows each.
+                let mut next = 0;
+                for (p, part) in parts.iter_mut().enumerate() {
+                    let target = (total * (p + 1)).div_ceil(nparts);
+                    let mut end = next;
+                    let mut rows = part_rows(batch, &group[..next]);
+                    while end < group.len() && (rows < target || p + 1 == nparts) {
+                        rows += batch.chunks[group[end]].samples.len();
+                        end += 1;
+                    }
+                    part.fill(batch, &group[next..end], self.obs, &self.lay);
+                    next = end;
+                }
+                prof.batch_s += t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                let (lay, params, off) = (&self.lay, &*self.params, self.offsets.as_ref());
+                let work = |part: &mut Part| part.compute(lay, params, off, norm, coefs);
+                match &pool {
+                    Some(pool) => pool.install(|| {
+                        use rayon::prelude::*;
+                        parts.par_iter_mut().for_each(work)
+                    }),
+                    None => parts.iter_mut().for_each(work),
+                }
+                let t_reduce_start = t.elapsed().as_secs_f64();
+                let mut loss_sums = [0f64; 5];
+                grad.copy_from_slice(&parts[0].grad);
+                for (i, part) in parts.iter().enumerate() {
+                    for (s, v) in loss_sums.iter_mut().zip(part.sums) {
+                        *s += v;
+                    }
+                    if i > 0 && part.rows.actions.len() > 0 {
+                        grad.iter_mut().zip(&part.grad).for_each(|(g, p)| *g += p);
+                    }
+                }
+                for (e, v) in epoch
+                    .iter_mut()
+                    .zip(finish_metrics(loss_sums, norm.n, coefs))
+                {
+                    *e += v;
+                }
+                clip_grad_norm(&mut grad, cfg.max_grad_norm);
+                // Forward + loss and backward summed over the parts (thread-seconds: wall
+                // time on one thread); adding the part gradients and clipping count as
+                // backward.
+                let wall = t.elapsed().as_secs_f64();
+                let fwd: f64 = parts.iter().map(|p| p.forward_s).sum();
+                let bwd: f64 = parts.iter().map(|p| p.backward_s).sum();
+                prof.forward_s += fwd;
+                prof.backward_s += bwd + (wall - t_reduce_start).max(0.0);
+                let t = Instant::now();
+                *self.step += 1;
+                adam_step(
+                    self.params,
+                    &grad,
+                    self.m,
+                    self.v,
+                    *self.step,
+                    lr,
+                    self.betas,
+                );
+                prof.adam_s += t.elapsed().as_secs_f64();
+                stats.minibatches += 1;
+            }
+            add_epoch_sums(sums, &epoch)?;
+        }
+        Ok(())
+    }
+}
+
+fn part_rows(batch: &Batch, chunks: &[usize]) -> usize {
+    chunks.iter().map(|&c| batch.chunks[c].samples.len()).sum()
+}
+
+/// One thread's share of a minibatch and its buffers.
+struct Part {
+    ws: Workspace,
+    rows: LossRows,
+    segs: Vec<Seg>,
+    dlogits: Vec<f32>,
+    dvalue: Vec<f32>,
+    grad: Vec<f32>,
+    sums: [f64; 5],
+    /// Seconds of the last forward + loss.
+    forward_s: f64,
+    /// Seconds of the last backward.
+    backward_s: f64,
+}
+
+impl Part {
+    fn new(total: usize) -> Part {
+        Part {
+            ws: Workspace::default(),
+            rows: LossRows::default(),
+            segs: Vec::new(),
+            dlogits: Vec::new(),
+            dvalue: Vec::new(),
+            grad: vec![0f32; total],
+            sums: [0.0; 5],
+            forward_s: 0.0,
+            backward_s: 0.0,
+        }
+    }
+
+    /// Gathers the samples of `chunks` (rows in chunk order).
+    fn fill(&mut self, batch: &Batch, chunks: &[usize], obs: &[f32], lay: &Layout) {
+        let d = lay.obs_dim;
+        self.segs.clear();
+        let r = &mut self.rows;
+        r.actions.clear();
+        r.old_logp.clear();
+        r.advantages.clear();
+        r.returns.clear();
+        for &c in chunks {
+            let ch = &batch.chunks[c];
+            self.segs.push(Seg {
+                entry: ch.entry as usize,
+                start: r.actions.len(),
+                len: ch.samples.len(),
+            });
+            for &s in &ch.samples {
+                let s = s as usize;
+                r.actions.push(batch.actions[s] as usize);
+                r.old_logp.push(batch.logp[s]);
+                r.advantages.push(batch.advantages[s]);
+                r.returns.push(batch.returns[s]);
+            }
+        }
+        let n = r.actions.len();
+        let x = self.ws.input_mut(lay, n);
+        let mut row = 0;
+        for &c in chunks {
+            for &s in &batch.chunks[c].samples {
+                let s = s as usize;
+                x[row * d..(row + 1) * d].copy_from_slice(&obs[s * d..(s + 1) * d]);
+                row += 1;
+            }
+        }
+    }
+
+    /// Forward, loss and backward of this part (nothing for an empty part).
+    fn compute(
+        &mut self,
+        lay: &Layout,
+        params: &[f32],
+        off: Option<&OffsetRows>,
+        norm: Norm,
+        coefs: LossCoefs,
+    ) {
+        self.sums = [0.0; 5];
+        self.forward_s = 0.0;
+        self.backward_s = 0.0;
+        if self.rows.actions.is_empty() {
+            return;
+        }
+        let t = Instant::now();
+        let ws = &mut self.ws;
+        ws.forward(lay, params, &self.segs, off);
+        self.sums = loss_and_grad(
+            &ws.logits,
+            &ws.value,
+            &self.rows,
+            norm,
+            coefs,
+            &mut self.dlogits,
+            &mut self.dvalue,
+        );
+        self.forward_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        ws.backward(
+            lay,
+            params,
+            &self.segs,
+            off,
+            &self.dlogits,
+            &self.dvalue,
+            &mut self.grad,
+        );
+        self.backward_s = t.elapsed().as_secs_f64();
+    }
+}

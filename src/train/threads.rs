@@ -1,0 +1,137 @@
+//! `train.num_threads = 0` (the default): pick the thread count by measuring.
+//!
+//! Whether two threads beat one depends on the machine and on what else runs on it (on a
+//! busy 2-core machine one thread wins, on a quiet one two do), so at start-up a few
+//! synthetic PPO minibatches of the run's network are timed with the native CPU pass at 1
+//! and at up to [`crate::ppo::update_native::PARTS`] threads (about a quarter of a second)
+//! and the fewest threads within 10% of the fastest win. On the CPU the thread count
+//! changes only the speed: results are the same for every count (see `tests/ppo_threads.rs`).
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::policy::native::{thread_pool, Layout, Seg, Workspace};
+use crate::ppo::update_native::PARTS;
+
+/// The outcome of the start-up measurement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadChoice {
+    /// Threads chosen.
+    pub threads: usize,
+    /// `(threads, seconds per synthetic minibatch)` measured.
+    pub timings: Vec<(usize, f64)>,
+}
+
+impl ThreadChoice {
+    /// One line for the reporter.
+    pub fn describe(&self) -> String {
+        let t: Vec<String> = self
+            .timings
+            .iter()
+            .map(|(n, s)| format!("{n} thread(s) {:.2} ms", s * 1e3))
+            .collect();
+        format!(
+            "train.num_threads = 0 (auto): measured {} per minibatch; using {} thread(s)",
+            t.join(", "),
+            self.threads
+        )
+    }
+}
+
+static LAST_CHOICE: Mutex<Option<ThreadChoice>> = Mutex::new(None);
+
+/// The choice made by the last [`choose_threads`] call, taken (the trainer reports it once).
+pub fn take_last_choice() -> Option<ThreadChoice> {
+    LAST_CHOICE.lock().ok()?.take()
+}
+
+/// Seconds per synthetic minibatch (256 rows in chunks of 32, split in `PARTS` parts) of
+/// the network with `obs_dim` inputs and `hidden` widths on `threads` threads: the best of
+/// three rounds of four minibatches.
+fn time_minibatch(lay: &Layout, threads: usize) -> f64 {
+    let params: Vec<f32> = (0..lay.total)
+        .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-4)
+        .collect();
+    let rows = 256 / PARTS;
+    let mut parts: Vec<(Workspace, Vec<f32>)> = (0..PARTS)
+        .map(|p| {
+            let mut ws = Workspace::default();
+            for (i, x) in ws.input_mut(lay, rows).iter_mut().enumerate() {
+                *x = (((i + p) * 31 % 17) as f32 - 8.0) * 0.1;
+            }
+            (ws, vec![0f32; lay.total])
+        })
+        .collect();
+    let segs: Vec<Seg> = (0..rows.div_ceil(32))
+        .map(|c| Seg {
+            entry: c,
+            start: c * 32,
+            len: 32.min(rows - c * 32),
+        })
+        .collect();
+    let dl = vec![0.01f32; rows * crate::world::NUM_ACTIONS];
+    let dv = vec![0.01f32; rows];
+    let work = |(ws, g): &mut (Workspace, Vec<f32>)| {
+        ws.forward(lay, &params, &segs, None);
+        ws.backward(lay, &params, &segs, None, &dl, &dv, g);
+    };
+    let pool = thread_pool(threads);
+    let mut best = f64::INFINITY;
+    for round in 0..4 {
+        let t = Instant::now();
+        for _ in 0..4 {
+            match &pool {
+                Some(pool) => pool.install(|| {
+                    use rayon::prelude::*;
+                    parts.par_iter_mut().for_each(work)
+                }),
+                None => parts.iter_mut().for_each(work),
+            }
+        }
+        // Round 0 warms up caches and the pool.
+        if round > 0 {
+            best = best.min(t.elapsed().as_secs_f64() / 4.0);
+        }
+    }
+    best
+}
+
+/// Measures 1 to `max_threads` threads (at most [`PARTS`]) on the network with `obs_dim`
+/// inputs and `hidden` widths, sets libtorch's thread count to the choice and records it
+/// for [`take_last_choice`].
+pub fn choose_threads(obs_dim: usize, hidden: &[usize], max_threads: usize) -> ThreadChoice {
+    let lay = Layout::new(obs_dim, hidden);
+    let timings: Vec<(usize, f64)> = (1..=max_threads.clamp(1, PARTS))
+        .map(|t| (t, time_minibatch(&lay, t)))
+        .collect();
+    let fastest = timings.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
+    let threads = timings
+        .iter()
+        .find(|t| t.1 <= fastest * 1.1)
+        .map_or(1, |t| t.0);
+    tch::set_num_threads(threads as i32);
+    let choice = ThreadChoice { threads, timings };
+    if let Ok(mut last) = LAST_CHOICE.lock() {
+        *last = Some(choice.clone());
+    }
+    choice
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choice_is_one_of_the_measured_counts_and_is_applied() {
+        let saved = tch::get_num_threads();
+        let c = choose_threads(30, &[16, 16], 2);
+        assert!(c.timings.iter().any(|t| t.0 == c.threads));
+        assert!(c.timings.iter().all(|t| t.1 > 0.0 && t.1.is_finite()));
+        let fastest = c.timings.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
+        let chosen = c.timings.iter().find(|t| t.0 == c.threads).unwrap().1;
+        assert!(chosen <= fastest * 1.1);
+        assert_eq!(tch::get_num_threads(), c.threads as i32);
+        assert!(c.describe().contains("using"));
+        tch::set_num_threads(saved);
+    }
+}
