@@ -316,9 +316,9 @@ mod tests {
                 "the Gram matrix down, once per iteration",
             ),
             (
-                "ppo/update.rs",
+                "ppo/update_tch.rs",
                 1,
-                "loss values down (the throughput issue bounds how often)",
+                "loss sums and the finiteness check down, once per epoch",
             ),
             (
                 "checkpoint/tensor.rs",
