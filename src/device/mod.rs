@@ -316,6 +316,11 @@ mod tests {
                 "the Gram matrix down, once per iteration",
             ),
             (
+                "train/mod.rs",
+                1,
+                "a comparison: the thread count is measured only on the CPU",
+            ),
+            (
                 "ppo/update_tch.rs",
                 1,
                 "loss sums and the finiteness check down, once per epoch",
