@@ -97,7 +97,7 @@ fn downloads_all_pages_verifies_and_prints_resume_command() {
     assert!(r
         .stdout
         .contains("ok   kaggle_output/checkpoints/step_100.safetensors  step=100"));
-    assert!(r.stdout.lines().any(|l| l.trim() == "cargo run --release --bin train -- --train.resume-from kaggle_output/checkpoints/latest.safetensors"), "{}", r.stdout);
+    assert!(r.stdout.lines().any(|l| l.trim() == "cargo run --release --bin train -- --train.resume-from=kaggle_output/checkpoints/latest.safetensors --log.checkpoint-dir=kaggle_output/local-resume/checkpoints --log.metrics-path=kaggle_output/local-resume/metrics.jsonl --log.tensorboard-dir=kaggle_output/local-resume/tensorboard"), "{}", r.stdout);
     assert!(r
         .stdout
         .contains("Downloaded 3, skipped 0, refused 0, failed 0"));
@@ -146,7 +146,7 @@ fn without_a_remembered_run_unchanged_files_are_skipped_by_etag() {
     );
     assert!(r
         .stdout
-        .contains("resume-from out/checkpoints/latest.safetensors"));
+        .contains("resume-from=out/checkpoints/latest.safetensors"));
 }
 
 #[test]
@@ -288,7 +288,7 @@ fn damaged_checkpoint_is_reported() {
     );
     assert!(r
         .stdout
-        .contains("--train.resume-from kaggle_output/checkpoints/step_200.safetensors"));
+        .contains("--train.resume-from=kaggle_output/checkpoints/step_200.safetensors"));
     assert!(r.stderr.contains("failed verification"));
 }
 

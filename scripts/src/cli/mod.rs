@@ -2,6 +2,7 @@
 //! (plain lines or indicatif bars) and exit codes. This is the only module that prints.
 
 pub mod download;
+pub mod out;
 pub mod publish;
 pub mod push;
 pub mod setup;
@@ -12,7 +13,8 @@ use crate::kaggle::client::{ApiClient, Settings, ENDPOINT_ENV};
 use crate::kaggle::credentials::{find_credentials, CredentialEnv, CredentialFlags, Credentials};
 use crate::kaggle::metadata::{KernelMetadata, RunState, DEFAULT_METADATA};
 use crate::kaggle::KaggleError;
-use clap::Args;
+use clap::{Args, Parser};
+use out::shout;
 use std::path::PathBuf;
 
 /// Exit code: success.
@@ -30,7 +32,7 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 #[derive(Debug, Clone, Args)]
 pub struct Common {
     /// Kaggle API host (https; plain http only for 127.0.0.1/::1/localhost).
-    #[arg(long, env = ENDPOINT_ENV, value_name = "URL", default_value = crate::kaggle::client::DEFAULT_ENDPOINT)]
+    #[arg(long, env = ENDPOINT_ENV, hide_env_values = true, value_name = "URL", default_value = crate::kaggle::client::DEFAULT_ENDPOINT)]
     pub endpoint: String,
     /// Kernel metadata file (written by kaggle_setup).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_METADATA)]
@@ -65,16 +67,22 @@ impl Common {
         Settings::from_env(Some(&self.endpoint))
     }
 
-    /// Find credentials (printing permission fixes) and build the API client.
+    /// Find credentials (registering them with the output scrubber, printing permission
+    /// fixes), check the endpoint and build the API client.
     pub fn connect(&self) -> anyhow::Result<(ApiClient, Credentials)> {
-        let settings = self.settings()?;
         let flags = CredentialFlags {
             token_file: self.token_file.clone(),
             kaggle_json: self.kaggle_json.clone(),
         };
-        let (creds, notices) = find_credentials(&flags, &CredentialEnv::from_process())?;
+        let env = CredentialEnv::from_process();
+        for s in env.api_token.iter().chain(env.key.iter()) {
+            out::protect(s);
+        }
+        let (creds, notices) = find_credentials(&flags, &env)?;
+        out::protect(creds.auth.secret());
+        let settings = self.settings()?;
         for n in notices {
-            eprintln!("note: {n}");
+            shout!("note: {n}");
         }
         let client = ApiClient::new(settings, creds.auth.clone())?;
         Ok((client, creds))
@@ -93,10 +101,7 @@ impl Common {
 
 /// Print an error as `error: ...` (one line) plus `hint: ...`.
 pub fn report_error(err: &anyhow::Error) {
-    eprintln!(
-        "error: {}",
-        crate::kaggle::error::one_line(&format!("{err:#}"))
-    );
+    shout!("error: {err:#}");
     let hint = err.chain().find_map(|e| {
         if let Some(k) = e.downcast_ref::<KaggleError>() {
             k.hint()
@@ -107,7 +112,7 @@ pub fn report_error(err: &anyhow::Error) {
         }
     });
     if let Some(h) = hint {
-        eprintln!("hint: {h}");
+        shout!("hint: {h}");
     }
 }
 
@@ -121,6 +126,12 @@ pub fn exit_with(result: anyhow::Result<i32>) -> ! {
         }
     };
     std::process::exit(code)
+}
+
+/// The `main` of every helper: scrubbing panic messages, parse the arguments, run, exit.
+pub fn main_with<A: Parser>(run: fn(A) -> anyhow::Result<i32>) -> ! {
+    out::install_panic_hook();
+    exit_with(run(A::parse()))
 }
 
 /// True when stdout is an interactive terminal (bars), false for pipes and files (plain lines).

@@ -2,6 +2,7 @@
 //! a new version afterwards), wait until Kaggle says READY, and make the kernel metadata list
 //! the dataset so the next session's resume cell finds it under `/kaggle/input`.
 
+use super::out::say;
 use super::{human_bytes, Common, AFTER_HELP, EXIT_OK};
 use crate::kaggle::api::Ref;
 use crate::kaggle::checkpoint::{find_checkpoints, pick_resume, verify_checkpoint};
@@ -99,7 +100,7 @@ pub fn run(args: PublishArgs) -> anyhow::Result<i32> {
     if !args.no_update_metadata {
         ensure_source(&args.common.metadata, &dataset.to_string())?;
     }
-    println!("Next session: cargo run --release -p emergence_lab_scripts --bin kaggle_run   (resumes from step {newest})");
+    say!("Next session: cargo run --release -p emergence_lab_scripts --bin kaggle_run   (resumes from step {newest})");
     Ok(EXIT_OK)
 }
 
@@ -132,7 +133,7 @@ fn publish(
     let mut tokens = vec![];
     for item in &items {
         let size = std::fs::metadata(&item.path).map(|m| m.len()).unwrap_or(0);
-        println!("uploading {} ({})", item.name, human_bytes(size));
+        say!("uploading {} ({})", item.name, human_bytes(size));
         tokens.push(client.upload_blob(&storage, item)?);
     }
     let notes = args.message.clone().unwrap_or_else(|| {
@@ -142,18 +143,18 @@ fn publish(
     let ans = if exists {
         let a =
             client.create_dataset_version(dataset, &notes, args.delete_old_versions, &tokens)?;
-        println!("New version of dataset {dataset} created.");
+        say!("New version of dataset {dataset} created.");
         a
     } else {
         let a = client.create_dataset(dataset, DATASET_TITLE, &tokens)?;
-        println!("Private dataset {dataset} created.");
+        say!("Private dataset {dataset} created.");
         a
     };
     if let Some(u) = ans.url.filter(|u| !u.is_empty()) {
-        println!("URL: {u}");
+        say!("URL: {u}");
     }
     if args.no_wait {
-        println!("Not waiting for Kaggle to process it; check before the next kaggle_run.");
+        say!("Not waiting for Kaggle to process it; check before the next kaggle_run.");
         return Ok(());
     }
     let start = Instant::now();
@@ -164,7 +165,7 @@ fn publish(
             .map(|s| normalise_status(&s))
             .unwrap_or_else(|| "NOT_YET_VISIBLE".into());
         if s != last {
-            println!("dataset status: {s}");
+            say!("dataset status: {s}");
             last = s.clone();
         }
         match s.as_str() {
@@ -203,12 +204,12 @@ fn ensure_source(path: &std::path::Path, dataset: &str) -> anyhow::Result<()> {
         .filter_map(|s| s.as_str())
         .any(|s| s == dataset || s.starts_with(&format!("{dataset}/")));
     if present {
-        println!("{} already lists {dataset}.", path.display());
+        say!("{} already lists {dataset}.", path.display());
         return Ok(());
     }
     arr.push(serde_json::json!(dataset));
     std::fs::write(path, serde_json::to_string_pretty(&v)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
-    println!("Added {dataset} to dataset_sources in {}.", path.display());
+    say!("Added {dataset} to dataset_sources in {}.", path.display());
     Ok(())
 }

@@ -5,13 +5,22 @@
 
 use super::credentials::Auth;
 use super::error::{one_line, KaggleError};
+use super::redact::{bounded_scrub, Redactor};
 use reqwest::blocking::{Client, RequestBuilder, Response};
-use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::io::Read;
 use std::net::IpAddr;
 use std::time::Duration;
+
+/// Largest API answer read (the output list carries the whole run log inline).
+pub const MAX_ANSWER_BYTES: u64 = 32 * 1024 * 1024;
+/// How much of an error answer is read for its message.
+pub const MAX_ERROR_BODY_BYTES: u64 = 64 * 1024;
+/// Longest server message shown in an error.
+const MAX_DETAIL_CHARS: usize = 300;
 
 /// Production API host.
 pub const DEFAULT_ENDPOINT: &str = "https://api.kaggle.com";
@@ -100,7 +109,7 @@ fn is_loopback(url: &Url) -> bool {
 /// Accept https URLs, and http only for loopback hosts; no user info, query or fragment.
 pub fn check_endpoint(raw: &str) -> Result<Url, KaggleError> {
     let bad = |detail: &str| KaggleError::InvalidEndpoint {
-        endpoint: raw.to_string(),
+        endpoint: safe_endpoint_text(raw),
         detail: detail.to_string(),
     };
     let url = Url::parse(raw.trim()).map_err(|e| bad(&format!("not a URL ({e})")))?;
@@ -127,12 +136,35 @@ pub fn check_url_scheme(url: &Url) -> Result<(), String> {
     }
 }
 
-/// A URL without its query string (signed URLs carry signatures there), for messages.
+/// A URL without user info, query string or fragment (signed URLs carry signatures in the
+/// query, and `user:password@` is a credential), for messages.
 pub fn display_url(url: &Url) -> String {
     let mut u = url.clone();
     u.set_query(None);
     u.set_fragment(None);
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
     u.to_string()
+}
+
+/// A user-given endpoint for an error message: as [`display_url`] when it parses, otherwise
+/// the text with anything between `://` and `@` and everything from `?` or `#` cut out.
+pub fn safe_endpoint_text(raw: &str) -> String {
+    if let Ok(u) = Url::parse(raw.trim()) {
+        let mut shown = display_url(&u);
+        if !u.username().is_empty() || u.password().is_some() {
+            shown = shown.replacen("://", "://<user-info removed>@", 1);
+        }
+        return shown;
+    }
+    let mut text = raw.split(['?', '#']).next().unwrap_or("").to_string();
+    if let Some(at) = text.rfind('@') {
+        let start = text.find("://").map(|i| i + 3).unwrap_or(0);
+        if start <= at {
+            text.replace_range(start..at, "<user-info removed>");
+        }
+    }
+    one_line(&text)
 }
 
 /// Whether a call may be repeated after a failure that might have reached the server.
@@ -146,11 +178,32 @@ pub enum Idempotency {
 }
 
 /// Authenticated client for `POST <endpoint>/v1/<Service>/<Method>` calls.
+///
+/// Every answer passes through one check: a non-2xx status, or an HTTP 200 whose JSON body is
+/// Kaggle's error envelope (`{"code": >= 400, "message": ...}`), becomes the same
+/// [`KaggleError`] (with the same retry rule); bodies are read with a size cap; server text
+/// in errors is decoded first, then scrubbed of the credentials and cut to one line.
 #[derive(Clone)]
 pub struct ApiClient {
     http: Client,
     settings: Settings,
     auth: Auth,
+    redactor: Redactor,
+}
+
+/// A successful answer: the body, or for a streamed call a non-JSON response still open.
+pub enum Answer {
+    /// The whole body (JSON answers; at most [`MAX_ANSWER_BYTES`]).
+    Body(String),
+    /// A streaming response (e.g. `text/event-stream`), not read yet.
+    Stream(Response),
+}
+
+/// Whether a call's successful answer is read whole or may be streamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Json,
+    Stream,
 }
 
 fn user_agent() -> String {
@@ -179,7 +232,7 @@ fn build_http(settings: &Settings, url: &Url, timeout: Duration) -> Result<Clien
 
 /// Outcome of one attempt, before deciding on a retry.
 enum Attempt {
-    Done(Response),
+    Done(Answer),
     Retry { err: KaggleError, wait: Duration },
     Fail(KaggleError),
 }
@@ -188,10 +241,12 @@ impl ApiClient {
     /// A client for `settings.endpoint` authenticating with `auth`.
     pub fn new(settings: Settings, auth: Auth) -> Result<Self, KaggleError> {
         let http = build_http(&settings, &settings.endpoint, settings.timeout)?;
+        let redactor = Redactor::of(&[auth.secret().expose()]);
         Ok(ApiClient {
             http,
             settings,
             auth,
+            redactor,
         })
     }
 
@@ -212,12 +267,24 @@ impl ApiClient {
         rb.header(AUTHORIZATION, value)
     }
 
+    /// Server or transport text for a message: credentials removed, one line, bounded.
     fn scrub(&self, text: &str) -> String {
-        one_line(&self.auth.scrub(text))
+        bounded_scrub(&self.redactor, text, MAX_DETAIL_CHARS)
     }
 
-    /// Call an RPC (e.g. `kernels.KernelsApiService/SaveKernel`) and parse the JSON answer.
-    /// `what` names the object for "not found" messages.
+    /// `": <message>"` (scrubbed) or "".
+    fn detail(&self, message: &str) -> String {
+        let m = self.scrub(message);
+        if m.is_empty() {
+            String::new()
+        } else {
+            format!(": {m}")
+        }
+    }
+
+    /// Call an RPC (e.g. `kernels.KernelsApiService/SaveKernel`) and parse the JSON answer,
+    /// which must be a JSON object (an empty body counts as `{}`). `what` names the object for
+    /// "not found" messages.
     pub fn rpc<T: DeserializeOwned>(
         &self,
         method: &str,
@@ -227,34 +294,61 @@ impl ApiClient {
     ) -> Result<T, KaggleError> {
         let call = method.rsplit('/').next().unwrap_or(method).to_string();
         let url = self.url(&format!("v1/{method}"));
-        let resp = self.send_with_retries(&call, what, idem, || {
+        let answer = self.send_with_retries(&call, what, idem, Want::Json, || {
             self.authorize(self.http.post(url.clone()).json(body))
         })?;
-        let text = resp.text().map_err(|e| KaggleError::Network {
-            call: call.clone(),
-            attempts: 1,
-            timed_out: e.is_timeout(),
-            cause: one_line(&e.without_url().to_string()),
-        })?;
-        let text = if text.trim().is_empty() {
-            "{}".to_string()
-        } else {
-            text
+        let text = match answer {
+            Answer::Body(t) => t,
+            Answer::Stream(r) => {
+                read_capped(r, MAX_ANSWER_BYTES).map_err(|e| self.body_error(&call, 1, e))?
+            }
         };
-        serde_json::from_str(&text).map_err(|e| KaggleError::BadAnswer {
-            call,
-            detail: format!(
-                "{e} in {}",
-                self.scrub(&text.chars().take(200).collect::<String>())
-            ),
-        })
+        self.parse_object(&call, &text)
+    }
+
+    fn parse_object<T: DeserializeOwned>(&self, call: &str, text: &str) -> Result<T, KaggleError> {
+        let bad = |detail: String| KaggleError::BadAnswer {
+            call: call.to_string(),
+            detail,
+        };
+        let trimmed = text.trim();
+        let v: Value = if trimmed.is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_json::from_str(trimmed)
+                .map_err(|e| bad(format!("{e} in {}", self.scrub(trimmed))))?
+        };
+        if !v.is_object() {
+            return Err(bad(format!(
+                "expected a JSON object, got {}",
+                self.scrub(trimmed)
+            )));
+        }
+        serde_json::from_value(v).map_err(|e| bad(self.scrub(&e.to_string())))
+    }
+
+    fn body_error(&self, call: &str, attempts: u32, e: BodyError) -> KaggleError {
+        match e {
+            BodyError::TooLarge(limit) => KaggleError::BadAnswer {
+                call: call.to_string(),
+                detail: format!("the answer is larger than {} MiB", limit / (1024 * 1024)),
+            },
+            BodyError::Io(e) => KaggleError::Network {
+                call: call.to_string(),
+                attempts,
+                timed_out: e.kind() == std::io::ErrorKind::TimedOut,
+                cause: self.scrub(&format!("reading the answer failed: {e}")),
+            },
+        }
     }
 
     /// `GET <endpoint>/<path>` with credentials (the log stream); retries like a safe call.
-    pub fn get(&self, path: &str, accept: &str, what: &str) -> Result<Response, KaggleError> {
+    /// A JSON answer is read whole (and checked for the error envelope); any other content
+    /// type is returned as an open stream.
+    pub fn get_stream(&self, path: &str, accept: &str, what: &str) -> Result<Answer, KaggleError> {
         let url = self.url(path);
         let call = format!("GET {}", display_url(&url));
-        self.send_with_retries(&call, what, Idempotency::Safe, || {
+        self.send_with_retries(&call, what, Idempotency::Safe, Want::Stream, || {
             self.authorize(self.http.get(url.clone()).header("Accept", accept))
         })
     }
@@ -264,13 +358,14 @@ impl ApiClient {
         call: &str,
         what: &str,
         idem: Idempotency,
+        want: Want,
         make: impl Fn() -> RequestBuilder,
-    ) -> Result<Response, KaggleError> {
+    ) -> Result<Answer, KaggleError> {
         let policy = &self.settings.retry;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.attempt(call, what, idem, attempt, make()) {
+            match self.attempt(call, what, idem, want, attempt, make()) {
                 Attempt::Done(r) => return Ok(r),
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Retry { err, wait } => {
@@ -288,6 +383,7 @@ impl ApiClient {
         call: &str,
         what: &str,
         idem: Idempotency,
+        want: Want,
         attempt: u32,
         rb: RequestBuilder,
     ) -> Attempt {
@@ -313,17 +409,76 @@ impl ApiClient {
             }
         };
         let status = resp.status();
-        if status.is_success() {
-            return Attempt::Done(resp);
-        }
         let retry_after = retry_after(&resp);
-        let body = resp.text().unwrap_or_default();
-        let detail = server_detail(&self.scrub(&body));
+        if status.is_success() {
+            let json = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.to_ascii_lowercase().contains("json"))
+                .unwrap_or(false);
+            if want == Want::Stream && !json {
+                return Attempt::Done(Answer::Stream(resp));
+            }
+            let text = match read_capped(resp, MAX_ANSWER_BYTES) {
+                Ok(t) => t,
+                Err(e) => {
+                    let transient = matches!(e, BodyError::Io(_));
+                    let err = self.body_error(call, attempt, e);
+                    return if transient && idem == Idempotency::Safe {
+                        Attempt::Retry {
+                            err,
+                            wait: policy.backoff(attempt),
+                        }
+                    } else {
+                        Attempt::Fail(err)
+                    };
+                }
+            };
+            return match envelope_error(&text) {
+                None => Attempt::Done(Answer::Body(text)),
+                Some((code, message)) => {
+                    let mut detail = self.detail(&message);
+                    detail.push_str(&format!(" [error code {code} inside an HTTP 200 answer]"));
+                    self.classify(call, what, idem, attempt, code, detail, retry_after)
+                }
+            };
+        }
+        let body = read_capped_lossy(resp, MAX_ERROR_BODY_BYTES);
+        let detail = self.detail(&server_message(&body));
+        self.classify(
+            call,
+            what,
+            idem,
+            attempt,
+            status.as_u16(),
+            detail,
+            retry_after,
+        )
+    }
+
+    /// The one mapping of a failure status (HTTP, or `code` of an error envelope) to an
+    /// error and a retry decision.
+    #[allow(clippy::too_many_arguments)]
+    fn classify(
+        &self,
+        call: &str,
+        what: &str,
+        idem: Idempotency,
+        attempt: u32,
+        status: u16,
+        detail: String,
+        retry_after: Option<Duration>,
+    ) -> Attempt {
+        let policy = &self.settings.retry;
         let call = call.to_string();
-        match status.as_u16() {
+        let wait = retry_after
+            .map(|w| w.min(policy.max_wait))
+            .unwrap_or_else(|| policy.backoff(attempt));
+        match status {
             401 | 403 => Attempt::Fail(KaggleError::Auth {
                 call,
-                status: status.as_u16(),
+                status,
                 detail,
             }),
             404 => Attempt::Fail(KaggleError::NotFound {
@@ -337,24 +492,17 @@ impl ApiClient {
                     call,
                     attempts: attempt,
                 },
-                wait: retry_after
-                    .map(|w| w.min(policy.max_wait))
-                    .unwrap_or_else(|| policy.backoff(attempt)),
+                wait,
             },
-            s if status.is_server_error() => {
+            500..=599 => {
                 let err = KaggleError::Server {
                     call,
-                    status: s,
+                    status,
                     attempts: attempt,
                     detail,
                 };
-                if idem == Idempotency::Safe || status == StatusCode::SERVICE_UNAVAILABLE {
-                    Attempt::Retry {
-                        err,
-                        wait: retry_after
-                            .map(|w| w.min(policy.max_wait))
-                            .unwrap_or_else(|| policy.backoff(attempt)),
-                    }
+                if idem == Idempotency::Safe || status == StatusCode::SERVICE_UNAVAILABLE.as_u16() {
+                    Attempt::Retry { err, wait }
                 } else {
                     Attempt::Fail(err)
                 }
@@ -366,6 +514,49 @@ impl ApiClient {
             }),
         }
     }
+}
+
+/// Why a body could not be read.
+enum BodyError {
+    /// More than the limit (bytes).
+    TooLarge(u64),
+    /// The connection failed while reading.
+    Io(std::io::Error),
+}
+
+/// Read a whole body of at most `limit` bytes (invalid UTF-8 replaced).
+fn read_capped(resp: Response, limit: u64) -> Result<String, BodyError> {
+    let mut buf = vec![];
+    resp.take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(BodyError::Io)?;
+    if buf.len() as u64 > limit {
+        return Err(BodyError::TooLarge(limit));
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The first `limit` bytes of a body, whatever happens (for error messages).
+fn read_capped_lossy(resp: Response, limit: u64) -> String {
+    let mut buf = vec![];
+    let _ = resp.take(limit).read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Kaggle's error envelope inside a successful answer: a JSON object whose `code` (number or
+/// numeric string) is 400 or more. Returns the code (capped at 599) and the message.
+pub fn envelope_error(body: &str) -> Option<(u16, String)> {
+    let v: Value = serde_json::from_str(body.trim()).ok()?;
+    let code = match v.get("code")? {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    if code.is_nan() || code < 400.0 {
+        return None;
+    }
+    let code = if code < 600.0 { code as u16 } else { 599 };
+    Some((code, server_message(body)))
 }
 
 /// Parse `Retry-After` given in seconds (HTTP dates fall back to the backoff).
@@ -381,22 +572,17 @@ fn retry_after(resp: &Response) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
-/// `": <message>"` from Kaggle's `{"code", "message"}` envelope or the raw body, or "".
-fn server_detail(body: &str) -> String {
-    let msg = serde_json::from_str::<Value>(body)
+/// The message of Kaggle's `{"code", "message"}` envelope (or an `error` field), decoded, or
+/// the raw body when it is not such JSON.
+fn server_message(body: &str) -> String {
+    serde_json::from_str::<Value>(body.trim())
         .ok()
         .and_then(|v| {
             v.get("message")
                 .or_else(|| v.get("error"))
                 .and_then(|m| m.as_str().map(str::to_string))
         })
-        .unwrap_or_else(|| body.to_string());
-    let msg = one_line(&msg);
-    if msg.is_empty() {
-        String::new()
-    } else {
-        format!(": {msg}")
-    }
+        .unwrap_or_else(|| body.to_string())
 }
 
 /// A transport error and its causes on one line, without the URL.
@@ -510,13 +696,39 @@ mod tests {
     }
 
     #[test]
-    fn detail_prefers_envelope_message() {
+    fn message_prefers_envelope_message() {
         assert_eq!(
-            server_detail(r#"{"code":500,"message":"Internal error"}"#),
-            ": Internal error"
+            server_message(r#"{"code":500,"message":"Internal error"}"#),
+            "Internal error"
         );
-        assert_eq!(server_detail(""), "");
-        assert_eq!(server_detail("plain\ntext"), ": plain text");
+        assert_eq!(server_message("plain"), "plain");
+    }
+
+    #[test]
+    fn envelope_codes() {
+        assert_eq!(
+            envelope_error(r#"{"code": 400, "message": "bad"}"#),
+            Some((400, "bad".into()))
+        );
+        assert_eq!(envelope_error(r#"{"code": "503"}"#).map(|e| e.0), Some(503));
+        assert_eq!(envelope_error(r#"{"code": 70000}"#).map(|e| e.0), Some(599));
+        assert_eq!(envelope_error(r#"{"code": 200, "message": "ok"}"#), None);
+        assert_eq!(envelope_error(r#"{"status": "COMPLETE"}"#), None);
+        assert_eq!(envelope_error("[1]"), None);
+        assert_eq!(envelope_error("not json"), None);
+    }
+
+    #[test]
+    fn endpoint_credentials_never_shown() {
+        for raw in [
+            "https://user:FAKEKEY0123456789@host.example",
+            "http://user:FAKEKEY0123456789@10.0.0.1",
+            "https://user:FAKEKEY0123456789@bad host",
+            "https://host.example/?key=FAKEKEY0123456789",
+        ] {
+            let e = check_endpoint(raw).unwrap_err().to_string();
+            assert!(!e.contains("FAKEKEY"), "{e}");
+        }
     }
 
     #[test]

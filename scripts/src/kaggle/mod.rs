@@ -12,6 +12,7 @@ pub mod error;
 pub mod metadata;
 pub mod notebook_bridge;
 pub mod progress;
+pub mod redact;
 pub mod secret;
 
 pub use error::KaggleError;
