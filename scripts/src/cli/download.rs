@@ -284,9 +284,12 @@ fn fetch_one(
 fn write_log(dir: &Path, k: &Ref, log: &str) -> anyhow::Result<()> {
     let text_path = dir.join(format!("{}.log", k.slug));
     let json_path = dir.join(format!("{}.log.json", k.slug));
+    // The log is server text too: credentials are scrubbed from both files.
+    let text = crate::kaggle::redact::scrub(&log_text(&parse_log_json(log)));
+    let log = crate::kaggle::redact::scrub(log);
     std::fs::write(&json_path, log)
         .with_context(|| format!("cannot write {}", json_path.display()))?;
-    std::fs::write(&text_path, log_text(&parse_log_json(log)))
+    std::fs::write(&text_path, text)
         .with_context(|| format!("cannot write {}", text_path.display()))?;
     say!("Run log written to {}", text_path.display());
     Ok(())

@@ -56,6 +56,8 @@ pub enum Reply {
     Slow(Duration, Box<Reply>),
     /// SSE body sent in pieces with pauses.
     Stream(Vec<String>, Duration),
+    /// Close the connection without answering.
+    Hangup,
 }
 
 pub fn basic_header(user: &str, key: &str) -> String {
@@ -82,6 +84,8 @@ pub struct State {
     pub blob_counter: usize,
     pub introspect_user: String,
     pub addr: Option<SocketAddr>,
+    /// When set, every request (API, files, uploads) gets this reply.
+    pub fail_all: Option<Reply>,
 }
 
 #[derive(Clone)]
@@ -159,6 +163,11 @@ impl Fake {
             .unwrap()
             .outputs
             .push((name.to_string(), data));
+    }
+
+    /// Answer every request with `reply` from now on.
+    pub fn fail_all(&self, reply: Reply) {
+        self.state.lock().unwrap().fail_all = Some(reply);
     }
 
     pub fn set_log(&self, log: &str) {
@@ -273,6 +282,7 @@ fn write_reply(conn: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
             }
             conn.shutdown(std::net::Shutdown::Both)
         }
+        Reply::Hangup => conn.shutdown(std::net::Shutdown::Both),
     }
 }
 
@@ -292,6 +302,9 @@ fn handle(mut conn: TcpStream, st: &Arc<Mutex<State>>) -> std::io::Result<()> {
 
 fn answer(s: &mut State, req: &Req) -> Reply {
     let addr = s.addr.unwrap();
+    if let Some(r) = &s.fail_all {
+        return r.clone();
+    }
     let path_only = req.path.split('?').next().unwrap_or("").to_string();
     let key = if let Some(rpc) = req.rpc() {
         rpc.to_string()
@@ -566,10 +579,125 @@ impl Env {
     }
 }
 
+/// `s` with every character as a JSON `\uXXXX` escape.
+pub fn json_escaped(s: &str) -> String {
+    s.chars().map(|c| format!("\\u{:04x}", c as u32)).collect()
+}
+
+/// `s` with every byte percent-encoded.
+pub fn pct_encoded(s: &str) -> String {
+    s.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+pub fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// Every form of the test credentials that must never be printed: in clear, JSON-escaped,
+/// URL-encoded, base64 (alone and as the Basic header's `user:key`).
+pub fn secret_forms() -> Vec<String> {
+    let mut v = vec![];
+    for s in [KEY, TOKEN] {
+        v.push(s.to_string());
+        v.push(json_escaped(s));
+        v.push(json_escaped(s).to_uppercase().replace("\\U", "\\u"));
+        v.push(pct_encoded(s));
+        v.push(pct_encoded(s).to_lowercase());
+        v.push(b64(s));
+        v.push(b64(s).trim_end_matches('=').to_string());
+    }
+    v.push(b64(&format!("{USER}:{KEY}")));
+    v
+}
+
+/// Decode `\uXXXX` and `%XX` escapes (independently of the helpers' scrubber).
+fn decode_escapes(text: &str) -> String {
+    let c: Vec<char> = text.chars().collect();
+    let hex = |from: usize, n: usize| -> Option<char> {
+        let s: String = c.get(from..from + n)?.iter().collect();
+        char::from_u32(u32::from_str_radix(&s, 16).ok()?)
+    };
+    let mut out = String::new();
+    let mut i = 0;
+    while i < c.len() {
+        if c[i] == '\\' && c.get(i + 1) == Some(&'u') {
+            if let Some(ch) = hex(i + 2, 4) {
+                out.push(ch);
+                i += 6;
+                continue;
+            }
+        }
+        if c[i] == '%' {
+            if let Some(ch) = hex(i + 1, 2) {
+                out.push(ch);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(c[i]);
+        i += 1;
+    }
+    out
+}
+
 pub fn assert_no_secrets(text: &str) {
-    let basic = basic_header(USER, KEY);
-    for s in [KEY, TOKEN, basic.trim_start_matches("Basic ")] {
-        assert!(!text.contains(s), "credential leaked into output:\n{text}");
+    for s in secret_forms() {
+        assert!(
+            !text.contains(&s),
+            "credential leaked into output as {s:?}:\n{text}"
+        );
+    }
+    let decoded = decode_escapes(text);
+    for s in [KEY, TOKEN] {
+        assert!(
+            !decoded.contains(s),
+            "credential leaked into output (escaped):\n{text}"
+        );
+    }
+}
+
+impl Env {
+    /// Run a helper for at most `limit` (then kill it: code -1); asserts no credential appears
+    /// in its output.
+    pub fn run_for(&self, bin: &str, args: &[&str], limit: Duration) -> Run {
+        let mut child = self
+            .command(bin, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut so = child.stdout.take().unwrap();
+        let mut se = child.stderr.take().unwrap();
+        let ho = std::thread::spawn(move || {
+            let mut b = vec![];
+            let _ = so.read_to_end(&mut b);
+            b
+        });
+        let he = std::thread::spawn(move || {
+            let mut b = vec![];
+            let _ = se.read_to_end(&mut b);
+            b
+        });
+        let start = std::time::Instant::now();
+        let code = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st.code().unwrap_or(-1);
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                break -1;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let r = Run {
+            code,
+            stdout: String::from_utf8_lossy(&ho.join().unwrap()).to_string(),
+            stderr: String::from_utf8_lossy(&he.join().unwrap()).to_string(),
+        };
+        assert_no_secrets(&r.all());
+        r
     }
 }
 
