@@ -1,5 +1,6 @@
 //! The command layer behind the `kaggle_*` binaries: argument structs, terminal output
-//! (plain lines or indicatif bars) and exit codes. This is the only module that prints.
+//! (plain lines or indicatif bars) and exit codes. This is the only module that prints, and
+//! it prints only through [`out`] (credentials scrubbed, server text cleaned and bounded).
 
 pub mod download;
 pub mod out;
@@ -168,6 +169,46 @@ mod tests {
         super::status::StatusArgs::command().debug_assert();
         super::download::DownloadArgs::command().debug_assert();
         super::publish::PublishArgs::command().debug_assert();
+    }
+
+    /// Everything printed goes through `out` (scrubbed, cleaned, bounded): no other module of
+    /// the library prints directly.
+    #[test]
+    fn no_direct_printing_outside_the_sink() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = vec![];
+        for dir in ["cli", "kaggle"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+                let p = entry.path();
+                if p.file_name().is_some_and(|n| n == "out.rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap();
+                for (i, line) in text.lines().enumerate() {
+                    let code = line.trim_start();
+                    if code.starts_with("//") {
+                        continue;
+                    }
+                    // Spelled in pieces so this test does not flag itself.
+                    for bad in [
+                        concat!("print", "ln!"),
+                        concat!("print", "!("),
+                        concat!("e", "print"),
+                        concat!("dbg", "!("),
+                        concat!(".print", "ln("),
+                    ] {
+                        if code.contains(bad) {
+                            offenders.push(format!("{}:{}: {code}", p.display(), i + 1));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "print through cli::out (say!/shout!) instead:\n{}",
+            offenders.join("\n")
+        );
     }
 
     #[test]
