@@ -3,7 +3,9 @@
 //! Signed storage URLs (downloads and blob uploads) go through [`StorageClient`], which never
 //! sends Kaggle credentials.
 
+use super::answer::{envelope_error, read_capped, read_capped_lossy, server_message, BodyError};
 use super::credentials::Auth;
+use super::endpoint::is_loopback;
 use super::error::{one_line, KaggleError};
 use super::redact::{bounded_scrub, Redactor};
 use reqwest::blocking::{Client, RequestBuilder, Response};
@@ -11,14 +13,13 @@ use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::io::Read;
-use std::net::IpAddr;
 use std::time::Duration;
 
-/// Largest API answer read (the output list carries the whole run log inline).
-pub const MAX_ANSWER_BYTES: u64 = 32 * 1024 * 1024;
-/// How much of an error answer is read for its message.
-pub const MAX_ERROR_BODY_BYTES: u64 = 64 * 1024;
+pub use super::answer::{Answer, MAX_ANSWER_BYTES, MAX_ERROR_BODY_BYTES};
+pub use super::endpoint::{
+    check_endpoint, check_url_scheme, display_url, error_chain, safe_endpoint_text,
+};
+
 /// Longest server message shown in an error.
 const MAX_DETAIL_CHARS: usize = 300;
 
@@ -93,80 +94,6 @@ impl Settings {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
-    match url.host_str() {
-        Some("localhost") => true,
-        Some(h) => h
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false),
-        None => false,
-    }
-}
-
-/// Accept https URLs, and http only for loopback hosts; no user info, query or fragment.
-pub fn check_endpoint(raw: &str) -> Result<Url, KaggleError> {
-    let bad = |detail: &str| KaggleError::InvalidEndpoint {
-        endpoint: safe_endpoint_text(raw),
-        detail: detail.to_string(),
-    };
-    let url = Url::parse(raw.trim()).map_err(|e| bad(&format!("not a URL ({e})")))?;
-    check_url_scheme(&url).map_err(|d| bad(&d))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("credentials inside the URL are not allowed"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(bad("query strings and fragments are not allowed"));
-    }
-    let trimmed = url.as_str().trim_end_matches('/').to_string();
-    Url::parse(&trimmed).map_err(|e| bad(&e.to_string()))
-}
-
-/// The scheme rule for every URL we contact: https, or http on a loopback host.
-pub fn check_url_scheme(url: &Url) -> Result<(), String> {
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if is_loopback(url) => Ok(()),
-        "http" => {
-            Err("plain http is only allowed for a loopback host (127.0.0.1, ::1, localhost)".into())
-        }
-        other => Err(format!("unsupported scheme {other:?}")),
-    }
-}
-
-/// A URL without user info, query string or fragment (signed URLs carry signatures in the
-/// query, and `user:password@` is a credential), for messages.
-pub fn display_url(url: &Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.set_fragment(None);
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.to_string()
-}
-
-/// A user-given endpoint for an error message: as [`display_url`] when it parses, otherwise
-/// the text with anything between `://` and `@` and everything from `?` or `#` cut out.
-pub fn safe_endpoint_text(raw: &str) -> String {
-    if let Ok(u) = Url::parse(raw.trim()) {
-        let mut shown = display_url(&u);
-        if !u.username().is_empty() || u.password().is_some() {
-            shown = shown.replacen("://", "://<user-info removed>@", 1);
-        }
-        return shown;
-    }
-    let mut text = raw.split(['?', '#']).next().unwrap_or("").to_string();
-    if let Some(at) = text.rfind('@') {
-        let start = text.find("://").map(|i| i + 3).unwrap_or(0);
-        if start <= at {
-            text.replace_range(start..at, "<user-info removed>");
-        }
-    }
-    one_line(&text)
-}
-
 /// Whether a call may be repeated after a failure that might have reached the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Idempotency {
@@ -189,14 +116,6 @@ pub struct ApiClient {
     settings: Settings,
     auth: Auth,
     redactor: Redactor,
-}
-
-/// A successful answer: the body, or for a streamed call a non-JSON response still open.
-pub enum Answer {
-    /// The whole body (JSON answers; at most [`MAX_ANSWER_BYTES`]).
-    Body(String),
-    /// A streaming response (e.g. `text/event-stream`), not read yet.
-    Stream(Response),
 }
 
 /// Whether a call's successful answer is read whole or may be streamed.
@@ -516,49 +435,6 @@ impl ApiClient {
     }
 }
 
-/// Why a body could not be read.
-enum BodyError {
-    /// More than the limit (bytes).
-    TooLarge(u64),
-    /// The connection failed while reading.
-    Io(std::io::Error),
-}
-
-/// Read a whole body of at most `limit` bytes (invalid UTF-8 replaced).
-fn read_capped(resp: Response, limit: u64) -> Result<String, BodyError> {
-    let mut buf = vec![];
-    resp.take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(BodyError::Io)?;
-    if buf.len() as u64 > limit {
-        return Err(BodyError::TooLarge(limit));
-    }
-    Ok(String::from_utf8_lossy(&buf).into_owned())
-}
-
-/// The first `limit` bytes of a body, whatever happens (for error messages).
-fn read_capped_lossy(resp: Response, limit: u64) -> String {
-    let mut buf = vec![];
-    let _ = resp.take(limit).read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// Kaggle's error envelope inside a successful answer: a JSON object whose `code` (number or
-/// numeric string) is 400 or more. Returns the code (capped at 599) and the message.
-pub fn envelope_error(body: &str) -> Option<(u16, String)> {
-    let v: Value = serde_json::from_str(body.trim()).ok()?;
-    let code = match v.get("code")? {
-        Value::Number(n) => n.as_f64()?,
-        Value::String(s) => s.trim().parse::<f64>().ok()?,
-        _ => return None,
-    };
-    if code.is_nan() || code < 400.0 {
-        return None;
-    }
-    let code = if code < 600.0 { code as u16 } else { 599 };
-    Some((code, server_message(body)))
-}
-
 /// Parse `Retry-After` given in seconds (HTTP dates fall back to the backoff).
 fn retry_after(resp: &Response) -> Option<Duration> {
     resp.headers()
@@ -570,51 +446,6 @@ fn retry_after(resp: &Response) -> Option<Duration> {
         .ok()
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64)
-}
-
-/// The message of Kaggle's `{"code", "message"}` envelope (or an `error` field), decoded, or
-/// the raw body when it is not such JSON.
-fn server_message(body: &str) -> String {
-    serde_json::from_str::<Value>(body.trim())
-        .ok()
-        .and_then(|v| {
-            v.get("message")
-                .or_else(|| v.get("error"))
-                .and_then(|m| m.as_str().map(str::to_string))
-        })
-        .unwrap_or_else(|| body.to_string())
-}
-
-/// A transport error and its causes on one line, without the URL.
-pub fn error_chain(e: &reqwest::Error) -> String {
-    let mut parts = vec![];
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        let s = err.to_string();
-        if !parts.iter().any(|p: &String| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = err.source();
-    }
-    // reqwest's own Display may name the URL (with a signed query): drop anything after "for url".
-    let joined = parts.join(": ");
-    one_line(&strip_urls(&joined))
-}
-
-fn strip_urls(text: &str) -> String {
-    text.split_whitespace()
-        .map(|w| {
-            if w.starts_with("http://") || w.starts_with("https://") || w.starts_with("(http") {
-                match Url::parse(w.trim_matches(|c| c == '(' || c == ')')) {
-                    Ok(u) => display_url(&u),
-                    Err(_) => w.split('?').next().unwrap_or(w).to_string(),
-                }
-            } else {
-                w.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Unauthenticated client for signed storage URLs (downloads and blob uploads).
@@ -666,23 +497,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoint_rules() {
-        assert!(check_endpoint("https://api.kaggle.com").is_ok());
-        assert!(check_endpoint("http://127.0.0.1:8080/api").is_ok());
-        assert!(check_endpoint("http://[::1]:8080").is_ok());
-        assert!(check_endpoint("http://localhost:9").is_ok());
-        assert!(check_endpoint("http://api.kaggle.com").is_err());
-        assert!(check_endpoint("http://10.0.0.1").is_err());
-        assert!(check_endpoint("ftp://127.0.0.1").is_err());
-        assert!(check_endpoint("https://u:p@api.kaggle.com").is_err());
-        assert!(check_endpoint("not a url").is_err());
-        assert_eq!(
-            check_endpoint("https://api.kaggle.com/").unwrap().as_str(),
-            "https://api.kaggle.com/"
-        );
-    }
-
-    #[test]
     fn backoff_doubles_and_caps() {
         let p = RetryPolicy {
             max_attempts: 5,
@@ -693,50 +507,5 @@ mod tests {
         assert_eq!(p.backoff(2), Duration::from_millis(200));
         assert_eq!(p.backoff(3), Duration::from_millis(350));
         assert_eq!(p.backoff(40), Duration::from_millis(350));
-    }
-
-    #[test]
-    fn message_prefers_envelope_message() {
-        assert_eq!(
-            server_message(r#"{"code":500,"message":"Internal error"}"#),
-            "Internal error"
-        );
-        assert_eq!(server_message("plain"), "plain");
-    }
-
-    #[test]
-    fn envelope_codes() {
-        assert_eq!(
-            envelope_error(r#"{"code": 400, "message": "bad"}"#),
-            Some((400, "bad".into()))
-        );
-        assert_eq!(envelope_error(r#"{"code": "503"}"#).map(|e| e.0), Some(503));
-        assert_eq!(envelope_error(r#"{"code": 70000}"#).map(|e| e.0), Some(599));
-        assert_eq!(envelope_error(r#"{"code": 200, "message": "ok"}"#), None);
-        assert_eq!(envelope_error(r#"{"status": "COMPLETE"}"#), None);
-        assert_eq!(envelope_error("[1]"), None);
-        assert_eq!(envelope_error("not json"), None);
-    }
-
-    #[test]
-    fn endpoint_credentials_never_shown() {
-        for raw in [
-            "https://user:FAKEKEY0123456789@host.example",
-            "http://user:FAKEKEY0123456789@10.0.0.1",
-            "https://user:FAKEKEY0123456789@bad host",
-            "https://host.example/?key=FAKEKEY0123456789",
-        ] {
-            let e = check_endpoint(raw).unwrap_err().to_string();
-            assert!(!e.contains("FAKEKEY"), "{e}");
-        }
-    }
-
-    #[test]
-    fn urls_lose_their_query_in_messages() {
-        let s = strip_urls(
-            "error sending request for url (http://127.0.0.1:5/files/a?X-Goog-Signature=abc)",
-        );
-        assert!(!s.contains("Signature"), "{s}");
-        assert!(s.contains("/files/a"));
     }
 }

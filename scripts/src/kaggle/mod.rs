@@ -2,12 +2,14 @@
 //! push/status/output, output downloads, checkpoint verification and dataset publishing.
 //! Everything here returns data or errors; the `cli` module does the printing.
 
+pub mod answer;
 pub mod api;
 pub mod checkpoint;
 pub mod client;
 pub mod credentials;
 pub mod dataset;
 pub mod download;
+pub mod endpoint;
 pub mod error;
 pub mod metadata;
 pub mod notebook_bridge;
