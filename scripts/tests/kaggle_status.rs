@@ -355,7 +355,7 @@ fn watch_and_download_draw_bars_on_a_terminal() {
     let (code, text) = under_pty(download.to_string());
     assert_eq!(code, Some(0), "{text}");
     assert!(
-        text.contains("--train.resume-from kaggle_output/checkpoints/latest.safetensors"),
+        text.contains("--train.resume-from=kaggle_output/checkpoints/latest.safetensors"),
         "{text}"
     );
 }

@@ -1,6 +1,5 @@
 //! `kaggle_download`: fetch the run's outputs, verify checkpoints, print the resume command.
-use clap::Parser;
-use emergence_lab_scripts::cli::{download, exit_with};
+use emergence_lab_scripts::cli::{download, main_with};
 fn main() {
-    exit_with(download::run(download::DownloadArgs::parse()))
+    main_with::<download::DownloadArgs>(download::run)
 }

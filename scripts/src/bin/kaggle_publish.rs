@@ -1,6 +1,5 @@
 //! `kaggle_publish`: upload checkpoints as a private dataset version for the next session.
-use clap::Parser;
-use emergence_lab_scripts::cli::{exit_with, publish};
+use emergence_lab_scripts::cli::{main_with, publish};
 fn main() {
-    exit_with(publish::run(publish::PublishArgs::parse()))
+    main_with::<publish::PublishArgs>(publish::run)
 }

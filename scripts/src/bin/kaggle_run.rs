@@ -1,6 +1,5 @@
 //! `kaggle_run`: save and run the notebook on Kaggle, remembering the version.
-use clap::Parser;
-use emergence_lab_scripts::cli::{exit_with, push};
+use emergence_lab_scripts::cli::{main_with, push};
 fn main() {
-    exit_with(push::run(push::RunArgs::parse()))
+    main_with::<push::RunArgs>(push::run)
 }

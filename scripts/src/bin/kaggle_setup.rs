@@ -1,6 +1,5 @@
 //! `kaggle_setup`: check Kaggle credentials and write notebooks/kernel-metadata.json.
-use clap::Parser;
-use emergence_lab_scripts::cli::{exit_with, setup};
+use emergence_lab_scripts::cli::{main_with, setup};
 fn main() {
-    exit_with(setup::run(setup::SetupArgs::parse()))
+    main_with::<setup::SetupArgs>(setup::run)
 }

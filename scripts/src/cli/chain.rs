@@ -8,6 +8,7 @@
 //! stops following, never the Kaggle run.
 
 use super::download::{self, DownloadArgs};
+use super::out::{say, shout};
 use super::publish::wait_reported;
 use super::push::{saved_source, warn_invalid, RunArgs};
 use super::source::send_source;
@@ -82,7 +83,7 @@ fn interrupt_flag() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 fn stopped_following(path: &Path) -> anyhow::Result<i32> {
-    println!(
+    say!(
         "Stopped following; the Kaggle run goes on. Run the same command again to continue the chain (state in {}).",
         path.display()
     );
@@ -136,7 +137,7 @@ pub fn run(args: RunArgs, sessions: u32) -> anyhow::Result<i32> {
     let ckpt_ds = Ref::parse(&state.checkpoints_dataset).unwrap_or(ckpt_ds);
     state.save(&path)?;
     if resumed {
-        println!(
+        say!(
             "Continuing the chain of {} ({} of {sessions} session(s) done{}).",
             meta.id,
             state.sessions_done,
@@ -146,7 +147,7 @@ pub fn run(args: RunArgs, sessions: u32) -> anyhow::Result<i32> {
             }
         );
     } else {
-        println!(
+        say!(
             "New chain of up to {sessions} session(s) for {} (state in {}).",
             meta.id,
             path.display()
@@ -197,11 +198,13 @@ pub fn run(args: RunArgs, sessions: u32) -> anyhow::Result<i32> {
             continue;
         }
         if let Some(reason) = state.stop_reason() {
-            println!("Chain finished: {reason}.");
+            say!("Chain finished: {reason}.");
             if let Some(cp) = &state.last_checkpoint {
-                println!(
+                say!(
                     "Newest checkpoint: {} (step {}) in dataset {}.",
-                    cp.name, cp.step, state.checkpoints_dataset
+                    cp.name,
+                    cp.step,
+                    state.checkpoints_dataset
                 );
             }
             return Ok(EXIT_OK);
@@ -224,7 +227,7 @@ pub fn run(args: RunArgs, sessions: u32) -> anyhow::Result<i32> {
             started_unix: now_unix(),
         });
         state.save(&path)?;
-        println!(
+        say!(
             "Session {} of {sessions}: started {} version {version}{}.",
             state.sessions_done + 1,
             meta.id,
@@ -241,7 +244,7 @@ fn quota_stop(client: &ApiClient, session_hours: f64) -> anyhow::Result<Option<i
     let q: QuotaAnswer = match client.accelerator_quota() {
         Ok(q) => q,
         Err(e) => {
-            eprintln!("warning: cannot read the GPU quota ({e}); starting the session anyway");
+            shout!("warning: cannot read the GPU quota ({e}); starting the session anyway");
             return Ok(None);
         }
     };
@@ -252,18 +255,18 @@ fn quota_stop(client: &ApiClient, session_hours: f64) -> anyhow::Result<Option<i
         .unwrap_or_default();
     match q.gpu_quota.remaining_s() {
         None => {
-            println!("GPU quota: Kaggle did not say how much is left; starting the session.");
+            say!("GPU quota: Kaggle did not say how much is left; starting the session.");
             Ok(None)
         }
         Some(left) if left < session_hours * 3600.0 => {
-            println!(
+            say!(
                 "Chain paused: {:.1} h of GPU quota left this week{resets}, less than one session ({session_hours:.1} h). Run the same command after the reset to continue.",
                 left / 3600.0
             );
             Ok(Some(EXIT_QUOTA))
         }
         Some(left) => {
-            println!("GPU quota: {:.1} h left this week{resets}.", left / 3600.0);
+            say!("GPU quota: {:.1} h left this week{resets}.", left / 3600.0);
             Ok(None)
         }
     }
@@ -277,9 +280,10 @@ fn follow(
     interval: Duration,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<Followed> {
-    println!(
+    say!(
         "Following session {n} (version {}) every {:.0?}; Ctrl-C stops following, not the run.",
-        cur.version, interval
+        cur.version,
+        interval
     );
     let mut last_label = String::new();
     let mut last_progress_line = String::new();
@@ -290,7 +294,7 @@ fn follow(
             .map(|s| s.status.to_string())
             .unwrap_or_else(|| "NOT_YET_VISIBLE".into());
         if label != last_label {
-            println!("session {n} (version {}): {label}", cur.version);
+            say!("session {n} (version {}): {label}", cur.version);
             last_label = label;
         }
         if let Some(s) = st {
@@ -302,7 +306,7 @@ fn follow(
                     if let Some(p) = last_progress(&log_text(&parse_log_json(&log))) {
                         let line = describe(&p);
                         if line != last_progress_line {
-                            println!("  {line}");
+                            say!("  {line}");
                             last_progress_line = line;
                         }
                     }
@@ -320,24 +324,24 @@ fn follow(
 }
 
 fn report_failure(client: &ApiClient, k: &Ref, version: i64, st: &StatusAnswer) -> i32 {
-    eprintln!(
+    shout!(
         "error: session version {version} ended in {}; the chain stops",
         st.status
     );
     if let Some(m) = &st.failure_message {
-        eprintln!("Failure message: {m}");
+        shout!("Failure message: {m}");
     }
     match client.stored_log(k, Some(version)) {
         Ok(Some(log)) => {
-            eprintln!("Last lines of the log:");
+            shout!("Last lines of the log:");
             for l in tail(&log_text(&parse_log_json(&log)), 30).lines() {
-                eprintln!("  | {l}");
+                shout!("  | {l}");
             }
         }
-        Ok(None) => eprintln!("(Kaggle returned no log for this version)"),
-        Err(e) => eprintln!("(cannot fetch the log: {e})"),
+        Ok(None) => shout!("(Kaggle returned no log for this version)"),
+        Err(e) => shout!("(cannot fetch the log: {e})"),
     }
-    eprintln!("hint: fix the cause, then run the same command again: the chain resumes from its last published checkpoint");
+    shout!("hint: fix the cause, then run the same command again: the chain resumes from its last published checkpoint");
     match st.status {
         RunStatus::CancelAcknowledged | RunStatus::CancelRequested => EXIT_RUN_CANCELLED,
         _ => EXIT_RUN_FAILED,
@@ -381,7 +385,7 @@ fn harvest(
         page_size: 50,
     })?;
     if code != EXIT_OK {
-        eprintln!("note: some outputs of version {} could not be downloaded or verified; using the newest checkpoint that verifies", cur.version);
+        shout!("note: some outputs of version {} could not be downloaded or verified; using the newest checkpoint that verifies", cur.version);
     }
     let log =
         std::fs::read_to_string(dir.join(format!("{}.log", meta.id.slug))).unwrap_or_default();
@@ -393,9 +397,9 @@ fn harvest(
         .filter_map(|p| verify_checkpoint(p).ok())
         .collect();
     let Some(best) = pick_resume(&good) else {
-        eprintln!("Last lines of the log:");
+        shout!("Last lines of the log:");
         for l in tail(&log, 30).lines() {
-            eprintln!("  | {l}");
+            shout!("  | {l}");
         }
         anyhow::bail!(
             "session version {} completed but left no verified checkpoint in {}; the chain cannot continue",
@@ -409,7 +413,7 @@ fn harvest(
         .map(|c| best.step <= c.step)
         .unwrap_or(false)
     {
-        eprintln!(
+        shout!(
             "warning: session {n} made no progress (newest checkpoint step {})",
             best.step
         );
@@ -448,9 +452,9 @@ fn harvest(
         &items,
         &notes,
         false,
-        &mut |item, size| println!("uploading {} ({})", item.name, human_bytes(size)),
+        &mut |item, size| say!("uploading {} ({})", item.name, human_bytes(size)),
     )?;
-    println!(
+    say!(
         "{} checkpoints dataset {ds}: {name} (step {}).",
         if p.created {
             "Created the private"
@@ -467,7 +471,7 @@ fn harvest(
     )?;
     let dsn = ds.to_string();
     if add_dataset_source(&meta.path, &dsn)? {
-        println!("Added {dsn} to dataset_sources in {}.", meta.path.display());
+        say!("Added {dsn} to dataset_sources in {}.", meta.path.display());
     }
     if !meta
         .dataset_sources

@@ -1,6 +1,7 @@
 //! `kaggle_download`: fetch every output file of the remembered run, write its log, verify the
 //! checkpoints and print the command that resumes training locally.
 
+use super::out::{say, shout};
 use super::{human_bytes, Common, AFTER_HELP, EXIT_ERROR, EXIT_OK};
 use crate::kaggle::api::{OutputFile, Ref};
 use crate::kaggle::checkpoint::{find_checkpoints, pick_resume, verify_checkpoint, CheckpointInfo};
@@ -82,7 +83,7 @@ fn bar_for(name: &str) -> Option<ProgressBar> {
         .expect("valid template")
         .progress_chars("=> "),
     );
-    bar.set_message(name.to_string());
+    bar.set_message(super::out::line(name));
     bar.enable_steady_tick(Duration::from_millis(200));
     Some(bar)
 }
@@ -110,9 +111,9 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<i32> {
     let v = version
         .map(|v| format!(" version {v}"))
         .unwrap_or_else(|| " (latest run)".into());
-    println!("Listing outputs of {k}{v}...");
+    say!("Listing outputs of {k}{v}...");
     let (files, log) = list_outputs(&client, &k, version, args.page_size)?;
-    println!("{} file(s) listed.", files.len());
+    say!("{} file(s) listed.", files.len());
     if let Some(log) = &log {
         write_log(dir, &k, log)?;
     }
@@ -128,6 +129,7 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<i32> {
         .map(|f| (f.file_name.clone(), f.url.clone()))
         .collect();
     let mut refreshed = false;
+    let mut checks = Verified::default();
     let mut t = Tally {
         written: 0,
         skipped: 0,
@@ -138,27 +140,28 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<i32> {
         let dest = match safe_join(dir, &f.file_name) {
             Ok(d) => d,
             Err(why) => {
-                eprintln!("refused: {why}");
+                shout!("refused: {why}");
                 t.refused.push(f.file_name.clone());
                 continue;
             }
         };
-        if manifest.is_complete(&manifest.kernel, &f.file_name, version, &dest)
-            && damaged_checkpoint(&dest).is_none()
-        {
-            println!("skipped {} (already complete)", f.file_name);
+        // A checkpoint counts as present only while it verifies: a damaged local copy is
+        // fetched again even when the manifest lists it.
+        let is_ckpt = is_checkpoint(&f.file_name);
+        let local_ok = !is_ckpt || !dest.exists() || checks.verify(&dest).is_ok();
+        if local_ok && manifest.is_complete(&manifest.kernel, &f.file_name, version, &dest) {
+            say!("skipped {} (already complete)", f.file_name);
             t.skipped += 1;
             continue;
         }
-        let mut result = fetch_one(
-            &storage,
-            &f.file_name,
-            &urls[&f.file_name],
-            &dest,
-            manifest.files.get(&f.file_name),
-        );
+        if !local_ok {
+            say!("{} is damaged locally; downloading it again", f.file_name);
+            checks.forget(&dest);
+        }
+        let known = manifest.files.get(&f.file_name).filter(|_| local_ok);
+        let mut result = fetch_one(&storage, &f.file_name, &urls[&f.file_name], &dest, known);
         if matches!(result, Err(KaggleError::SignedUrlExpired { .. })) && !refreshed {
-            eprintln!(
+            shout!(
                 "note: download link of {} expired; fetching fresh links",
                 f.file_name
             );
@@ -166,36 +169,31 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<i32> {
             let (fresh, _) = list_outputs(&client, &k, version, args.page_size)?;
             urls = fresh.into_iter().map(|f| (f.file_name, f.url)).collect();
             if let Some(u) = urls.get(&f.file_name) {
-                result = fetch_one(
-                    &storage,
-                    &f.file_name,
-                    u,
-                    &dest,
-                    manifest.files.get(&f.file_name),
-                );
+                let known = manifest.files.get(&f.file_name).filter(|_| local_ok);
+                result = fetch_one(&storage, &f.file_name, u, &dest, known);
             }
         }
-        // A checkpoint is complete only once it verifies: one damaged in transit is not
-        // recorded, so the rerun the error advises fetches it again.
-        if matches!(
-            result,
-            Ok(Fetched::Written { .. }) | Ok(Fetched::AlreadyComplete)
-        ) {
-            if let Some(check) = damaged_checkpoint(&dest) {
-                eprintln!(
-                    "error: {} arrived damaged ({check}); it is not recorded as complete and the next run fetches it again",
-                    f.file_name
-                );
-                if manifest.files.remove(&f.file_name).is_some() {
-                    manifest.save(dir)?;
+        if let Ok(Fetched::Written { .. }) = &result {
+            checks.forget(&dest);
+            if is_ckpt {
+                // Recorded as complete only once it verifies, so a rerun fetches it again.
+                if let Err(e) = checks.verify(&dest) {
+                    if manifest.files.remove(&f.file_name).is_some() {
+                        manifest.save(dir)?;
+                    }
+                    shout!(
+                        "error: {} arrived damaged ({}); it is not recorded as complete",
+                        f.file_name,
+                        e
+                    );
+                    t.failed.push(f.file_name.clone());
+                    continue;
                 }
-                t.failed.push(f.file_name.clone());
-                continue;
             }
         }
         match result {
             Ok(Fetched::Written { bytes, etag }) => {
-                println!("downloaded {} ({})", f.file_name, human_bytes(bytes));
+                say!("downloaded {} ({})", f.file_name, human_bytes(bytes));
                 t.written += 1;
                 manifest.files.insert(
                     f.file_name.clone(),
@@ -208,7 +206,7 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<i32> {
                 manifest.save(dir)?;
             }
             Ok(Fetched::AlreadyComplete) => {
-                println!("skipped {} (unchanged)", f.file_name);
+                say!("skipped {} (unchanged)", f.file_name);
                 t.skipped += 1;
                 if let Some(entry) = manifest.files.get_mut(&f.file_name) {
                     if entry.version != version {
@@ -223,7 +221,7 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    println!(
+    say!(
         "Downloaded {}, skipped {}, refused {}, failed {} -> {}",
         t.written,
         t.skipped,
@@ -231,25 +229,23 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<i32> {
         t.failed.len(),
         dir.display()
     );
-    let bad_ckpt = report_checkpoints(dir);
+    let bad_ckpt = report_checkpoints(dir, &mut checks);
     if !t.refused.is_empty() {
-        eprintln!(
+        shout!(
             "error: refused {} file name(s) that would land outside {}: {}",
             t.refused.len(),
             dir.display(),
             t.refused.join(", ")
         );
-        eprintln!(
-            "hint: the output list is not trustworthy; nothing was written outside the folder"
-        );
+        shout!("hint: the output list is not trustworthy; nothing was written outside the folder");
     }
     if !t.failed.is_empty() {
-        eprintln!(
+        shout!(
             "error: {} file(s) failed: {}",
             t.failed.len(),
             t.failed.join(", ")
         );
-        eprintln!("hint: run kaggle_download again; complete files are skipped");
+        shout!("hint: run kaggle_download again; complete files are skipped");
     }
     Ok(
         if t.refused.is_empty() && t.failed.is_empty() && !bad_ckpt {
@@ -258,31 +254,6 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<i32> {
             EXIT_ERROR
         },
     )
-}
-
-/// The failed check of a downloaded checkpoint file (`*.safetensors`), or `None` when the file
-/// is not a checkpoint or verifies.
-fn damaged_checkpoint(path: &Path) -> Option<String> {
-    let is_ckpt = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.ends_with(".safetensors"));
-    if !is_ckpt || !path.is_file() {
-        return None;
-    }
-    verify_checkpoint(path).err().map(|e| e.check)
-}
-
-/// `text` quoted for a POSIX shell when it needs it.
-fn shell_quote(text: &str) -> String {
-    let plain = text
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-    if plain && !text.is_empty() {
-        text.to_string()
-    } else {
-        format!("'{}'", text.replace('\'', "'\\''"))
-    }
 }
 
 fn fetch_one(
@@ -313,29 +284,98 @@ fn fetch_one(
 fn write_log(dir: &Path, k: &Ref, log: &str) -> anyhow::Result<()> {
     let text_path = dir.join(format!("{}.log", k.slug));
     let json_path = dir.join(format!("{}.log.json", k.slug));
+    // The log is server text too: credentials are scrubbed from both files.
+    let text = crate::kaggle::redact::scrub(&log_text(&parse_log_json(log)));
+    let log = crate::kaggle::redact::scrub(log);
     std::fs::write(&json_path, log)
         .with_context(|| format!("cannot write {}", json_path.display()))?;
-    std::fs::write(&text_path, log_text(&parse_log_json(log)))
+    std::fs::write(&text_path, text)
         .with_context(|| format!("cannot write {}", text_path.display()))?;
-    println!("Run log written to {}", text_path.display());
+    say!("Run log written to {}", text_path.display());
     Ok(())
 }
 
-/// Verify every checkpoint under `dir`, print the results and the resume command.
-/// Returns true when at least one checkpoint failed verification.
-fn report_checkpoints(dir: &Path) -> bool {
-    let paths = find_checkpoints(dir);
+/// True for files that are verified as checkpoints.
+fn is_checkpoint(name: &str) -> bool {
+    name.ends_with(".safetensors")
+}
+
+/// Verification results by path, so each checkpoint is read once per run.
+#[derive(Default)]
+struct Verified(HashMap<PathBuf, Result<CheckpointInfo, String>>);
+
+impl Verified {
+    fn verify(&mut self, p: &Path) -> Result<CheckpointInfo, String> {
+        self.0
+            .entry(p.to_path_buf())
+            .or_insert_with(|| verify_checkpoint(p).map_err(|e| e.check))
+            .clone()
+    }
+
+    fn forget(&mut self, p: &Path) {
+        self.0.remove(p);
+    }
+}
+
+/// Folder (inside the download folder) that a local resume writes to.
+pub const LOCAL_RESUME_DIR: &str = "local-resume";
+
+/// Quote one argument for a POSIX shell when it needs it.
+fn shell_arg(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./:=@%+,-".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The command that resumes training locally from `ckpt`. A checkpoint's config names the
+/// Kaggle paths (`/kaggle/working/...`) for checkpoints, metrics and TensorBoard files; these
+/// are run-control fields a resume may change, so the command points them next to the
+/// download (`DIR/local-resume/`), where a later `kaggle_download` never overwrites them.
+pub fn resume_command(dir: &Path, ckpt: &Path) -> String {
+    let local = dir.join(LOCAL_RESUME_DIR);
+    let args = [
+        format!("--train.resume-from={}", ckpt.display()),
+        format!(
+            "--log.checkpoint-dir={}",
+            local.join("checkpoints").display()
+        ),
+        format!(
+            "--log.metrics-path={}",
+            local.join("metrics.jsonl").display()
+        ),
+        format!(
+            "--log.tensorboard-dir={}",
+            local.join("tensorboard").display()
+        ),
+    ];
+    let args: Vec<String> = args.iter().map(|a| shell_arg(a)).collect();
+    format!("cargo run --release --bin train -- {}", args.join(" "))
+}
+
+/// Verify every checkpoint under `dir` (the local-resume folder aside), print the results and
+/// the resume command. Returns true when at least one checkpoint failed verification.
+fn report_checkpoints(dir: &Path, checks: &mut Verified) -> bool {
+    let local = dir.join(LOCAL_RESUME_DIR);
+    let paths: Vec<PathBuf> = find_checkpoints(dir)
+        .into_iter()
+        .filter(|p| !p.starts_with(&local))
+        .collect();
     if paths.is_empty() {
-        println!("No checkpoints (*.safetensors) found in {}.", dir.display());
+        say!("No checkpoints (*.safetensors) found in {}.", dir.display());
         return false;
     }
-    println!("Checkpoints:");
+    say!("Checkpoints:");
     let mut good: Vec<CheckpointInfo> = vec![];
     let mut bad = false;
     for p in paths {
-        match verify_checkpoint(&p) {
+        match checks.verify(&p) {
             Ok(info) => {
-                println!(
+                say!(
                     "  ok   {}  step={} iteration={} kind={} {}",
                     p.display(),
                     info.step,
@@ -345,32 +385,22 @@ fn report_checkpoints(dir: &Path) -> bool {
                 );
                 good.push(info);
             }
-            Err(e) => {
-                println!("  BAD  {}: {}", p.display(), e.check);
+            Err(check) => {
+                say!("  BAD  {}: {}", p.display(), check);
                 bad = true;
             }
         }
     }
     match pick_resume(&good) {
         Some(c) => {
-            // The checkpoint's config names Kaggle's /kaggle/working paths: a local resume must
-            // write its checkpoints, metrics and TensorBoard files next to the download.
-            let ckpt_dir = c.path.parent().unwrap_or(dir);
-            let runs = dir.join("runs");
-            println!("Resume locally from step {} with:", c.step);
-            println!(
-                "  cargo run --release --bin train -- --train.resume-from {} --log.checkpoint-dir {} --log.metrics-path {} --log.tensorboard-dir {}",
-                shell_quote(&c.path.display().to_string()),
-                shell_quote(&ckpt_dir.display().to_string()),
-                shell_quote(&runs.join("metrics.jsonl").display().to_string()),
-                shell_quote(&runs.join("tensorboard").display().to_string()),
-            );
+            say!("Resume locally from step {} with:", c.step);
+            say!("  {}", resume_command(dir, &c.path));
         }
-        None => println!("No usable checkpoint to resume from."),
+        None => say!("No usable checkpoint to resume from."),
     }
     if bad {
-        eprintln!("error: some checkpoints failed verification (listed as BAD above)");
-        eprintln!("hint: run kaggle_download again; if it persists the run wrote a damaged file, resume from an older checkpoint");
+        shout!("error: some checkpoints failed verification (listed as BAD above)");
+        shout!("hint: run kaggle_download again; if it persists the run wrote a damaged file, resume from an older checkpoint");
     }
     bad
 }

@@ -1,8 +1,10 @@
 //! The command layer behind the `kaggle_*` binaries: argument structs, terminal output
-//! (plain lines or indicatif bars) and exit codes. This is the only module that prints.
+//! (plain lines or indicatif bars) and exit codes. This is the only module that prints, and
+//! it prints only through [`out`] (credentials scrubbed, server text cleaned and bounded).
 
 pub mod chain;
 pub mod download;
+pub mod out;
 pub mod publish;
 pub mod push;
 pub mod setup;
@@ -15,7 +17,8 @@ use crate::kaggle::client::{ApiClient, Settings, ENDPOINT_ENV};
 use crate::kaggle::credentials::{find_credentials, CredentialEnv, CredentialFlags, Credentials};
 use crate::kaggle::metadata::{KernelMetadata, RunState, DEFAULT_METADATA};
 use crate::kaggle::KaggleError;
-use clap::Args;
+use clap::{Args, Parser};
+use out::shout;
 use std::path::PathBuf;
 
 /// Exit code: success.
@@ -33,7 +36,7 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 #[derive(Debug, Clone, Args)]
 pub struct Common {
     /// Kaggle API host (https; plain http only for 127.0.0.1/::1/localhost).
-    #[arg(long, env = ENDPOINT_ENV, value_name = "URL", default_value = crate::kaggle::client::DEFAULT_ENDPOINT)]
+    #[arg(long, env = ENDPOINT_ENV, hide_env_values = true, value_name = "URL", default_value = crate::kaggle::client::DEFAULT_ENDPOINT)]
     pub endpoint: String,
     /// Kernel metadata file (written by kaggle_setup).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_METADATA)]
@@ -69,16 +72,22 @@ impl Common {
         Settings::from_env(Some(&self.endpoint))
     }
 
-    /// Find credentials (printing permission fixes) and build the API client.
+    /// Find credentials (registering them with the output scrubber, printing permission
+    /// fixes), check the endpoint and build the API client.
     pub fn connect(&self) -> anyhow::Result<(ApiClient, Credentials)> {
-        let settings = self.settings()?;
         let flags = CredentialFlags {
             token_file: self.token_file.clone(),
             kaggle_json: self.kaggle_json.clone(),
         };
-        let (creds, notices) = find_credentials(&flags, &CredentialEnv::from_process())?;
+        let env = CredentialEnv::from_process();
+        for s in env.api_token.iter().chain(env.key.iter()) {
+            out::protect(s);
+        }
+        let (creds, notices) = find_credentials(&flags, &env)?;
+        out::protect(creds.auth.secret());
+        let settings = self.settings()?;
         for n in notices {
-            eprintln!("note: {n}");
+            shout!("note: {n}");
         }
         let client = ApiClient::new(settings, creds.auth.clone())?;
         Ok((client, creds))
@@ -97,10 +106,7 @@ impl Common {
 
 /// Print an error as `error: ...` (one line) plus `hint: ...`.
 pub fn report_error(err: &anyhow::Error) {
-    eprintln!(
-        "error: {}",
-        crate::kaggle::error::one_line(&format!("{err:#}"))
-    );
+    shout!("error: {err:#}");
     let hint = err.chain().find_map(|e| {
         if let Some(k) = e.downcast_ref::<KaggleError>() {
             k.hint()
@@ -111,7 +117,7 @@ pub fn report_error(err: &anyhow::Error) {
         }
     });
     if let Some(h) = hint {
-        eprintln!("hint: {h}");
+        shout!("hint: {h}");
     }
 }
 
@@ -125,6 +131,12 @@ pub fn exit_with(result: anyhow::Result<i32>) -> ! {
         }
     };
     std::process::exit(code)
+}
+
+/// The `main` of every helper: scrubbing panic messages, parse the arguments, run, exit.
+pub fn main_with<A: Parser>(run: fn(A) -> anyhow::Result<i32>) -> ! {
+    out::install_panic_hook();
+    exit_with(run(A::parse()))
 }
 
 /// True when stdout is an interactive terminal (bars), false for pipes and files (plain lines).
@@ -161,6 +173,46 @@ mod tests {
         super::status::StatusArgs::command().debug_assert();
         super::download::DownloadArgs::command().debug_assert();
         super::publish::PublishArgs::command().debug_assert();
+    }
+
+    /// Everything printed goes through `out` (scrubbed, cleaned, bounded): no other module of
+    /// the library prints directly.
+    #[test]
+    fn no_direct_printing_outside_the_sink() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = vec![];
+        for dir in ["cli", "kaggle"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+                let p = entry.path();
+                if p.file_name().is_some_and(|n| n == "out.rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap();
+                for (i, line) in text.lines().enumerate() {
+                    let code = line.trim_start();
+                    if code.starts_with("//") {
+                        continue;
+                    }
+                    // Spelled in pieces so this test does not flag itself.
+                    for bad in [
+                        concat!("print", "ln!"),
+                        concat!("print", "!("),
+                        concat!("e", "print"),
+                        concat!("dbg", "!("),
+                        concat!(".print", "ln("),
+                    ] {
+                        if code.contains(bad) {
+                            offenders.push(format!("{}:{}: {code}", p.display(), i + 1));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "print through cli::out (say!/shout!) instead:\n{}",
+            offenders.join("\n")
+        );
     }
 
     #[test]

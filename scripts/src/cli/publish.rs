@@ -2,6 +2,7 @@
 //! a new version afterwards), wait until Kaggle says READY, and make the kernel metadata list
 //! the dataset so the next session's resume cell finds it under `/kaggle/input`.
 
+use super::out::say;
 use super::{human_bytes, Common, AFTER_HELP, EXIT_OK};
 use crate::kaggle::api::Ref;
 use crate::kaggle::checkpoint::{find_checkpoints, pick_resume, verify_checkpoint};
@@ -98,18 +99,18 @@ pub fn run(args: PublishArgs) -> anyhow::Result<i32> {
     result?;
     if !args.no_update_metadata {
         if add_dataset_source(&args.common.metadata, &dataset.to_string())? {
-            println!(
+            say!(
                 "Added {dataset} to dataset_sources in {}.",
                 args.common.metadata.display()
             );
         } else {
-            println!(
+            say!(
                 "{} already lists {dataset}.",
                 args.common.metadata.display()
             );
         }
     }
-    println!("Next session: cargo run --release -p emergence_lab_scripts --bin kaggle_run   (resumes from step {newest})");
+    say!("Next session: cargo run --release -p emergence_lab_scripts --bin kaggle_run   (resumes from step {newest})");
     Ok(EXIT_OK)
 }
 
@@ -145,18 +146,18 @@ fn publish(
         &items,
         &notes,
         args.delete_old_versions,
-        &mut |item, size| println!("uploading {} ({})", item.name, human_bytes(size)),
+        &mut |item, size| say!("uploading {} ({})", item.name, human_bytes(size)),
     )?;
     if p.created {
-        println!("Private dataset {dataset} created.");
+        say!("Private dataset {dataset} created.");
     } else {
-        println!("New version of dataset {dataset} created.");
+        say!("New version of dataset {dataset} created.");
     }
     if let Some(u) = p.answer.url.filter(|u| !u.is_empty()) {
-        println!("URL: {u}");
+        say!("URL: {u}");
     }
     if args.no_wait {
-        println!("Not waiting for Kaggle to process it; check before the next kaggle_run.");
+        say!("Not waiting for Kaggle to process it; check before the next kaggle_run.");
         return Ok(());
     }
     wait_reported(
@@ -176,11 +177,11 @@ pub fn wait_reported(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let r = wait_until_ready(client, dataset, interval, timeout, &mut |s| {
-        println!("dataset status: {s}")
+        say!("dataset status: {s}")
     })?;
     match r {
         Readiness::Ready(secs) => {
-            println!("dataset {dataset} is ready ({secs} s).");
+            say!("dataset {dataset} is ready ({secs} s).");
             Ok(())
         }
         Readiness::Failed(s) => anyhow::bail!(

@@ -1,6 +1,7 @@
 //! `kaggle_push` (save without running) and `kaggle_run` (save and run, remembering the
 //! version): both validate the metadata and notebook before anything is sent.
 
+use super::out::{say, shout};
 use super::source::{send_source, SourceArgs};
 use super::{Common, AFTER_HELP, EXIT_OK};
 use crate::kaggle::api::SaveKernelAnswer;
@@ -90,11 +91,11 @@ pub(crate) fn warn_invalid(ans: &SaveKernelAnswer) {
     ];
     for (what, l) in lists {
         if !l.is_empty() {
-            eprintln!("warning: Kaggle ignored these {what}: {}", l.join(", "));
+            shout!("warning: Kaggle ignored these {what}: {}", l.join(", "));
         }
     }
     if !ans.invalid_dataset_sources.is_empty() || !ans.invalid_kernel_sources.is_empty() {
-        eprintln!("note: a checkpoint dataset exists only after the first kaggle_publish, and the kernel's own output only after its first run; until then Kaggle drops those sources and the notebook starts fresh");
+        shout!("note: a checkpoint dataset exists only after the first kaggle_publish, and the kernel's own output only after its first run; until then Kaggle drops those sources and the notebook starts fresh");
     }
 }
 
@@ -110,7 +111,7 @@ pub fn push(args: PushArgs) -> anyhow::Result<i32> {
     if let Some(dir) = &args.write_source {
         let snap = Snapshot::collect(std::path::Path::new("."), args.source.allow_dirty)?;
         let (archive, manifest) = snap.write(dir)?;
-        println!(
+        say!(
             "Wrote {} and {} (commit {}{}); nothing was sent.",
             archive.display(),
             manifest.display(),
@@ -138,12 +139,12 @@ pub fn push(args: PushArgs) -> anyhow::Result<i32> {
     if args.new {
         let _ = std::fs::remove_file(meta.state_path());
     }
-    println!(
+    say!(
         "Pushed {} version {version} (saved without running).",
         meta.id
     );
-    println!("URL: {}", url_of(&ans, &meta));
-    println!("Start it with: cargo run --release -p emergence_lab_scripts --bin kaggle_run");
+    say!("URL: {}", url_of(&ans, &meta));
+    say!("Start it with: cargo run --release -p emergence_lab_scripts --bin kaggle_run");
     Ok(EXIT_OK)
 }
 
@@ -203,12 +204,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         started_unix: now_unix(),
     };
     state.save(&meta.state_path())?;
-    println!("Started {} version {version} on Kaggle.", meta.id);
-    println!("URL: {url}");
-    println!(
+    say!("Started {} version {version} on Kaggle.", meta.id);
+    say!("URL: {url}");
+    say!(
         "Remembered in {} so kaggle_status and kaggle_download follow this run.",
         meta.state_path().display()
     );
-    println!("Watch it with: cargo run --release -p emergence_lab_scripts --bin kaggle_status -- --watch");
+    say!("Watch it with: cargo run --release -p emergence_lab_scripts --bin kaggle_status -- --watch");
     Ok(EXIT_OK)
 }

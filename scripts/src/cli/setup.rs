@@ -1,6 +1,7 @@
 //! `kaggle_setup`: find and check credentials, fix their permissions, verify them with one
 //! cheap authenticated call, and write `notebooks/kernel-metadata.json`.
 
+use super::out::{say, shout};
 use super::{Common, AFTER_HELP, EXIT_OK};
 use crate::kaggle::credentials::Auth;
 use crate::kaggle::metadata::{default_metadata, KERNEL_SLUG, MACHINE_SHAPE};
@@ -34,7 +35,7 @@ pub struct SetupArgs {
 /// Run `kaggle_setup`.
 pub fn run(args: SetupArgs) -> anyhow::Result<i32> {
     let (client, creds) = args.common.connect()?;
-    println!("Credentials: {}", creds.source);
+    say!("Credentials: {}", creds.source);
     let verified_user = match &creds.auth {
         Auth::Bearer(token) => {
             let info = client.introspect(token.expose())?;
@@ -53,7 +54,7 @@ pub fn run(args: SetupArgs) -> anyhow::Result<i32> {
             Some(username.clone())
         }
     };
-    println!(
+    say!(
         "Verified: Kaggle accepted the credentials{}",
         match &verified_user {
             Some(u) => format!(" (user {u})"),
@@ -70,7 +71,7 @@ pub fn run(args: SetupArgs) -> anyhow::Result<i32> {
         })?;
     if let Some(v) = &verified_user {
         if v != &user {
-            eprintln!("warning: the credentials belong to {v:?} but the kernel will be owned by {user:?}; pushes will fail unless you are {user:?}");
+            shout!("warning: the credentials belong to {v:?} but the kernel will be owned by {user:?}; pushes will fail unless you are {user:?}");
         }
     }
     if crate::kaggle::api::Ref::parse(&format!("{user}/{KERNEL_SLUG}")).is_none() {
@@ -84,19 +85,19 @@ pub fn run(args: SetupArgs) -> anyhow::Result<i32> {
     let existed = path.exists();
     std::fs::write(path, serde_json::to_string_pretty(&meta)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
-    println!(
+    say!(
         "{} {} (kernel {user}/{KERNEL_SLUG}, GPU {MACHINE_SHAPE} = T4 x2, internet on, private, source dataset {user}/{SOURCE_SLUG})",
         if existed { "Updated" } else { "Wrote" },
         path.display()
     );
-    println!();
-    println!("The metadata works as written: the first run needs no edits.");
-    println!();
-    println!("Next steps:");
-    println!("  1. cargo run --release -p emergence_lab_scripts --bin kaggle_run -- --push-first   # send the source (private dataset {user}/{SOURCE_SLUG}), push and start the notebook");
-    println!("  2. cargo run --release -p emergence_lab_scripts --bin kaggle_status -- --watch");
-    println!("  3. cargo run --release -p emergence_lab_scripts --bin kaggle_download");
-    println!("  4. cargo run --release -p emergence_lab_scripts --bin kaggle_publish          # carry checkpoints to the next session");
-    println!("Longer runs: kaggle_run -- --push-first --sessions N chains N sessions (steps 2-4 done for you).");
+    say!();
+    say!("The metadata works as written: the first run needs no edits.");
+    say!();
+    say!("Next steps:");
+    say!("  1. cargo run --release -p emergence_lab_scripts --bin kaggle_run -- --push-first   # send the source (private dataset {user}/{SOURCE_SLUG}), push and start the notebook");
+    say!("  2. cargo run --release -p emergence_lab_scripts --bin kaggle_status -- --watch");
+    say!("  3. cargo run --release -p emergence_lab_scripts --bin kaggle_download");
+    say!("  4. cargo run --release -p emergence_lab_scripts --bin kaggle_publish          # carry checkpoints to the next session");
+    say!("Longer runs: kaggle_run -- --push-first --sessions N chains N sessions (steps 2-4 done for you).");
     Ok(EXIT_OK)
 }

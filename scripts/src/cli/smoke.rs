@@ -5,6 +5,7 @@
 //! phase times.
 
 use super::download::list_outputs;
+use super::out::{say, shout};
 use super::push::{local_text, warn_invalid, RunArgs};
 use super::source::send_source;
 use super::status::poll;
@@ -90,7 +91,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let (ans, version) = client.save_kernel(&smoke.save_request(text, false, false))?;
     warn_invalid(&ans);
     let push_time = t_push.elapsed();
-    println!(
+    say!(
         "Smoke run {k} version {version} started ({} steps, GPU {}).",
         s.smoke_steps,
         smoke.machine_shape.as_deref().unwrap_or("default")
@@ -107,7 +108,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             .map(|x| x.status.to_string())
             .unwrap_or_else(|| "NOT_YET_VISIBLE".into());
         if label != last {
-            println!("smoke run: {label} ({})", secs(t_run.elapsed()));
+            say!("smoke run: {label} ({})", secs(t_run.elapsed()));
             last = label.clone();
         }
         if let Some(x) = &st {
@@ -119,7 +120,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             }
         }
         if t_run.elapsed().as_secs_f64() >= s.smoke_timeout {
-            println!(
+            say!(
                 "SMOKE FAIL: the run is still {label} after {} (see https://www.kaggle.com/code/{k}); push {}",
                 secs(t_run.elapsed()),
                 secs(push_time)
@@ -154,11 +155,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             .clone()
             .map(|m| format!(": {m}"))
             .unwrap_or_default();
-        eprintln!("Last lines of the log:");
+        shout!("Last lines of the log:");
         for l in tail(&log, 30).lines() {
-            eprintln!("  | {l}");
+            shout!("  | {l}");
         }
-        println!(
+        say!(
             "SMOKE FAIL: the run ended in {}{why}; {}",
             st.status,
             times(t_check.elapsed())
@@ -182,7 +183,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         let dest = match safe_join(&dir, &f.file_name) {
             Ok(d) => d,
             Err(why) => {
-                eprintln!("refused: {why}");
+                shout!("refused: {why}");
                 continue;
             }
         };
@@ -193,9 +194,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         match fetch_file(&storage, &f.file_name, &f.url, &dest, None, &mut |_| {}) {
             Ok(_) => match verify_checkpoint(&dest) {
                 Ok(info) => good.push((f.file_name.clone(), info)),
-                Err(e) => eprintln!("note: {e}"),
+                Err(e) => shout!("note: {e}"),
             },
-            Err(e) => eprintln!("note: cannot download {}: {e}", f.file_name),
+            Err(e) => shout!("note: cannot download {}: {e}", f.file_name),
         }
     }
     let infos: Vec<_> = good.iter().map(|(_, i)| i.clone()).collect();
@@ -204,11 +205,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let verdict = judge(device.as_ref(), best.map(|(n, i)| (n.as_str(), i.step)));
     match verdict {
         Ok(ok) => {
-            println!("SMOKE PASS: {ok}; {}", times(t_check.elapsed()));
+            say!("SMOKE PASS: {ok}; {}", times(t_check.elapsed()));
             Ok(EXIT_OK)
         }
         Err(why) => {
-            println!("SMOKE FAIL: {why}; {}", times(t_check.elapsed()));
+            say!("SMOKE FAIL: {why}; {}", times(t_check.elapsed()));
             Ok(EXIT_ERROR)
         }
     }

@@ -4,6 +4,7 @@
 //! READY (bounded), and listed in the kernel metadata's `dataset_sources`.
 
 use super::human_bytes;
+use super::out::say;
 use super::publish::wait_reported;
 use crate::kaggle::api::Ref;
 use crate::kaggle::client::ApiClient;
@@ -76,7 +77,7 @@ impl SourceArgs {
             other => anyhow::Error::new(other).context("cannot collect the source to send"),
         })?;
         let m = &snap.manifest;
-        println!(
+        say!(
             "Source: commit {}{}, {} tracked files ({}), content sha256 {}",
             &m.commit[..m.commit.len().min(12)],
             if m.dirty {
@@ -131,7 +132,7 @@ pub fn send_source(
     let interval = poll_interval();
     let timeout = Duration::from_secs_f64(timeout_s);
     if unchanged && remote.is_some() {
-        println!("Source unchanged since the last upload to {dataset}: not uploading it again.");
+        say!("Source unchanged since the last upload to {dataset}: not uploading it again.");
         if remote.as_deref() != Some("READY") {
             wait_reported(client, dataset, interval, timeout)?;
         }
@@ -151,7 +152,7 @@ pub fn send_source(
     }
     let name = dataset.to_string();
     if add_dataset_source(&meta.path, &name)? {
-        println!(
+        say!(
             "Added {name} to dataset_sources in {}.",
             meta.path.display()
         );
@@ -198,10 +199,10 @@ fn upload(client: &ApiClient, dataset: &Ref, snap: &Snapshot, dir: &Path) -> any
         &items,
         &notes,
         false,
-        &mut |item, size| println!("uploading {} ({})", item.name, human_bytes(size)),
+        &mut |item, size| say!("uploading {} ({})", item.name, human_bytes(size)),
     )
     .context("uploading the source failed")?;
-    println!(
+    say!(
         "{} source dataset {dataset}.",
         if p.created {
             "Created the private"

@@ -2,9 +2,10 @@
 //! while showing training progress parsed from the run's log (stream while running, stored
 //! log afterwards). Ctrl-C stops watching, never the run.
 
+use super::out::say;
 use super::{Common, AFTER_HELP, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_CANCELLED, EXIT_RUN_FAILED};
 use crate::kaggle::api::{Ref, RunStatus, StatusAnswer};
-use crate::kaggle::client::ApiClient;
+use crate::kaggle::client::{Answer, ApiClient};
 use crate::kaggle::metadata::now_unix;
 use crate::kaggle::progress::{
     describe, last_progress, log_text, parse_log_json, parse_progress_line, LineBuffer, Progress,
@@ -90,7 +91,7 @@ impl Display {
                         ));
                     }
                 }
-                bar.set_message(msg);
+                bar.set_message(super::out::line(&msg));
             }
             Display::Plain { last, start } => {
                 let line = match p {
@@ -99,7 +100,7 @@ impl Display {
                 };
                 if &line != last {
                     let s = start.elapsed().as_secs();
-                    println!(
+                    say!(
                         "[+{:02}:{:02}:{:02}] {line}",
                         s / 3600,
                         (s / 60) % 60,
@@ -147,14 +148,14 @@ fn exit_code(s: &RunStatus) -> i32 {
 
 fn report_final(k: &Ref, version: Option<i64>, s: &StatusAnswer) {
     let v = version.map(|v| format!(" version {v}")).unwrap_or_default();
-    println!("{k}{v}: {}", s.status);
+    say!("{k}{v}: {}", s.status);
     if let Some(m) = &s.failure_message {
-        println!("Failure message: {m}");
+        say!("Failure message: {m}");
     }
     match s.status {
-        RunStatus::Complete => println!("Download the results with: cargo run --release -p emergence_lab_scripts --bin kaggle_download"),
-        RunStatus::Error => println!("See the log: kaggle_download writes it next to the outputs, or open the kernel page."),
-        RunStatus::NewScript => println!("This version was saved without running; start it with kaggle_run."),
+        RunStatus::Complete => say!("Download the results with: cargo run --release -p emergence_lab_scripts --bin kaggle_download"),
+        RunStatus::Error => say!("See the log: kaggle_download writes it next to the outputs, or open the kernel page."),
+        RunStatus::NewScript => say!("This version was saved without running; start it with kaggle_run."),
         _ => {}
     }
 }
@@ -185,7 +186,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<i32> {
                     std::thread::sleep(client.settings().retry.backoff(attempt));
                 }
                 None => {
-                    println!("{k} version {}: not visible on Kaggle yet (new runs appear after a short delay); try again in a minute", version.unwrap_or(0));
+                    say!("{k} version {}: not visible on Kaggle yet (new runs appear after a short delay); try again in a minute", version.unwrap_or(0));
                     return Ok(EXIT_OK);
                 }
             }
@@ -222,7 +223,7 @@ fn watch(
     let v = version
         .map(|v| format!(" version {v}"))
         .unwrap_or_else(|| " (latest session)".into());
-    println!(
+    say!(
         "Watching {k}{v} every {:.0?}; Ctrl-C stops watching (the run continues).",
         interval
     );
@@ -275,7 +276,7 @@ fn watch(
             if interrupted.load(Ordering::SeqCst) {
                 stop.store(true, Ordering::SeqCst);
                 display.finish();
-                println!(
+                say!(
                     "Stopped watching; the run goes on on Kaggle. Check again with kaggle_status."
                 );
                 return Ok(EXIT_INTERRUPTED);
@@ -305,22 +306,14 @@ fn follow_log(
 ) {
     let mut seen = 0usize;
     while !stop.load(Ordering::SeqCst) {
-        if let Ok(mut resp) = client.log_stream(&k, version) {
-            let json = resp
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.contains("json"))
-                .unwrap_or(false);
-            if json {
-                let mut text = String::new();
-                if resp.read_to_string(&mut text).is_ok() {
-                    if let Some(p) = last_progress(&log_text(&parse_log_json(&text))) {
-                        let _ = tx.send(p);
-                    }
-                    return;
+        match client.log_stream(&k, version) {
+            Ok(Answer::Body(text)) => {
+                if let Some(p) = last_progress(&log_text(&parse_log_json(&text))) {
+                    let _ = tx.send(p);
                 }
-            } else {
+                return;
+            }
+            Ok(Answer::Stream(mut resp)) => {
                 let mut sse = SseParser::default();
                 let mut lines = LineBuffer::default();
                 let mut count = 0usize;
@@ -353,6 +346,7 @@ fn follow_log(
                     }
                 }
             }
+            Err(_) => {}
         }
         let until = Instant::now() + wait;
         while Instant::now() < until && !stop.load(Ordering::SeqCst) {

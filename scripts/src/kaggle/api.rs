@@ -2,7 +2,7 @@
 //! GetKernel, the log stream, token introspection) on top of [`ApiClient`].
 //! Answers follow proto3 JSON rules: every field is optional and defaults apply.
 
-use super::client::{ApiClient, Idempotency};
+use super::client::{Answer, ApiClient, Idempotency};
 use super::error::{one_line, KaggleError};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
@@ -375,17 +375,14 @@ impl ApiClient {
         )
     }
 
-    /// Open the log stream (`text/event-stream` while running, a JSON array when done).
-    pub fn log_stream(
-        &self,
-        k: &Ref,
-        version: Option<i64>,
-    ) -> Result<reqwest::blocking::Response, KaggleError> {
+    /// Open the log stream: a live `text/event-stream` while running ([`Answer::Stream`]), the
+    /// whole log as a JSON array when done ([`Answer::Body`]).
+    pub fn log_stream(&self, k: &Ref, version: Option<i64>) -> Result<Answer, KaggleError> {
         let mut path = format!("v1/kernels/logs/stream/{}/{}", k.owner, k.slug);
         if let Some(l) = version_label(version) {
             path.push_str(&format!("?versionLabel={l}"));
         }
-        self.get(
+        self.get_stream(
             &path,
             "text/event-stream, */*",
             &format!("log of kernel {k}"),

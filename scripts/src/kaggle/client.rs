@@ -3,15 +3,25 @@
 //! Signed storage URLs (downloads and blob uploads) go through [`StorageClient`], which never
 //! sends Kaggle credentials.
 
+use super::answer::{envelope_error, read_capped, read_capped_lossy, server_message, BodyError};
 use super::credentials::Auth;
+use super::endpoint::is_loopback;
 use super::error::{one_line, KaggleError};
+use super::redact::{bounded_scrub, Redactor};
 use reqwest::blocking::{Client, RequestBuilder, Response};
-use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::net::IpAddr;
 use std::time::Duration;
+
+pub use super::answer::{Answer, MAX_ANSWER_BYTES, MAX_ERROR_BODY_BYTES};
+pub use super::endpoint::{
+    check_endpoint, check_url_scheme, display_url, error_chain, safe_endpoint_text,
+};
+
+/// Longest server message shown in an error.
+const MAX_DETAIL_CHARS: usize = 300;
 
 /// Production API host.
 pub const DEFAULT_ENDPOINT: &str = "https://api.kaggle.com";
@@ -84,92 +94,6 @@ impl Settings {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
-    match url.host_str() {
-        Some("localhost") => true,
-        Some(h) => h
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false),
-        None => false,
-    }
-}
-
-/// Accept https URLs, and http only for loopback hosts; no user info, query or fragment.
-/// Errors show the endpoint without its user info and query (where credentials would be).
-pub fn check_endpoint(raw: &str) -> Result<Url, KaggleError> {
-    let bad = |detail: &str| KaggleError::InvalidEndpoint {
-        endpoint: endpoint_for_messages(raw),
-        detail: detail.to_string(),
-    };
-    let url = Url::parse(raw.trim()).map_err(|e| bad(&format!("not a URL ({e})")))?;
-    check_url_scheme(&url).map_err(|d| bad(&d))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("credentials inside the URL are not allowed"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(bad("query strings and fragments are not allowed"));
-    }
-    let trimmed = url.as_str().trim_end_matches('/').to_string();
-    Url::parse(&trimmed).map_err(|e| bad(&e.to_string()))
-}
-
-/// `raw` without user info, query and fragment: `https://user:KEY@host/?t=..` -> `https://host/`.
-fn endpoint_for_messages(raw: &str) -> String {
-    match Url::parse(raw.trim()) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.set_fragment(None);
-            one_line(u.as_str())
-        }
-        // Not a URL: drop anything up to an '@' after the scheme, and any query.
-        Err(_) => {
-            let t = raw.trim();
-            let (scheme, rest) = t.split_once("://").unwrap_or(("", t));
-            let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-            let rest = rest.split(['?', '#']).next().unwrap_or("");
-            let shown = if scheme.is_empty() {
-                rest.to_string()
-            } else {
-                format!("{scheme}://{rest}")
-            };
-            one_line(&shown)
-        }
-    }
-}
-
-/// JSON text re-serialised (escapes such as `\u0050` decoded) so scrubbing sees every secret in
-/// clear; other text unchanged.
-fn decoded_json(text: &str) -> String {
-    serde_json::from_str::<Value>(text)
-        .map(|v| v.to_string())
-        .unwrap_or_else(|_| text.to_string())
-}
-
-/// The scheme rule for every URL we contact: https, or http on a loopback host.
-pub fn check_url_scheme(url: &Url) -> Result<(), String> {
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if is_loopback(url) => Ok(()),
-        "http" => {
-            Err("plain http is only allowed for a loopback host (127.0.0.1, ::1, localhost)".into())
-        }
-        other => Err(format!("unsupported scheme {other:?}")),
-    }
-}
-
-/// A URL without its query string (signed URLs carry signatures there), for messages.
-pub fn display_url(url: &Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.set_fragment(None);
-    u.to_string()
-}
-
 /// Whether a call may be repeated after a failure that might have reached the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Idempotency {
@@ -181,11 +105,24 @@ pub enum Idempotency {
 }
 
 /// Authenticated client for `POST <endpoint>/v1/<Service>/<Method>` calls.
+///
+/// Every answer passes through one check: a non-2xx status, or an HTTP 200 whose JSON body is
+/// Kaggle's error envelope (`{"code": >= 400, "message": ...}`), becomes the same
+/// [`KaggleError`] (with the same retry rule); bodies are read with a size cap; server text
+/// in errors is decoded first, then scrubbed of the credentials and cut to one line.
 #[derive(Clone)]
 pub struct ApiClient {
     http: Client,
     settings: Settings,
     auth: Auth,
+    redactor: Redactor,
+}
+
+/// Whether a call's successful answer is read whole or may be streamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Json,
+    Stream,
 }
 
 fn user_agent() -> String {
@@ -214,7 +151,7 @@ fn build_http(settings: &Settings, url: &Url, timeout: Duration) -> Result<Clien
 
 /// Outcome of one attempt, before deciding on a retry.
 enum Attempt {
-    Done(Response),
+    Done(Answer),
     Retry { err: KaggleError, wait: Duration },
     Fail(KaggleError),
 }
@@ -223,10 +160,12 @@ impl ApiClient {
     /// A client for `settings.endpoint` authenticating with `auth`.
     pub fn new(settings: Settings, auth: Auth) -> Result<Self, KaggleError> {
         let http = build_http(&settings, &settings.endpoint, settings.timeout)?;
+        let redactor = Redactor::of(&[auth.secret().expose()]);
         Ok(ApiClient {
             http,
             settings,
             auth,
+            redactor,
         })
     }
 
@@ -247,12 +186,24 @@ impl ApiClient {
         rb.header(AUTHORIZATION, value)
     }
 
+    /// Server or transport text for a message: credentials removed, one line, bounded.
     fn scrub(&self, text: &str) -> String {
-        one_line(&self.auth.scrub(text))
+        bounded_scrub(&self.redactor, text, MAX_DETAIL_CHARS)
     }
 
-    /// Call an RPC (e.g. `kernels.KernelsApiService/SaveKernel`) and parse the JSON answer.
-    /// `what` names the object for "not found" messages.
+    /// `": <message>"` (scrubbed) or "".
+    fn detail(&self, message: &str) -> String {
+        let m = self.scrub(message);
+        if m.is_empty() {
+            String::new()
+        } else {
+            format!(": {m}")
+        }
+    }
+
+    /// Call an RPC (e.g. `kernels.KernelsApiService/SaveKernel`) and parse the JSON answer,
+    /// which must be a JSON object (an empty body counts as `{}`). `what` names the object for
+    /// "not found" messages.
     pub fn rpc<T: DeserializeOwned>(
         &self,
         method: &str,
@@ -262,52 +213,61 @@ impl ApiClient {
     ) -> Result<T, KaggleError> {
         let call = method.rsplit('/').next().unwrap_or(method).to_string();
         let url = self.url(&format!("v1/{method}"));
-        let resp = self.send_with_retries(&call, what, idem, || {
+        let answer = self.send_with_retries(&call, what, idem, Want::Json, || {
             self.authorize(self.http.post(url.clone()).json(body))
         })?;
-        let text = read_capped(resp, MAX_ANSWER_BYTES).map_err(|e| match e {
-            Capped::TooLarge => KaggleError::BadAnswer {
-                call: call.clone(),
-                detail: format!("answer larger than {} MiB", MAX_ANSWER_BYTES >> 20),
-            },
-            Capped::Io(e) => KaggleError::Network {
-                call: call.clone(),
-                attempts: 1,
-                timed_out: e.kind() == std::io::ErrorKind::TimedOut,
-                cause: one_line(&e.to_string()),
-            },
-        })?;
-        let text = if text.trim().is_empty() {
-            "{}".to_string()
-        } else {
-            text
+        let text = match answer {
+            Answer::Body(t) => t,
+            Answer::Stream(r) => {
+                read_capped(r, MAX_ANSWER_BYTES).map_err(|e| self.body_error(&call, 1, e))?
+            }
         };
-        // Kaggle sometimes answers HTTP 200 with its error envelope `{"code": 404, "message":
-        // ...}`; decoded as the expected type (whose fields have defaults) it would read as a
-        // normal answer (a QUEUED status, an empty file list): it is the error it says it is.
-        if let Some(code) = error_envelope_code(&text) {
-            return Err(status_error(
-                code,
-                call,
-                what,
-                self.scrub(&server_detail(&text)),
-                1,
-            ));
+        self.parse_object(&call, &text)
+    }
+
+    fn parse_object<T: DeserializeOwned>(&self, call: &str, text: &str) -> Result<T, KaggleError> {
+        let bad = |detail: String| KaggleError::BadAnswer {
+            call: call.to_string(),
+            detail,
+        };
+        let trimmed = text.trim();
+        let v: Value = if trimmed.is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_json::from_str(trimmed)
+                .map_err(|e| bad(format!("{e} in {}", self.scrub(trimmed))))?
+        };
+        if !v.is_object() {
+            return Err(bad(format!(
+                "expected a JSON object, got {}",
+                self.scrub(trimmed)
+            )));
         }
-        serde_json::from_str(&text).map_err(|e| KaggleError::BadAnswer {
-            call,
-            detail: format!(
-                "{e} in {}",
-                self.scrub(&decoded_json(&text).chars().take(200).collect::<String>())
-            ),
-        })
+        serde_json::from_value(v).map_err(|e| bad(self.scrub(&e.to_string())))
+    }
+
+    fn body_error(&self, call: &str, attempts: u32, e: BodyError) -> KaggleError {
+        match e {
+            BodyError::TooLarge(limit) => KaggleError::BadAnswer {
+                call: call.to_string(),
+                detail: format!("the answer is larger than {} MiB", limit / (1024 * 1024)),
+            },
+            BodyError::Io(e) => KaggleError::Network {
+                call: call.to_string(),
+                attempts,
+                timed_out: e.kind() == std::io::ErrorKind::TimedOut,
+                cause: self.scrub(&format!("reading the answer failed: {e}")),
+            },
+        }
     }
 
     /// `GET <endpoint>/<path>` with credentials (the log stream); retries like a safe call.
-    pub fn get(&self, path: &str, accept: &str, what: &str) -> Result<Response, KaggleError> {
+    /// A JSON answer is read whole (and checked for the error envelope); any other content
+    /// type is returned as an open stream.
+    pub fn get_stream(&self, path: &str, accept: &str, what: &str) -> Result<Answer, KaggleError> {
         let url = self.url(path);
         let call = format!("GET {}", display_url(&url));
-        self.send_with_retries(&call, what, Idempotency::Safe, || {
+        self.send_with_retries(&call, what, Idempotency::Safe, Want::Stream, || {
             self.authorize(self.http.get(url.clone()).header("Accept", accept))
         })
     }
@@ -317,13 +277,14 @@ impl ApiClient {
         call: &str,
         what: &str,
         idem: Idempotency,
+        want: Want,
         make: impl Fn() -> RequestBuilder,
-    ) -> Result<Response, KaggleError> {
+    ) -> Result<Answer, KaggleError> {
         let policy = &self.settings.retry;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.attempt(call, what, idem, attempt, make()) {
+            match self.attempt(call, what, idem, want, attempt, make()) {
                 Attempt::Done(r) => return Ok(r),
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Retry { err, wait } => {
@@ -341,6 +302,7 @@ impl ApiClient {
         call: &str,
         what: &str,
         idem: Idempotency,
+        want: Want,
         attempt: u32,
         rb: RequestBuilder,
     ) -> Attempt {
@@ -366,100 +328,111 @@ impl ApiClient {
             }
         };
         let status = resp.status();
-        if status.is_success() {
-            return Attempt::Done(resp);
-        }
         let retry_after = retry_after(&resp);
-        // Only for the message: the first 64 KiB are plenty.
-        let body = read_prefix(resp, 64 << 10);
-        // Decode first, then scrub: a key echoed back JSON-escaped (`\u0050...`) is in clear
-        // only after decoding.
-        let detail = self.scrub(&server_detail(&body));
-        let err = status_error(status.as_u16(), call.to_string(), what, detail, attempt);
+        if status.is_success() {
+            let json = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.to_ascii_lowercase().contains("json"))
+                .unwrap_or(false);
+            if want == Want::Stream && !json {
+                return Attempt::Done(Answer::Stream(resp));
+            }
+            let text = match read_capped(resp, MAX_ANSWER_BYTES) {
+                Ok(t) => t,
+                Err(e) => {
+                    let transient = matches!(e, BodyError::Io(_));
+                    let err = self.body_error(call, attempt, e);
+                    return if transient && idem == Idempotency::Safe {
+                        Attempt::Retry {
+                            err,
+                            wait: policy.backoff(attempt),
+                        }
+                    } else {
+                        Attempt::Fail(err)
+                    };
+                }
+            };
+            return match envelope_error(&text) {
+                None => Attempt::Done(Answer::Body(text)),
+                Some((code, message)) => {
+                    let mut detail = self.detail(&message);
+                    detail.push_str(&format!(" [error code {code} inside an HTTP 200 answer]"));
+                    self.classify(call, what, idem, attempt, code, detail, retry_after)
+                }
+            };
+        }
+        let body = read_capped_lossy(resp, MAX_ERROR_BODY_BYTES);
+        let detail = self.detail(&server_message(&body));
+        self.classify(
+            call,
+            what,
+            idem,
+            attempt,
+            status.as_u16(),
+            detail,
+            retry_after,
+        )
+    }
+
+    /// The one mapping of a failure status (HTTP, or `code` of an error envelope) to an
+    /// error and a retry decision.
+    #[allow(clippy::too_many_arguments)]
+    fn classify(
+        &self,
+        call: &str,
+        what: &str,
+        idem: Idempotency,
+        attempt: u32,
+        status: u16,
+        detail: String,
+        retry_after: Option<Duration>,
+    ) -> Attempt {
+        let policy = &self.settings.retry;
+        let call = call.to_string();
         let wait = retry_after
             .map(|w| w.min(policy.max_wait))
             .unwrap_or_else(|| policy.backoff(attempt));
-        let retry = status == StatusCode::TOO_MANY_REQUESTS
-            || (status.is_server_error()
-                && (idem == Idempotency::Safe || status == StatusCode::SERVICE_UNAVAILABLE));
-        if retry {
-            Attempt::Retry { err, wait }
-        } else {
-            Attempt::Fail(err)
+        match status {
+            401 | 403 => Attempt::Fail(KaggleError::Auth {
+                call,
+                status,
+                detail,
+            }),
+            404 => Attempt::Fail(KaggleError::NotFound {
+                what: what.to_string(),
+                call,
+                detail,
+            }),
+            409 => Attempt::Fail(KaggleError::Conflict { call, detail }),
+            429 => Attempt::Retry {
+                err: KaggleError::RateLimited {
+                    call,
+                    attempts: attempt,
+                },
+                wait,
+            },
+            500..=599 => {
+                let err = KaggleError::Server {
+                    call,
+                    status,
+                    attempts: attempt,
+                    detail,
+                };
+                if idem == Idempotency::Safe || status == StatusCode::SERVICE_UNAVAILABLE.as_u16() {
+                    Attempt::Retry { err, wait }
+                } else {
+                    Attempt::Fail(err)
+                }
+            }
+            s => Attempt::Fail(KaggleError::Http {
+                call,
+                status: s,
+                detail,
+            }),
         }
     }
-}
-
-/// Largest RPC answer read (output listings are paged; anything bigger is not Kaggle's answer).
-const MAX_ANSWER_BYTES: u64 = 32 << 20;
-
-/// Why [`read_capped`] failed.
-enum Capped {
-    TooLarge,
-    Io(std::io::Error),
-}
-
-/// A response body as text, reading at most `cap` bytes: larger answers are an error (never
-/// read into memory whole), invalid UTF-8 is replaced.
-fn read_capped(resp: Response, cap: u64) -> Result<String, Capped> {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    resp.take(cap + 1)
-        .read_to_end(&mut buf)
-        .map_err(Capped::Io)?;
-    if buf.len() as u64 > cap {
-        return Err(Capped::TooLarge);
-    }
-    Ok(String::from_utf8_lossy(&buf).into_owned())
-}
-
-/// The first `cap` bytes of a response body as text (the rest is not read).
-fn read_prefix(resp: Response, cap: u64) -> String {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    let _ = resp.take(cap).read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// The error for an HTTP status (or the `code` of an error envelope in a 200 answer): the one
-/// mapping of statuses to error kinds, so both give the same message and hint.
-fn status_error(code: u16, call: String, what: &str, detail: String, attempts: u32) -> KaggleError {
-    match code {
-        401 | 403 => KaggleError::Auth {
-            call,
-            status: code,
-            detail,
-        },
-        404 => KaggleError::NotFound {
-            what: what.to_string(),
-            call,
-            detail,
-        },
-        409 => KaggleError::Conflict { call, detail },
-        429 => KaggleError::RateLimited { call, attempts },
-        500..=599 => KaggleError::Server {
-            call,
-            status: code,
-            attempts,
-            detail,
-        },
-        _ => KaggleError::Http {
-            call,
-            status: code,
-            detail,
-        },
-    }
-}
-
-/// The `code` of Kaggle's error envelope (`{"code": >= 400, "message": ...}`) when `body` is one.
-fn error_envelope_code(body: &str) -> Option<u16> {
-    let v: Value = serde_json::from_str(body).ok()?;
-    let code = v.get("code")?.as_u64()?;
-    let has_text = v.get("message").or_else(|| v.get("error")).is_some();
-    (400..=599)
-        .contains(&code)
-        .then_some(code as u16)
-        .filter(|_| has_text)
 }
 
 /// Parse `Retry-After` given in seconds (HTTP dates fall back to the backoff).
@@ -473,56 +446,6 @@ fn retry_after(resp: &Response) -> Option<Duration> {
         .ok()
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64)
-}
-
-/// `": <message>"` from Kaggle's `{"code", "message"}` envelope or the raw body, or "".
-fn server_detail(body: &str) -> String {
-    let msg = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.get("message")
-                .or_else(|| v.get("error"))
-                .and_then(|m| m.as_str().map(str::to_string))
-        })
-        .unwrap_or_else(|| body.to_string());
-    let msg = one_line(&msg);
-    if msg.is_empty() {
-        String::new()
-    } else {
-        format!(": {msg}")
-    }
-}
-
-/// A transport error and its causes on one line, without the URL.
-pub fn error_chain(e: &reqwest::Error) -> String {
-    let mut parts = vec![];
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        let s = err.to_string();
-        if !parts.iter().any(|p: &String| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = err.source();
-    }
-    // reqwest's own Display may name the URL (with a signed query): drop anything after "for url".
-    let joined = parts.join(": ");
-    one_line(&strip_urls(&joined))
-}
-
-fn strip_urls(text: &str) -> String {
-    text.split_whitespace()
-        .map(|w| {
-            if w.starts_with("http://") || w.starts_with("https://") || w.starts_with("(http") {
-                match Url::parse(w.trim_matches(|c| c == '(' || c == ')')) {
-                    Ok(u) => display_url(&u),
-                    Err(_) => w.split('?').next().unwrap_or(w).to_string(),
-                }
-            } else {
-                w.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Unauthenticated client for signed storage URLs (downloads and blob uploads).
@@ -574,23 +497,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoint_rules() {
-        assert!(check_endpoint("https://api.kaggle.com").is_ok());
-        assert!(check_endpoint("http://127.0.0.1:8080/api").is_ok());
-        assert!(check_endpoint("http://[::1]:8080").is_ok());
-        assert!(check_endpoint("http://localhost:9").is_ok());
-        assert!(check_endpoint("http://api.kaggle.com").is_err());
-        assert!(check_endpoint("http://10.0.0.1").is_err());
-        assert!(check_endpoint("ftp://127.0.0.1").is_err());
-        assert!(check_endpoint("https://u:p@api.kaggle.com").is_err());
-        assert!(check_endpoint("not a url").is_err());
-        assert_eq!(
-            check_endpoint("https://api.kaggle.com/").unwrap().as_str(),
-            "https://api.kaggle.com/"
-        );
-    }
-
-    #[test]
     fn backoff_doubles_and_caps() {
         let p = RetryPolicy {
             max_attempts: 5,
@@ -601,57 +507,5 @@ mod tests {
         assert_eq!(p.backoff(2), Duration::from_millis(200));
         assert_eq!(p.backoff(3), Duration::from_millis(350));
         assert_eq!(p.backoff(40), Duration::from_millis(350));
-    }
-
-    #[test]
-    fn endpoints_in_messages_lose_credentials() {
-        assert_eq!(
-            endpoint_for_messages("https://user:SECRETKEY@host.example/api?t=SIG"),
-            "https://host.example/api"
-        );
-        assert!(!endpoint_for_messages("ht!tp://u:SECRETKEY@host").contains("SECRETKEY"));
-        let e = check_endpoint("https://user:SECRETKEY@host.example").unwrap_err();
-        assert!(!e.to_string().contains("SECRETKEY"), "{e}");
-        assert!(e.to_string().contains("credentials inside the URL"), "{e}");
-        assert_eq!(decoded_json(r#"{"m":"\u0041B"}"#), r#"{"m":"AB"}"#);
-    }
-
-    #[test]
-    fn error_envelopes_are_recognised() {
-        assert_eq!(
-            error_envelope_code(r#"{"code":404,"message":"Notebook not found"}"#),
-            Some(404)
-        );
-        assert_eq!(
-            error_envelope_code(r#"{"code":500,"error":"x"}"#),
-            Some(500)
-        );
-        assert_eq!(error_envelope_code(r#"{"code":200,"message":"ok"}"#), None);
-        assert_eq!(error_envelope_code(r#"{"status":"RUNNING"}"#), None);
-        assert_eq!(
-            error_envelope_code(r#"{"code":404}"#),
-            None,
-            "no message: not an envelope"
-        );
-        assert_eq!(error_envelope_code("not json"), None);
-    }
-
-    #[test]
-    fn detail_prefers_envelope_message() {
-        assert_eq!(
-            server_detail(r#"{"code":500,"message":"Internal error"}"#),
-            ": Internal error"
-        );
-        assert_eq!(server_detail(""), "");
-        assert_eq!(server_detail("plain\ntext"), ": plain text");
-    }
-
-    #[test]
-    fn urls_lose_their_query_in_messages() {
-        let s = strip_urls(
-            "error sending request for url (http://127.0.0.1:5/files/a?X-Goog-Signature=abc)",
-        );
-        assert!(!s.contains("Signature"), "{s}");
-        assert!(s.contains("/files/a"));
     }
 }

@@ -37,16 +37,17 @@ impl Auth {
         }
     }
 
-    /// Remove the secret (and its Basic encoding) from `text`.
-    pub fn scrub(&self, text: &str) -> String {
+    /// The secret itself (API key or token).
+    pub fn secret(&self) -> &Secret {
         match self {
-            Auth::Bearer(t) => t.scrub(text),
-            Auth::Basic { key, .. } => {
-                let enc = self.header_value();
-                let enc = enc.trim_start_matches("Basic ");
-                key.scrub(&text.replace(enc, "<redacted>"))
-            }
+            Auth::Bearer(t) => t,
+            Auth::Basic { key, .. } => key,
         }
+    }
+
+    /// Remove the secret from `text`, in clear or encoded (its Basic header included).
+    pub fn scrub(&self, text: &str) -> String {
+        self.secret().scrub(text)
     }
 }
 

@@ -203,20 +203,7 @@ impl KaggleError {
     }
 }
 
-/// Shorten a server message to one line of at most 300 characters.
-pub fn one_line(text: &str) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() > 300 {
-        let cut: String = flat.chars().take(300).collect();
-        format!("{cut}...")
-    } else {
-        flat
-    }
-}
+pub use super::redact::one_line;
 
 /// Server text made safe for a terminal: control characters other than newlines (ANSI escape
 /// sequences start with one) become spaces, and at most `max` characters are kept (a note

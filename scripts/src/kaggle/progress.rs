@@ -112,6 +112,10 @@ pub enum StreamEvent {
     End,
 }
 
+/// Longest stream line kept while waiting for its end; a longer one is dropped (a server
+/// cannot make the helper buffer without bound).
+pub const MAX_STREAM_LINE_BYTES: usize = 1024 * 1024;
+
 /// Incremental parser for the `text/event-stream` log.
 #[derive(Debug, Default)]
 pub struct SseParser {
@@ -137,6 +141,9 @@ impl SseParser {
                 out.push(StreamEvent::Entry(e));
             }
         }
+        if self.pending.len() > MAX_STREAM_LINE_BYTES {
+            self.pending.clear();
+        }
         out
     }
 }
@@ -156,6 +163,9 @@ impl LineBuffer {
         while let Some(pos) = self.partial.find('\n') {
             let line: String = self.partial.drain(..=pos).collect();
             lines.push(line.trim_end_matches(['\n', '\r']).to_string());
+        }
+        if self.partial.len() > MAX_STREAM_LINE_BYTES {
+            self.partial.clear();
         }
         lines
     }

@@ -24,12 +24,10 @@ impl Secret {
         self.0.is_empty()
     }
 
-    /// Replace every occurrence of this secret in `text` with `<redacted>`.
+    /// Replace every occurrence of this secret in `text` (in clear or encoded, see
+    /// [`super::redact`]) with `<redacted>`.
     pub fn scrub(&self, text: &str) -> String {
-        if self.0.len() < 4 {
-            return text.to_string();
-        }
-        text.replace(&self.0, "<redacted>")
+        super::redact::Redactor::of(&[&self.0]).scrub(text)
     }
 }
 
