@@ -316,6 +316,11 @@ mod tests {
                 "the Gram matrix down, once per iteration",
             ),
             (
+                "policy/native.rs",
+                2,
+                "checks: the native passes take only CPU tensors (other devices use libtorch)",
+            ),
+            (
                 "train/mod.rs",
                 1,
                 "a comparison: the thread count is measured only on the CPU",
