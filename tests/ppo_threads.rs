@@ -6,8 +6,9 @@
 use emergence_lab::{Config, TrainState};
 use tch::Device;
 
-fn run(threads: i32) -> (Vec<f32>, Vec<Vec<f32>>) {
-    tch::set_num_threads(threads);
+fn run(threads: usize) -> (Vec<f32>, Vec<Vec<f32>>) {
+    tch::set_num_threads(1);
+    emergence_lab::policy::native::set_threads(threads);
     let mut c = Config::default();
     c.env.grid_size = 8;
     c.env.num_agents = 3;

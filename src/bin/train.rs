@@ -13,9 +13,10 @@ use emergence_lab::ppo::Backend;
 use emergence_lab::{Config, TrainState};
 
 fn bench(iters: usize, backend: Backend) -> Result<()> {
-    let threads = tch::get_num_threads();
+    let threads = emergence_lab::policy::native::threads();
     println!(
-        "# PPO iteration benchmark: Config::kaggle_notebook(), {threads} libtorch threads, CPU, update backend {backend:?}"
+        "# PPO iteration benchmark: Config::kaggle_notebook(), {threads} threads (native CPU passes; libtorch {} thread(s)), CPU, update backend {backend:?}",
+        tch::get_num_threads()
     );
     for (label, enabled, evolved) in [
         ("evolved=all", true, Evolved::All),
@@ -73,17 +74,20 @@ fn run() -> Result<std::process::ExitCode> {
                 .with_context(|| format!("--bench takes a number of iterations, got {n:?}"))?,
             None => 3,
         };
-        if let Some(t) = args.get(2) {
-            let t: i32 = t
-                .parse()
-                .with_context(|| format!("--bench ITERS THREADS: bad thread count {t:?}"))?;
-            tch::set_num_threads(t);
-        }
         let backend = match args.get(3).map(String::as_str) {
             None | Some("auto") => Backend::Auto,
             Some("tch") => Backend::Tch,
             Some(b) => anyhow::bail!("--bench ITERS THREADS [auto|tch]: unknown backend {b:?}"),
         };
+        if let Some(t) = args.get(2) {
+            let t: i32 = t
+                .parse()
+                .with_context(|| format!("--bench ITERS THREADS: bad thread count {t:?}"))?;
+            // As the trainer on the CPU: the native passes get the threads, libtorch one
+            // (all of them with the libtorch backend).
+            emergence_lab::policy::native::set_threads(t.max(1) as usize);
+            tch::set_num_threads(if backend == Backend::Tch { t } else { 1 });
+        }
         return bench(iters, backend).map(|()| std::process::ExitCode::SUCCESS);
     }
     if args.iter().any(|a| a == "--help" || a == "-h") {

@@ -10,6 +10,20 @@
 use super::{param_shapes, LAYER_NORM_EPS};
 use crate::world::NUM_ACTIONS;
 
+static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+/// Sets the number of threads of the native CPU passes (rollout evaluation, PPO update);
+/// at least 1. Separate from libtorch's intra-op threads: on the CPU the trainer keeps
+/// libtorch at one thread so its spinning OpenMP workers do not compete with these.
+pub fn set_threads(threads: usize) {
+    THREADS.store(threads.max(1), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The number of threads of the native CPU passes (default 1; see [`set_threads`]).
+pub fn threads() -> usize {
+    THREADS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A shared rayon pool of `threads` threads (`None` for one thread: run inline). Built
 /// once per thread count and kept.
 pub fn thread_pool(threads: usize) -> Option<std::sync::Arc<rayon::ThreadPool>> {

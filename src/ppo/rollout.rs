@@ -90,7 +90,7 @@ impl RolloutScratch {
 /// `(log_softmax [n*6], values [n])` on the host.
 ///
 /// On the CPU this is the native pass of [`crate::policy::native`] (one agent per row,
-/// rows split over `tch::get_num_threads()` threads; every row is computed the same way
+/// rows split over [`crate::policy::native::threads`] threads; every row is computed the same way
 /// whatever the split); elsewhere libtorch, with one host-to-device copy of the rows and
 /// one device-to-host copy of the results.
 pub fn evaluate(
@@ -146,7 +146,7 @@ fn evaluate_native(
     };
     let lay = Layout::new(policy.obs_dim, &policy.hidden_dims);
     let (n, d) = (offset_rows.len(), policy.obs_dim);
-    let threads = (tch::get_num_threads().max(1) as usize).min(n.div_ceil(64).max(1));
+    let threads = crate::policy::native::threads().min(n.div_ceil(64).max(1));
     let per = n.div_ceil(threads);
     let mut logp = vec![0f32; n * NUM_ACTIONS];
     let mut value = vec![0f32; n];

@@ -218,7 +218,7 @@ pub fn update_with(
     let mut sums = [0f64; 6];
     match native {
         Some(mut nat) => {
-            let threads = tch::get_num_threads().max(1) as usize;
+            let threads = crate::policy::native::threads();
             nat.run(batch, cfg, lr, rng, mb_size, threads, &mut sums, &mut stats)?
         }
         None => super::update_tch::run(

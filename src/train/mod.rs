@@ -110,17 +110,25 @@ impl Trainer {
         Ok(Trainer::from_state(TrainState::new(config, device)?))
     }
 
-    /// Applies `train.num_threads` and resolves `train.device`. With `num_threads = 0` on
-    /// the CPU the count is measured ([`threads::choose_threads`]; the run reports it).
+    /// Applies `train.num_threads` and resolves `train.device`. On the CPU the network runs
+    /// in the native passes on `num_threads` threads (0: measured by
+    /// [`threads::choose_threads`], reported by the run) and libtorch gets one thread (its
+    /// OpenMP workers spin between ops and would take the cores from the native passes);
+    /// on other devices `num_threads > 0` sets libtorch's CPU threads.
     pub fn prepare_device(config: &Config) -> Result<tch::Device, TrainError> {
         let device = crate::device::select(&config.train.device)
             .map_err(|e| TrainError::Device(e.to_string()))?;
-        if config.train.num_threads > 0 {
-            tch::set_num_threads(config.train.num_threads as i32);
-        } else if device == tch::Device::Cpu {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let c = config;
-            threads::choose_threads(c.obs_dim(), &c.agent.hidden_dims, cores);
+        let n = config.train.num_threads;
+        if device == tch::Device::Cpu {
+            tch::set_num_threads(1);
+            if n > 0 {
+                crate::policy::native::set_threads(n);
+            } else {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                threads::choose_threads(config.obs_dim(), &config.agent.hidden_dims, cores);
+            }
+        } else if n > 0 {
+            tch::set_num_threads(n as i32);
         }
         Ok(device)
     }

@@ -98,7 +98,8 @@ fn time_minibatch(lay: &Layout, threads: usize) -> f64 {
 
 /// Measures 1 to `max_threads` threads (at most [`PARTS`]) on the network with `obs_dim`
 /// inputs and `hidden` widths, sets libtorch's thread count to the choice and records it
-/// for [`take_last_choice`].
+/// for [`take_last_choice`]. Sets the native passes' thread count
+/// ([`crate::policy::native::set_threads`]); libtorch is left alone.
 pub fn choose_threads(obs_dim: usize, hidden: &[usize], max_threads: usize) -> ThreadChoice {
     let lay = Layout::new(obs_dim, hidden);
     let timings: Vec<(usize, f64)> = (1..=max_threads.clamp(1, PARTS))
@@ -109,7 +110,7 @@ pub fn choose_threads(obs_dim: usize, hidden: &[usize], max_threads: usize) -> T
         .iter()
         .find(|t| t.1 <= fastest * 1.1)
         .map_or(1, |t| t.0);
-    tch::set_num_threads(threads as i32);
+    crate::policy::native::set_threads(threads);
     let choice = ThreadChoice { threads, timings };
     if let Ok(mut last) = LAST_CHOICE.lock() {
         *last = Some(choice.clone());
@@ -123,15 +124,15 @@ mod tests {
 
     #[test]
     fn choice_is_one_of_the_measured_counts_and_is_applied() {
-        let saved = tch::get_num_threads();
+        let saved = crate::policy::native::threads();
         let c = choose_threads(30, &[16, 16], 2);
         assert!(c.timings.iter().any(|t| t.0 == c.threads));
         assert!(c.timings.iter().all(|t| t.1 > 0.0 && t.1.is_finite()));
         let fastest = c.timings.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
         let chosen = c.timings.iter().find(|t| t.0 == c.threads).unwrap().1;
         assert!(chosen <= fastest * 1.1);
-        assert_eq!(tch::get_num_threads(), c.threads as i32);
+        assert_eq!(crate::policy::native::threads(), c.threads);
         assert!(c.describe().contains("using"));
-        tch::set_num_threads(saved);
+        crate::policy::native::set_threads(saved);
     }
 }
