@@ -8,19 +8,15 @@
 
 pub mod ablation;
 pub mod checkpoint;
-pub mod config;
 pub mod device;
-pub mod metrics;
 pub mod policy;
 pub mod ppo;
-pub mod progress;
 pub mod report;
-pub mod rng;
-pub mod simulate;
-pub mod sinks;
-pub mod trackers;
 pub mod train;
-pub mod world;
+
+// What needs no tensors lives in the libtorch-free core crate; re-exported so a notebook cell
+// needs only `:dep emergence_lab`.
+pub use emergence_lab_core::{config, metrics, progress, rng, simulate, sinks, trackers, world};
 
 pub use config::Config;
 pub use rng::Rng;

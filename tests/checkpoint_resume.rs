@@ -1,7 +1,6 @@
 //! Exact resume (issue 4 section 4): a run stopped after 2 of 4 iterations (periodic save +
 //! process exit, or SIGTERM mid-rollout) and resumed ends bit-identical to a run of 4
 //! iterations straight; plus deadline, config-override and kill -9 rules. CPU, 1 thread.
-mod checkpoint_support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

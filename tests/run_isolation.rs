@@ -445,16 +445,6 @@ fn user_errors_print_no_backtrace_even_with_rust_backtrace_set() {
             "did you mean",
         ),
         (
-            env!("CARGO_BIN_EXE_simulate"),
-            vec!["--env.grid-sise", "5"],
-            "did you mean",
-        ),
-        (
-            env!("CARGO_BIN_EXE_checkpoint"),
-            vec!["inspect", "/nonexistent/x.safetensors"],
-            "/nonexistent",
-        ),
-        (
             env!("CARGO_BIN_EXE_report"),
             vec!["--metrics", "/nonexistent/m.jsonl"],
             "/nonexistent",

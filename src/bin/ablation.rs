@@ -46,6 +46,7 @@ struct Cli {
     threads: usize,
 }
 
+#[path = "../../crates/core/src/bin/common/mod.rs"]
 mod common;
 
 fn main() -> std::process::ExitCode {

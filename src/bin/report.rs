@@ -22,6 +22,7 @@ struct Args {
     out: PathBuf,
 }
 
+#[path = "../../crates/core/src/bin/common/mod.rs"]
 mod common;
 
 fn main() -> std::process::ExitCode {

@@ -59,6 +59,7 @@ fn bench(iters: usize, backend: Backend) -> Result<()> {
     Ok(())
 }
 
+#[path = "../../crates/core/src/bin/common/mod.rs"]
 mod common;
 
 fn main() -> std::process::ExitCode {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use emergence_lab::checkpoint::{
+use emergence_lab_core::checkpoint::{
     auto_resume, read_checkpoint, AsyncSaver, CheckpointKind, CheckpointStore,
 };
 

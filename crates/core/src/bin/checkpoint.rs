@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use emergence_lab::checkpoint::{self, header::kind_name, LATEST_NAME};
+use emergence_lab_core::checkpoint::{self, header::kind_name, LATEST_NAME};
 
 #[derive(Parser)]
 #[command(about = "Inspect and verify Emergence Lab checkpoints")]

@@ -4,8 +4,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use emergence_lab::world::{TickInfo, World, WorldParams, NUM_ACTIONS};
-use emergence_lab::{Config, Rng};
+use emergence_lab_core::world::{TickInfo, World, WorldParams, NUM_ACTIONS};
+use emergence_lab_core::{Config, Rng};
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);

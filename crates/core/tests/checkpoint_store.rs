@@ -6,11 +6,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use checkpoint_support::sample;
-use emergence_lab::checkpoint::{
+use emergence_lab_core::checkpoint::{
     auto_resume, find_resume, inspect, latest, list_checkpoints, parse_checkpoint_file_name,
     read_checkpoint, AsyncSaver, CheckpointKind, CheckpointStore, LatestMode,
 };
-use emergence_lab::Config;
+use emergence_lab_core::Config;
 
 use CheckpointKind::{Emergency, Final, Nonfinite, Periodic};
 

@@ -1,7 +1,7 @@
 //! Tracker events (z-score rule over the previous window) and exact JSON save/restore.
 
-use emergence_lab::config::AnalysisConfig;
-use emergence_lab::trackers::{zscore_event, TrackerKind, Trackers};
+use emergence_lab_core::config::AnalysisConfig;
+use emergence_lab_core::trackers::{zscore_event, TrackerKind, Trackers};
 
 const G: usize = 10;
 const C: usize = 2;

@@ -3,8 +3,8 @@
 
 use std::io::Write;
 
-use emergence_lab::metrics::Metrics;
-use emergence_lab::sinks::{read_metrics_jsonl, MetricsJsonl, SinkError};
+use emergence_lab_core::metrics::Metrics;
+use emergence_lab_core::sinks::{read_metrics_jsonl, MetricsJsonl, SinkError};
 
 fn metrics(iteration: u64) -> Metrics {
     let mut m = Metrics::new(iteration * 100, iteration);
@@ -181,8 +181,8 @@ fn corrupt_lines_are_reported_and_kept_aside() {
 
 #[test]
 fn configured_sinks_write_both_and_can_be_disabled() {
-    use emergence_lab::config::LogConfig;
-    use emergence_lab::sinks::Sinks;
+    use emergence_lab_core::config::LogConfig;
+    use emergence_lab_core::sinks::Sinks;
     let dir = tempfile::tempdir().unwrap();
     let log = LogConfig {
         metrics_path: dir.path().join("m.jsonl").to_string_lossy().into_owned(),

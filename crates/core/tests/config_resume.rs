@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use emergence_lab::config::{ConfigError, ConfigOverrides, RUN_CONTROL_FIELDS};
-use emergence_lab::Config;
+use emergence_lab_core::config::{ConfigError, ConfigOverrides, RUN_CONTROL_FIELDS};
+use emergence_lab_core::Config;
 
 fn args(s: &str) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()
@@ -174,7 +174,7 @@ fn run_control_fields_are_real_fields() {
     // diff covers every leaf.
     let mut d = c.clone();
     d.agent.hidden_dims = vec![8];
-    d.train.lr_schedule = emergence_lab::config::LrSchedule::Constant;
+    d.train.lr_schedule = emergence_lab_core::config::LrSchedule::Constant;
     c.train.seed = 1;
     let keys: Vec<String> = c.diff(&d).into_iter().map(|(k, _, _)| k).collect();
     assert_eq!(

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use emergence_lab::config::{split_args, ConfigOverrides};
-use emergence_lab::simulate::simulate;
-use emergence_lab::world::WorldParams;
-use emergence_lab::Config;
+use emergence_lab_core::config::{split_args, ConfigOverrides};
+use emergence_lab_core::simulate::simulate;
+use emergence_lab_core::world::WorldParams;
+use emergence_lab_core::Config;
 
 /// Runs the world alone with a uniformly random policy and prints population dynamics.
 ///
@@ -131,16 +131,16 @@ fn run() -> Result<()> {
 
 /// The per-tick statistics (and their JSON) of `ticks` ticks must fit in memory.
 fn check_ticks(ticks: u64, json: bool) -> Result<()> {
-    let per_tick = std::mem::size_of::<emergence_lab::simulate::TickStats>() as u128
+    let per_tick = std::mem::size_of::<emergence_lab_core::simulate::TickStats>() as u128
         + if json { 256 } else { 0 };
     let need = ticks as u128 * per_tick;
-    let have = emergence_lab::config::machine_memory().unwrap_or(u64::MAX) as u128;
+    let have = emergence_lab_core::config::machine_memory().unwrap_or(u64::MAX) as u128;
     anyhow::ensure!(
         need <= have / 2,
         "--ticks {ticks}: the per-tick statistics need about {} but this machine has {}; \
          lower --ticks",
-        emergence_lab::config::format_bytes(need),
-        emergence_lab::config::format_bytes(have)
+        emergence_lab_core::config::format_bytes(need),
+        emergence_lab_core::config::format_bytes(have)
     );
     Ok(())
 }

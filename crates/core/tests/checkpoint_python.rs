@@ -6,7 +6,7 @@ mod checkpoint_support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use emergence_lab::checkpoint::{CheckpointKind, CheckpointStore, DType};
+use emergence_lab_core::checkpoint::{CheckpointKind, CheckpointStore, DType};
 
 fn has_packages(python: &Path) -> bool {
     Command::new(python)

@@ -1,8 +1,8 @@
 //! Shared helpers of the checkpoint tests: synthetic checkpoints and header surgery.
 #![allow(dead_code)]
 
-use emergence_lab::checkpoint::{Checkpoint, CheckpointKind, CheckpointMeta, DType, NamedArray};
-use emergence_lab::Config;
+use emergence_lab_core::checkpoint::{Checkpoint, CheckpointKind, CheckpointMeta, DType, NamedArray};
+use emergence_lab_core::Config;
 
 /// Deterministic pseudo-random bytes (splitmix64).
 pub fn bytes(seed: u64, n: usize) -> Vec<u8> {

@@ -6,8 +6,8 @@
 
 use std::path::PathBuf;
 
-use emergence_lab::config::{split_args, ConfigOverrides, ENV_VAR};
-use emergence_lab::Config;
+use emergence_lab_core::config::{split_args, ConfigOverrides, ENV_VAR};
+use emergence_lab_core::Config;
 use proptest::prelude::*;
 
 fn args(s: &str) -> Vec<String> {
@@ -202,10 +202,10 @@ fn set_parses_by_field_type() {
     c.set("train.lr_schedule", "Constant").unwrap();
     assert_eq!(
         c.train.lr_schedule,
-        emergence_lab::config::LrSchedule::Constant
+        emergence_lab_core::config::LrSchedule::Constant
     );
     c.set("evolution.evolved", "heads").unwrap();
-    assert_eq!(c.evolution.evolved, emergence_lab::config::Evolved::Heads);
+    assert_eq!(c.evolution.evolved, emergence_lab_core::config::Evolved::Heads);
     c.set("train.max_wall_time", "11h30m").unwrap();
     assert_eq!(
         c.max_wall_time(),

@@ -5,7 +5,7 @@ mod checkpoint_support;
 use std::path::{Path, PathBuf};
 
 use checkpoint_support::{array, data_start, edit_header, edit_header_unsealed, sample};
-use emergence_lab::checkpoint::{
+use emergence_lab_core::checkpoint::{
     from_bytes, read_checkpoint, read_header, to_bytes, verify_checkpoint, write_checkpoint,
     CheckpointError, CheckpointKind, DType,
 };

@@ -4,7 +4,7 @@ mod checkpoint_support;
 
 use std::process::Command;
 
-use emergence_lab::checkpoint::{CheckpointKind, CheckpointStore};
+use emergence_lab_core::checkpoint::{CheckpointKind, CheckpointStore};
 
 fn run(args: &[&std::ffi::OsStr]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_checkpoint"))

@@ -1,7 +1,7 @@
 //! The reporter's plain lines: one per call, flushed, parseable back, stable formatting.
 
-use emergence_lab::progress::{parse_progress_line, Progress, ReportMode, Reporter, SharedBuffer};
-use emergence_lab::trackers::{TrackerEvent, TrackerKind};
+use emergence_lab_core::progress::{parse_progress_line, Progress, ReportMode, Reporter, SharedBuffer};
+use emergence_lab_core::trackers::{TrackerEvent, TrackerKind};
 
 fn sample(step: u64) -> Progress {
     Progress {

@@ -1,7 +1,7 @@
 //! Tracker measurements on fields and weight rows with known answers, and the interval rule.
 
-use emergence_lab::config::AnalysisConfig;
-use emergence_lab::trackers::{
+use emergence_lab_core::config::AnalysisConfig;
+use emergence_lab_core::trackers::{
     due, field_entropy, field_structure, weight_divergence, TrackerError, Trackers,
 };
 
