@@ -136,7 +136,7 @@ fn writes_metrics_jsonl_and_reports_lines() {
     let out = buf.contents();
     let lines: Vec<_> = out
         .lines()
-        .filter_map(emergence_lab::progress::parse_progress_line)
+        .filter_map(emergence_lab::progress::Progress::from_line)
         .collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert_eq!(lines[1].step, 48);

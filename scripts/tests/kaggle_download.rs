@@ -282,7 +282,7 @@ fn damaged_checkpoint_is_reported() {
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
         r.stdout
-            .contains("BAD  kaggle_output/checkpoints/step_300.safetensors: data CRC-32C"),
+            .contains("BAD  checkpoint kaggle_output/checkpoints/step_300.safetensors: data checksum mismatch"),
         "{}",
         r.stdout
     );

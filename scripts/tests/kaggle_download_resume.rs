@@ -1,6 +1,6 @@
 //! kaggle_download and damaged checkpoints (recorded as complete only once they verify, so a
 //! rerun fetches them again), and the printed local-resume command, parsed against the `train`
-//! binary's CLI rules (`src/config/`): it must write next to the download, never into the
+//! binary's CLI rules (`crates/core/src/config/`): it must write next to the download, never into the
 //! checkpoint's baked-in `/kaggle/working` paths.
 
 mod common;
@@ -135,11 +135,11 @@ fn shell_words(line: &str) -> Vec<String> {
 }
 
 /// The config keys (`group.field`) of the train CLI and its run-control fields, read from the
-/// main crate's sources (this crate does not link it: it needs libtorch).
+/// core crate's sources.
 fn train_cli_keys() -> (String, String) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let schema = std::fs::read_to_string(root.join("src/config/schema.rs")).unwrap();
-    let resume = std::fs::read_to_string(root.join("src/config/resume.rs")).unwrap();
+    let schema = std::fs::read_to_string(root.join("crates/core/src/config/schema.rs")).unwrap();
+    let resume = std::fs::read_to_string(root.join("crates/core/src/config/resume.rs")).unwrap();
     (schema, resume)
 }
 
@@ -169,7 +169,7 @@ fn resume_command_parses_with_the_train_cli_and_writes_next_to_the_download() {
     let (schema, resume) = train_cli_keys();
     let mut got = std::collections::BTreeMap::new();
     for w in &words[6..] {
-        // The train CLI takes `--group.field=value` (src/config/cli.rs).
+        // The train CLI takes `--group.field=value` (crates/core/src/config/cli.rs).
         let (name, value) = w
             .strip_prefix("--")
             .and_then(|b| b.split_once('='))

@@ -16,7 +16,8 @@
 //!
 //! * `progress`: `step`, `total`, `iter` are unsigned integers; `reward` has 6 decimals,
 //!   `pop` 4, `sps` and `eta_s` 1 (seconds). Non-finite numbers print as `NaN`, `inf` or
-//!   `-inf` (Rust's `Display`), which [`parse_progress_line`] reads back.
+//!   `-inf` (Rust's `Display`), which [`parse_progress_line`] reads back (and
+//!   [`Progress::from_line`], strictly).
 //! * `event`: `kind` is `emergence` or `specialization`, `metric` the tracker value that
 //!   jumped, `value` has 6 decimals, `z` (the z-score) 3. Free-text events are written as
 //!   `event text=<text with spaces replaced by '_'>`.
@@ -71,37 +72,91 @@ impl Progress {
     }
 }
 
-/// Parses a line written for a [`Progress`]; `None` if it is not one (or a key is missing
-/// or malformed). Unknown keys are ignored.
-pub fn parse_progress_line(line: &str) -> Option<Progress> {
+impl Progress {
+    /// Reads a line written by [`Progress::to_line`] back, strictly: `None` unless it is a
+    /// progress line carrying every key (the tolerant [`parse_progress_line`] decides).
+    pub fn from_line(line: &str) -> Option<Progress> {
+        let r = parse_progress_line(line)?;
+        Some(Progress {
+            step: r.step,
+            total: r.total?,
+            iteration: r.iter?,
+            mean_reward: r.reward?,
+            population: r.pop?,
+            steps_per_sec: r.sps?,
+            eta_s: r.eta_s?,
+        })
+    }
+}
+
+/// A progress line as read back by a tool (the Kaggle helpers follow logs with it): every
+/// key but `step` may be missing, and keys it does not know are kept in `extra`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProgressRecord {
+    /// Environment steps done.
+    pub step: u64,
+    /// Steps planned.
+    pub total: Option<u64>,
+    /// PPO iterations done.
+    pub iter: Option<u64>,
+    /// Mean reward (may be NaN or infinite when training diverged).
+    pub reward: Option<f64>,
+    /// Mean population.
+    pub pop: Option<f64>,
+    /// Steps per second.
+    pub sps: Option<f64>,
+    /// Estimated seconds left.
+    pub eta_s: Option<f64>,
+    /// Other `key=value` pairs on the line, by key.
+    pub extra: std::collections::BTreeMap<String, String>,
+}
+
+fn parse_count(v: &str) -> Option<u64> {
+    v.parse::<u64>().ok().or_else(|| {
+        v.parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite() && *f >= 0.0)
+            .map(|f| f as u64)
+    })
+}
+
+/// The one progress-line parser, tolerant: keys in any order, unknown keys kept in `extra`,
+/// a malformed value read as missing, and `progress` may follow bracketed prefixes such as a
+/// timestamp (`[12:00:01] progress step=...`). `None` when the line is not a progress line or
+/// has no valid `step`. Non-finite numbers (`NaN`, `inf`) are read as such.
+pub fn parse_progress_line(line: &str) -> Option<ProgressRecord> {
     let mut tokens = line.split_whitespace();
-    if tokens.next()? != "progress" {
+    let first = tokens.by_ref().find(|t| !(t.starts_with('[') && t.ends_with(']')))?;
+    if first != "progress" {
         return None;
     }
-    let (mut step, mut total, mut iter) = (None, None, None);
-    let (mut reward, mut pop, mut sps, mut eta) = (None, None, None, None);
-    for token in tokens {
-        let (key, value) = token.split_once('=')?;
-        match key {
-            "step" => step = Some(value.parse().ok()?),
-            "total" => total = Some(value.parse().ok()?),
-            "iter" => iter = Some(value.parse().ok()?),
-            "reward" => reward = Some(value.parse().ok()?),
-            "pop" => pop = Some(value.parse().ok()?),
-            "sps" => sps = Some(value.parse().ok()?),
-            "eta_s" => eta = Some(value.parse().ok()?),
-            _ => {}
+    let mut r = ProgressRecord::default();
+    let mut step = None;
+    for t in tokens {
+        let Some((k, v)) = t.split_once('=') else {
+            continue;
+        };
+        let f = v.parse::<f64>().ok();
+        match k {
+            "step" => step = parse_count(v),
+            "total" => r.total = parse_count(v),
+            "iter" => r.iter = parse_count(v),
+            "reward" => r.reward = f,
+            "pop" => r.pop = f,
+            "sps" => r.sps = f,
+            "eta_s" => r.eta_s = f,
+            _ => {
+                r.extra.insert(k.to_string(), v.to_string());
+            }
         }
     }
-    Some(Progress {
-        step: step?,
-        total: total?,
-        iteration: iter?,
-        mean_reward: reward?,
-        population: pop?,
-        steps_per_sec: sps?,
-        eta_s: eta?,
-    })
+    r.step = step?;
+    Some(r)
+}
+
+/// The last progress line in a block of text.
+pub fn last_progress(text: &str) -> Option<ProgressRecord> {
+    text.lines().rev().find_map(parse_progress_line)
 }
 
 /// How the reporter shows things.

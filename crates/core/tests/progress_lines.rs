@@ -1,6 +1,8 @@
 //! The reporter's plain lines: one per call, flushed, parseable back, stable formatting.
 
-use emergence_lab_core::progress::{parse_progress_line, Progress, ReportMode, Reporter, SharedBuffer};
+use emergence_lab_core::progress::{
+    last_progress, parse_progress_line, Progress, ReportMode, Reporter, SharedBuffer,
+};
 use emergence_lab_core::trackers::{TrackerEvent, TrackerKind};
 
 fn sample(step: u64) -> Progress {
@@ -32,7 +34,7 @@ fn progress_lines_parse_back() {
         assert_eq!(lines.len(), i + 1, "exactly one line per call");
     }
     let text = buf.contents();
-    let parsed: Vec<Progress> = text.lines().filter_map(parse_progress_line).collect();
+    let parsed: Vec<Progress> = text.lines().filter_map(Progress::from_line).collect();
     assert_eq!(parsed.len(), reports.len());
     for (got, want) in parsed.iter().zip(&reports) {
         assert_eq!(got.step, want.step);
@@ -62,7 +64,7 @@ fn number_formatting_is_stable() {
         line.contains("reward=NaN") && line.contains("eta_s=inf"),
         "{line}"
     );
-    let back = parse_progress_line(&line).expect("non-finite values parse back");
+    let back = Progress::from_line(&line).expect("non-finite values parse back");
     assert!(back.mean_reward.is_nan() && back.eta_s.is_infinite());
     // Every token after the first is key=value with no spaces inside.
     for token in line.split(' ').skip(1) {
@@ -73,21 +75,44 @@ fn number_formatting_is_stable() {
 }
 
 #[test]
-fn parser_rejects_other_lines_and_ignores_unknown_keys() {
-    assert!(parse_progress_line("warning: progress step=1").is_none());
+fn strict_reading_rejects_other_lines_and_ignores_unknown_keys() {
+    assert!(Progress::from_line("warning: progress step=1").is_none());
     assert!(
-        parse_progress_line("progress step=1 total=2").is_none(),
+        Progress::from_line("progress step=1 total=2").is_none(),
         "missing keys"
     );
     assert!(
-        parse_progress_line("progress step=x total=2 iter=0 reward=0 pop=0 sps=0 eta_s=0")
+        Progress::from_line("progress step=x total=2 iter=0 reward=0 pop=0 sps=0 eta_s=0")
             .is_none()
     );
     let p =
-        parse_progress_line("progress step=1 total=2 iter=0 reward=0.5 pop=1 sps=3 eta_s=4 gpu=0")
+        Progress::from_line("progress step=1 total=2 iter=0 reward=0.5 pop=1 sps=3 eta_s=4 gpu=0")
             .expect("unknown keys are ignored");
     assert_eq!(p.step, 1);
     assert_eq!(p.mean_reward, 0.5);
+}
+
+#[test]
+fn tolerant_parser_reads_partial_lines_any_order_extra_keys_and_timestamps() {
+    let p = parse_progress_line(
+        "[12:00:01] progress foo=bar eta_s=5 step=9 births=3 total=10 reward=nan pop=x",
+    )
+    .unwrap();
+    assert_eq!(p.step, 9);
+    assert_eq!(p.total, Some(10));
+    assert!(p.reward.is_some_and(f64::is_nan), "a diverged run shows as NaN");
+    assert_eq!(p.pop, None, "a malformed value reads as missing");
+    assert_eq!(p.eta_s, Some(5.0));
+    assert_eq!(p.extra.get("births").map(String::as_str), Some("3"));
+    assert_eq!(p.extra.get("foo").map(String::as_str), Some("bar"));
+    assert!(parse_progress_line("progress total=10").is_none(), "no step");
+    assert!(parse_progress_line("no progress here=1").is_none());
+    assert!(parse_progress_line("progressive step=1").is_none());
+    assert!(parse_progress_line("warning: progress step=1").is_none());
+    assert_eq!(
+        last_progress("progress step=1\nhello\nprogress step=2 total=4\nbye").map(|p| p.step),
+        Some(2)
+    );
 }
 
 #[test]

@@ -16,7 +16,7 @@ use super::status::poll;
 use super::{human_bytes, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_CANCELLED, EXIT_RUN_FAILED};
 use crate::kaggle::api::{Ref, RunStatus, StatusAnswer};
 use crate::kaggle::chain::{chain_path_for, tail, ChainCheckpoint, ChainSession, ChainState};
-use crate::kaggle::checkpoint::{find_checkpoints, pick_resume, verify_checkpoint};
+use emergence_lab_core::checkpoint::{find_checkpoint_files, pick_resume, verify_info};
 use crate::kaggle::client::ApiClient;
 use crate::kaggle::dataset::{UploadItem, DATASET_TITLE};
 use crate::kaggle::metadata::{add_dataset_source, now_unix, KernelMetadata, DATASET_SLUG};
@@ -392,9 +392,9 @@ fn harvest(
     if let Some(total) = last_progress(&log).and_then(|p| p.total) {
         state.total_steps = Some(total);
     }
-    let good: Vec<_> = find_checkpoints(&dir)
+    let good: Vec<_> = find_checkpoint_files(&dir)
         .iter()
-        .filter_map(|p| verify_checkpoint(p).ok())
+        .filter_map(|p| verify_info(p).ok())
         .collect();
     let Some(best) = pick_resume(&good) else {
         shout!("Last lines of the log:");

@@ -4,7 +4,7 @@
 use super::out::{say, shout};
 use super::{human_bytes, Common, AFTER_HELP, EXIT_ERROR, EXIT_OK};
 use crate::kaggle::api::{OutputFile, Ref};
-use crate::kaggle::checkpoint::{find_checkpoints, pick_resume, verify_checkpoint, CheckpointInfo};
+use emergence_lab_core::checkpoint::{find_checkpoint_files, pick_resume, verify_info, CheckpointInfo};
 use crate::kaggle::client::{ApiClient, StorageClient};
 use crate::kaggle::download::{fetch_file, safe_join, DlEvent, Fetched, Manifest, ManifestEntry};
 use crate::kaggle::progress::{log_text, parse_log_json};
@@ -308,7 +308,7 @@ impl Verified {
     fn verify(&mut self, p: &Path) -> Result<CheckpointInfo, String> {
         self.0
             .entry(p.to_path_buf())
-            .or_insert_with(|| verify_checkpoint(p).map_err(|e| e.check))
+            .or_insert_with(|| verify_info(p).map_err(|e| e.to_string()))
             .clone()
     }
 
@@ -361,7 +361,7 @@ pub fn resume_command(dir: &Path, ckpt: &Path) -> String {
 /// the resume command. Returns true when at least one checkpoint failed verification.
 fn report_checkpoints(dir: &Path, checks: &mut Verified) -> bool {
     let local = dir.join(LOCAL_RESUME_DIR);
-    let paths: Vec<PathBuf> = find_checkpoints(dir)
+    let paths: Vec<PathBuf> = find_checkpoint_files(dir)
         .into_iter()
         .filter(|p| !p.starts_with(&local))
         .collect();
@@ -381,12 +381,12 @@ fn report_checkpoints(dir: &Path, checks: &mut Verified) -> bool {
                     info.step,
                     info.iteration,
                     info.kind,
-                    human_bytes(info.bytes)
+                    human_bytes(info.size_bytes)
                 );
                 good.push(info);
             }
             Err(check) => {
-                say!("  BAD  {}: {}", p.display(), check);
+                say!("  BAD  {check}");
                 bad = true;
             }
         }

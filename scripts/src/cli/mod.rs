@@ -12,7 +12,7 @@ pub mod smoke;
 pub mod source;
 pub mod status;
 
-use crate::kaggle::checkpoint::CheckpointError;
+use emergence_lab_core::checkpoint::CheckpointError;
 use crate::kaggle::client::{ApiClient, Settings, ENDPOINT_ENV};
 use crate::kaggle::credentials::{find_credentials, CredentialEnv, CredentialFlags, Credentials};
 use crate::kaggle::metadata::{KernelMetadata, RunState, DEFAULT_METADATA};

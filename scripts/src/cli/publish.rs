@@ -5,7 +5,7 @@
 use super::out::say;
 use super::{human_bytes, Common, AFTER_HELP, EXIT_OK};
 use crate::kaggle::api::Ref;
-use crate::kaggle::checkpoint::{find_checkpoints, pick_resume, verify_checkpoint};
+use emergence_lab_core::checkpoint::{find_checkpoint_files, pick_resume, verify_info};
 use crate::kaggle::dataset::{collect_items, UploadItem, DATASET_TITLE};
 use crate::kaggle::metadata::{add_dataset_source, DATASET_SLUG};
 use crate::kaggle::publish::{publish_files, wait_until_ready, Readiness};
@@ -79,7 +79,7 @@ pub fn run(args: PublishArgs) -> anyhow::Result<i32> {
             args.dir.display()
         );
     }
-    let paths = find_checkpoints(&args.dir);
+    let paths = find_checkpoint_files(&args.dir);
     if paths.is_empty() {
         anyhow::bail!(
             "no checkpoints (*.safetensors) in {}; run kaggle_download first",
@@ -88,7 +88,7 @@ pub fn run(args: PublishArgs) -> anyhow::Result<i32> {
     }
     let mut good = vec![];
     for p in &paths {
-        good.push(verify_checkpoint(p).context("refusing to publish a damaged checkpoint")?);
+        good.push(verify_info(p).context("refusing to publish a damaged checkpoint")?);
     }
     let zip_dir = std::env::temp_dir().join(format!("kaggle-publish-{}", std::process::id()));
     std::fs::create_dir_all(&zip_dir)
@@ -117,7 +117,7 @@ pub fn run(args: PublishArgs) -> anyhow::Result<i32> {
 fn publish(
     args: &PublishArgs,
     dataset: &Ref,
-    good: &[crate::kaggle::checkpoint::CheckpointInfo],
+    good: &[emergence_lab_core::checkpoint::CheckpointInfo],
     zip_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     let items: Vec<UploadItem> = if args.latest_only {

@@ -12,7 +12,7 @@ use super::status::poll;
 use super::{EXIT_ERROR, EXIT_OK, EXIT_RUN_FAILED};
 use crate::kaggle::api::{Ref, RunStatus};
 use crate::kaggle::chain::tail;
-use crate::kaggle::checkpoint::{pick_resume, verify_checkpoint};
+use emergence_lab_core::checkpoint::{pick_resume, verify_info};
 use crate::kaggle::client::StorageClient;
 use crate::kaggle::download::{fetch_file, safe_join};
 use crate::kaggle::metadata::now_unix;
@@ -192,7 +192,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         match fetch_file(&storage, &f.file_name, &f.url, &dest, None, &mut |_| {}) {
-            Ok(_) => match verify_checkpoint(&dest) {
+            Ok(_) => match verify_info(&dest) {
                 Ok(info) => good.push((f.file_name.clone(), info)),
                 Err(e) => shout!("note: {e}"),
             },

@@ -8,7 +8,7 @@ use crate::kaggle::api::{Ref, RunStatus, StatusAnswer};
 use crate::kaggle::client::{Answer, ApiClient};
 use crate::kaggle::metadata::now_unix;
 use crate::kaggle::progress::{
-    describe, last_progress, log_text, parse_log_json, parse_progress_line, LineBuffer, Progress,
+    describe, last_progress, log_text, parse_log_json, parse_progress_line, LineBuffer, ProgressRecord,
     SseParser, StreamEvent,
 };
 use crate::kaggle::KaggleError;
@@ -67,7 +67,7 @@ impl Display {
         }
     }
 
-    fn show(&mut self, status: &str, p: Option<&Progress>) {
+    fn show(&mut self, status: &str, p: Option<&ProgressRecord>) {
         match self {
             Display::Bar(bar) => {
                 if let Some(p) = p {
@@ -227,11 +227,11 @@ fn watch(
         "Watching {k}{v} every {:.0?}; Ctrl-C stops watching (the run continues).",
         interval
     );
-    let (tx, rx) = mpsc::channel::<Progress>();
+    let (tx, rx) = mpsc::channel::<ProgressRecord>();
     let stop = Arc::new(AtomicBool::new(false));
     let mut follower = None;
     let mut display = Display::new();
-    let mut progress: Option<Progress> = None;
+    let mut progress: Option<ProgressRecord> = None;
     loop {
         let st = poll(client, k, version, started);
         let st = match st {
@@ -300,7 +300,7 @@ fn follow_log(
     client: ApiClient,
     k: Ref,
     version: Option<i64>,
-    tx: mpsc::Sender<Progress>,
+    tx: mpsc::Sender<ProgressRecord>,
     stop: Arc<AtomicBool>,
     wait: Duration,
 ) {

@@ -5,7 +5,6 @@
 pub mod answer;
 pub mod api;
 pub mod chain;
-pub mod checkpoint;
 pub mod client;
 pub mod credentials;
 pub mod dataset;

@@ -1,73 +1,10 @@
-//! Reading a run's log: the stored JSON-array log, the server-sent-event stream, and the
-//! training progress lines `progress step=.. total=.. iter=.. reward=.. pop=.. sps=.. eta_s=..`.
-//! Parsing is tolerant: unknown keys, any key order and unparsable entries are skipped.
+//! Reading a run's log: the stored JSON-array log and the server-sent-event stream. The
+//! training progress lines in it are read with the core crate's one tolerant parser
+//! (re-exported here), the same code that reads them everywhere else.
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
-/// One training progress report.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Progress {
-    /// Environment steps done.
-    pub step: u64,
-    /// Steps planned.
-    pub total: Option<u64>,
-    /// PPO iteration.
-    pub iter: Option<u64>,
-    /// Mean reward.
-    pub reward: Option<f64>,
-    /// Mean population.
-    pub pop: Option<f64>,
-    /// Steps per second.
-    pub sps: Option<f64>,
-    /// Estimated seconds left.
-    pub eta_s: Option<f64>,
-    /// Other `key=value` pairs on the line.
-    pub extra: BTreeMap<String, String>,
-}
-
-fn int(v: &str) -> Option<u64> {
-    v.parse::<u64>().ok().or_else(|| {
-        v.parse::<f64>()
-            .ok()
-            .filter(|f| f.is_finite() && *f >= 0.0)
-            .map(|f| f as u64)
-    })
-}
-
-/// Parse a `progress key=value ...` line (the word `progress` may follow a prefix such as a
-/// timestamp). `None` when the line is not a progress line or has no valid `step`.
-pub fn parse_progress_line(line: &str) -> Option<Progress> {
-    let mut tokens = line.split_whitespace();
-    tokens.by_ref().find(|t| *t == "progress")?;
-    let mut p = Progress::default();
-    let mut step = None;
-    for t in tokens {
-        let Some((k, v)) = t.split_once('=') else {
-            continue;
-        };
-        let f = v.parse::<f64>().ok().filter(|f| f.is_finite());
-        match k {
-            "step" => step = int(v),
-            "total" => p.total = int(v),
-            "iter" => p.iter = int(v),
-            "reward" => p.reward = f,
-            "pop" => p.pop = f,
-            "sps" => p.sps = f,
-            "eta_s" => p.eta_s = f,
-            _ => {
-                p.extra.insert(k.to_string(), v.to_string());
-            }
-        }
-    }
-    p.step = step?;
-    Some(p)
-}
-
-/// The last progress line in a block of text.
-pub fn last_progress(text: &str) -> Option<Progress> {
-    text.lines().rev().find_map(parse_progress_line)
-}
+pub use emergence_lab_core::progress::{last_progress, parse_progress_line, ProgressRecord};
 
 /// One entry of Kaggle's log (`{"stream_name", "time", "data"}`).
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
@@ -184,7 +121,7 @@ pub fn human_duration(secs: f64) -> String {
 }
 
 /// One plain status line: `step 123/1000 (12.3%) reward=1.25 pop=7.5 sps=1234 eta=42s`.
-pub fn describe(p: &Progress) -> String {
+pub fn describe(p: &ProgressRecord) -> String {
     let mut s = match p.total {
         Some(t) if t > 0 => format!(
             "step {}/{} ({:.1}%)",
@@ -212,36 +149,6 @@ pub fn describe(p: &Progress) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_canonical_line() {
-        let p = parse_progress_line(
-            "progress step=123 total=1000 iter=3 reward=1.25 pop=7.5 sps=1234 eta_s=42",
-        )
-        .unwrap();
-        assert_eq!(p.step, 123);
-        assert_eq!(p.total, Some(1000));
-        assert_eq!(p.iter, Some(3));
-        assert_eq!(p.reward, Some(1.25));
-        assert_eq!(p.pop, Some(7.5));
-        assert_eq!(p.sps, Some(1234.0));
-        assert_eq!(p.eta_s, Some(42.0));
-    }
-
-    #[test]
-    fn tolerant_of_order_extra_keys_and_prefix() {
-        let p = parse_progress_line(
-            "[12:00:01] progress foo=bar eta_s=5 step=9 births=3 total=10 reward=nan",
-        )
-        .unwrap();
-        assert_eq!(p.step, 9);
-        assert_eq!(p.total, Some(10));
-        assert_eq!(p.reward, None);
-        assert_eq!(p.extra.get("births").map(String::as_str), Some("3"));
-        assert!(parse_progress_line("progress total=10").is_none());
-        assert!(parse_progress_line("no progress here=1").is_none());
-        assert!(parse_progress_line("progressive step=1").is_none());
-    }
 
     #[test]
     fn stored_log_and_last_progress() {

@@ -601,26 +601,44 @@ pub fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
-/// A format-v1 checkpoint's bytes.
+/// A format-v1 checkpoint's bytes, written by the core crate's writer (the one format).
 pub fn checkpoint_bytes(step: u64, kind: &str) -> Vec<u8> {
+    use emergence_lab_core::checkpoint::{
+        to_bytes, Checkpoint, CheckpointKind, CheckpointMeta, DType, NamedArray,
+    };
+    let kind = match kind {
+        "periodic" => CheckpointKind::Periodic,
+        "emergency" => CheckpointKind::Emergency,
+        "final" => CheckpointKind::Final,
+        "nonfinite" => CheckpointKind::Nonfinite,
+        other => panic!("unknown checkpoint kind {other:?}"),
+    };
     let data: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(step as u8 + 3)).collect();
-    let crc = crc32c::crc32c(&data);
-    let header = json!({
-        "__metadata__": {"format": "emergence-lab-checkpoint", "format_version": "1",
-            "step": step.to_string(), "iteration": (step / 10).to_string(), "kind": kind,
-            "config": "{}", "trackers": "{}", "metrics": "[]", "created_unix": "1",
-            "data_crc32c": format!("{crc:08x}"), "header_crc32c": "00000000"},
-        "policy.w": {"dtype": "F32", "shape": [4, 2], "data_offsets": [0, 32]},
-        "rng": {"dtype": "U8", "shape": [8], "data_offsets": [32, 40]}
-    });
-    let mut h = serde_json::to_vec(&header).unwrap();
-    // header_crc32c: CRC-32C of the header with its own digits zeroed, patched in place.
-    let key = b"\"header_crc32c\":\"";
-    let at = h.windows(key.len()).position(|w| w == key).unwrap() + key.len();
-    let hcrc = format!("{:08x}", crc32c::crc32c(&h));
-    h[at..at + 8].copy_from_slice(hcrc.as_bytes());
-    let mut out = (h.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(&h);
-    out.extend_from_slice(&data);
-    out
+    let ckpt = Checkpoint {
+        meta: CheckpointMeta {
+            step,
+            iteration: step / 10,
+            kind,
+            config_json: "{}".into(),
+            trackers_json: "{}".into(),
+            metrics_json: "[]".into(),
+            created_unix: 1,
+            run_id: None,
+        },
+        arrays: vec![
+            NamedArray {
+                name: "policy.w".into(),
+                dtype: DType::F32,
+                shape: vec![4, 2],
+                data: data[..32].to_vec(),
+            },
+            NamedArray {
+                name: "rng".into(),
+                dtype: DType::U8,
+                shape: vec![8],
+                data: data[32..].to_vec(),
+            },
+        ],
+    };
+    to_bytes(&ckpt).expect("a valid checkpoint")
 }

@@ -82,6 +82,13 @@ fn dtype_from_name(s: &str) -> Option<DType> {
 }
 
 /// The metadata value of a kind.
+impl std::fmt::Display for CheckpointKind {
+    /// The kind as written in the header (`periodic`, `emergency`, `final`, `nonfinite`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(kind_name(*self))
+    }
+}
+
 pub fn kind_name(k: CheckpointKind) -> &'static str {
     match k {
         CheckpointKind::Periodic => "periodic",

@@ -21,8 +21,8 @@ pub use inspect::{inspect, CheckpointReport, TensorSummary};
 pub use lock::{FolderLock, LOCK_FILE_NAME};
 pub use reader::{from_bytes, read_checkpoint, read_header, verify_checkpoint};
 pub use resume::{
-    auto_resume, find_resume, latest, list_checkpoints, CheckpointInfo, CheckpointListing,
-    ResumeChoice,
+    auto_resume, find_checkpoint_files, find_resume, latest, list_checkpoints, pick_resume,
+    verify_info, CheckpointInfo, CheckpointListing, ResumeChoice,
 };
 pub use saver::{AsyncSaver, SaverStats};
 pub use store::{

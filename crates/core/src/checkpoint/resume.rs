@@ -59,6 +59,13 @@ pub struct ResumeChoice {
     pub warnings: Vec<String>,
 }
 
+/// The one ordering of checkpoints for resuming: by step, then kind (a final save beats an
+/// emergency save beats a periodic save of the same step), then creation time, then path.
+/// The newest usable checkpoint is the greatest; nonfinite debug saves are never usable.
+fn resume_rank(c: &CheckpointInfo) -> (u64, u8, u64, &Path) {
+    (c.step, kind_rank(c.kind), c.created_unix, &c.path)
+}
+
 fn kind_rank(k: CheckpointKind) -> u8 {
     match k {
         CheckpointKind::Periodic => 1,
@@ -118,14 +125,9 @@ fn list_files(files: Vec<PathBuf>) -> CheckpointListing {
             Err(e) => listing.skipped.push((path, e)),
         }
     }
-    listing.checkpoints.sort_by(|a, b| {
-        (a.step, kind_rank(a.kind), a.created_unix, &a.path).cmp(&(
-            b.step,
-            kind_rank(b.kind),
-            b.created_unix,
-            &b.path,
-        ))
-    });
+    listing
+        .checkpoints
+        .sort_by(|a, b| resume_rank(a).cmp(&resume_rank(b)));
     listing
 }
 
@@ -165,8 +167,29 @@ pub fn latest(dir: &Path) -> Result<CheckpointInfo> {
     Ok(CheckpointInfo::from_header(&link, h))
 }
 
-fn verified_info(path: &Path) -> Result<CheckpointInfo> {
+/// Verifies `path` completely (header, metadata, layout, both CRC-32C checks) and describes it.
+/// The same check as `checkpoint inspect`, `resume_from` and the Kaggle helpers' downloads.
+pub fn verify_info(path: &Path) -> Result<CheckpointInfo> {
     verify_checkpoint(path).map(|h| CheckpointInfo::from_header(path, h))
+}
+
+/// Every checkpoint file under `root`, recursively, in name order: temporary files are skipped,
+/// and `latest.safetensors` is listed only when it is a regular file (a copy, as in a downloaded
+/// folder), not a link to a file that is listed anyway. A missing folder lists nothing.
+pub fn find_checkpoint_files(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    collect_files(root, true, 0, &mut HashSet::new(), &mut files);
+    files
+}
+
+/// The checkpoint to resume from among verified ones: the greatest by the one resume order
+/// (step, then kind, then creation time), never a nonfinite debug save. `auto` resume, the
+/// Kaggle chain and `kaggle_download`/`kaggle_publish` all choose with this rule.
+pub fn pick_resume(verified: &[CheckpointInfo]) -> Option<&CheckpointInfo> {
+    verified
+        .iter()
+        .filter(|c| c.kind != CheckpointKind::Nonfinite)
+        .max_by(|a, b| resume_rank(a).cmp(&resume_rank(b)))
 }
 
 /// Chooses the checkpoint to resume from according to `train.resume_from`.
@@ -185,7 +208,7 @@ pub fn find_resume(config: &Config) -> Result<ResumeChoice> {
         "" => Ok(ResumeChoice::default()),
         "latest" => {
             let info = latest(dir)?;
-            let info = verified_info(&info.path)?;
+            let info = verify_info(&info.path)?;
             Ok(ResumeChoice {
                 checkpoint: Some(info),
                 warnings: Vec::new(),
@@ -215,7 +238,7 @@ pub fn find_resume(config: &Config) -> Result<ResumeChoice> {
                             .into(),
                 });
             }
-            let info = verified_info(p)?;
+            let info = verify_info(p)?;
             let mut warnings = Vec::new();
             if info.kind == CheckpointKind::Nonfinite {
                 warnings.push(format!(
@@ -253,7 +276,7 @@ pub fn auto_resume(roots: &[PathBuf]) -> ResumeChoice {
         .checkpoints
         .retain(|c| c.kind != CheckpointKind::Nonfinite);
     for c in listing.checkpoints.into_iter().rev() {
-        match verified_info(&c.path) {
+        match verify_info(&c.path) {
             Ok(info) => {
                 return ResumeChoice {
                     checkpoint: Some(info),
