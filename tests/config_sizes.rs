@@ -197,4 +197,3 @@ fn a_command_line_argument_that_is_not_text_is_an_error_not_a_panic() {
         );
     }
 }
-

@@ -126,7 +126,9 @@ fn parse_count(v: &str) -> Option<u64> {
 /// has no valid `step`. Non-finite numbers (`NaN`, `inf`) are read as such.
 pub fn parse_progress_line(line: &str) -> Option<ProgressRecord> {
     let mut tokens = line.split_whitespace();
-    let first = tokens.by_ref().find(|t| !(t.starts_with('[') && t.ends_with(']')))?;
+    let first = tokens
+        .by_ref()
+        .find(|t| !(t.starts_with('[') && t.ends_with(']')))?;
     if first != "progress" {
         return None;
     }

@@ -205,7 +205,10 @@ fn set_parses_by_field_type() {
         emergence_lab_core::config::LrSchedule::Constant
     );
     c.set("evolution.evolved", "heads").unwrap();
-    assert_eq!(c.evolution.evolved, emergence_lab_core::config::Evolved::Heads);
+    assert_eq!(
+        c.evolution.evolved,
+        emergence_lab_core::config::Evolved::Heads
+    );
     c.set("train.max_wall_time", "11h30m").unwrap();
     assert_eq!(
         c.max_wall_time(),

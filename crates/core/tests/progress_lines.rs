@@ -100,12 +100,18 @@ fn tolerant_parser_reads_partial_lines_any_order_extra_keys_and_timestamps() {
     .unwrap();
     assert_eq!(p.step, 9);
     assert_eq!(p.total, Some(10));
-    assert!(p.reward.is_some_and(f64::is_nan), "a diverged run shows as NaN");
+    assert!(
+        p.reward.is_some_and(f64::is_nan),
+        "a diverged run shows as NaN"
+    );
     assert_eq!(p.pop, None, "a malformed value reads as missing");
     assert_eq!(p.eta_s, Some(5.0));
     assert_eq!(p.extra.get("births").map(String::as_str), Some("3"));
     assert_eq!(p.extra.get("foo").map(String::as_str), Some("bar"));
-    assert!(parse_progress_line("progress total=10").is_none(), "no step");
+    assert!(
+        parse_progress_line("progress total=10").is_none(),
+        "no step"
+    );
     assert!(parse_progress_line("no progress here=1").is_none());
     assert!(parse_progress_line("progressive step=1").is_none());
     assert!(parse_progress_line("warning: progress step=1").is_none());

@@ -16,7 +16,6 @@ use super::status::poll;
 use super::{human_bytes, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_CANCELLED, EXIT_RUN_FAILED};
 use crate::kaggle::api::{Ref, RunStatus, StatusAnswer};
 use crate::kaggle::chain::{chain_path_for, tail, ChainCheckpoint, ChainSession, ChainState};
-use emergence_lab_core::checkpoint::{find_checkpoint_files, pick_resume, verify_info};
 use crate::kaggle::client::ApiClient;
 use crate::kaggle::dataset::{UploadItem, DATASET_TITLE};
 use crate::kaggle::metadata::{add_dataset_source, now_unix, KernelMetadata, DATASET_SLUG};
@@ -24,6 +23,7 @@ use crate::kaggle::progress::{describe, last_progress, log_text, parse_log_json}
 use crate::kaggle::publish::publish_files;
 use crate::kaggle::quota::QuotaAnswer;
 use clap::Args;
+use emergence_lab_core::checkpoint::{find_checkpoint_files, pick_resume, verify_info};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -4,13 +4,15 @@
 use super::out::{say, shout};
 use super::{human_bytes, Common, AFTER_HELP, EXIT_ERROR, EXIT_OK};
 use crate::kaggle::api::{OutputFile, Ref};
-use emergence_lab_core::checkpoint::{find_checkpoint_files, pick_resume, verify_info, CheckpointInfo};
 use crate::kaggle::client::{ApiClient, StorageClient};
 use crate::kaggle::download::{fetch_file, safe_join, DlEvent, Fetched, Manifest, ManifestEntry};
 use crate::kaggle::progress::{log_text, parse_log_json};
 use crate::kaggle::KaggleError;
 use anyhow::Context;
 use clap::Parser;
+use emergence_lab_core::checkpoint::{
+    find_checkpoint_files, pick_resume, verify_info, CheckpointInfo,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -12,12 +12,12 @@ pub mod smoke;
 pub mod source;
 pub mod status;
 
-use emergence_lab_core::checkpoint::CheckpointError;
 use crate::kaggle::client::{ApiClient, Settings, ENDPOINT_ENV};
 use crate::kaggle::credentials::{find_credentials, CredentialEnv, CredentialFlags, Credentials};
 use crate::kaggle::metadata::{KernelMetadata, RunState, DEFAULT_METADATA};
 use crate::kaggle::KaggleError;
 use clap::{Args, Parser};
+use emergence_lab_core::checkpoint::CheckpointError;
 use out::shout;
 use std::path::PathBuf;
 

@@ -5,12 +5,12 @@
 use super::out::say;
 use super::{human_bytes, Common, AFTER_HELP, EXIT_OK};
 use crate::kaggle::api::Ref;
-use emergence_lab_core::checkpoint::{find_checkpoint_files, pick_resume, verify_info};
 use crate::kaggle::dataset::{collect_items, UploadItem, DATASET_TITLE};
 use crate::kaggle::metadata::{add_dataset_source, DATASET_SLUG};
 use crate::kaggle::publish::{publish_files, wait_until_ready, Readiness};
 use anyhow::Context;
 use clap::Parser;
+use emergence_lab_core::checkpoint::{find_checkpoint_files, pick_resume, verify_info};
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -12,7 +12,6 @@ use super::status::poll;
 use super::{EXIT_ERROR, EXIT_OK, EXIT_RUN_FAILED};
 use crate::kaggle::api::{Ref, RunStatus};
 use crate::kaggle::chain::tail;
-use emergence_lab_core::checkpoint::{pick_resume, verify_info};
 use crate::kaggle::client::StorageClient;
 use crate::kaggle::download::{fetch_file, safe_join};
 use crate::kaggle::metadata::now_unix;
@@ -22,6 +21,7 @@ use crate::kaggle::smoke::{
 };
 use anyhow::Context;
 use clap::Args;
+use emergence_lab_core::checkpoint::{pick_resume, verify_info};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

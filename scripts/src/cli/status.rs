@@ -8,8 +8,8 @@ use crate::kaggle::api::{Ref, RunStatus, StatusAnswer};
 use crate::kaggle::client::{Answer, ApiClient};
 use crate::kaggle::metadata::now_unix;
 use crate::kaggle::progress::{
-    describe, last_progress, log_text, parse_log_json, parse_progress_line, LineBuffer, ProgressRecord,
-    SseParser, StreamEvent,
+    describe, last_progress, log_text, parse_log_json, parse_progress_line, LineBuffer,
+    ProgressRecord, SseParser, StreamEvent,
 };
 use crate::kaggle::KaggleError;
 use clap::Parser;

@@ -1,7 +1,9 @@
 //! Shared helpers of the checkpoint tests: synthetic checkpoints and header surgery.
 #![allow(dead_code)]
 
-use emergence_lab_core::checkpoint::{Checkpoint, CheckpointKind, CheckpointMeta, DType, NamedArray};
+use emergence_lab_core::checkpoint::{
+    Checkpoint, CheckpointKind, CheckpointMeta, DType, NamedArray,
+};
 use emergence_lab_core::Config;
 
 /// Deterministic pseudo-random bytes (splitmix64).
