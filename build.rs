@@ -9,7 +9,36 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The libtorch version, declared once in the root `Cargo.toml` (`[workspace.metadata.libtorch]`),
+/// passed to the library as `EMERGENCE_LAB_LIBTORCH_VERSION`.
+fn declared_libtorch_version() -> String {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("Cargo.toml");
+    println!("cargo:rerun-if-changed={}", manifest.display());
+    let text = std::fs::read_to_string(&manifest).unwrap_or_default();
+    let mut in_table = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_table = line == "[workspace.metadata.libtorch]";
+        } else if let Some(v) = line.strip_prefix("version").filter(|_| in_table) {
+            let v = v
+                .trim_start()
+                .trim_start_matches('=')
+                .trim()
+                .trim_matches('"');
+            return v.to_string();
+        }
+    }
+    panic!(
+        "{} has no [workspace.metadata.libtorch] version = \"...\" (the libtorch release tch binds)",
+        manifest.display()
+    );
+}
+
 fn main() {
+    println!(
+        "cargo:rustc-env=EMERGENCE_LAB_LIBTORCH_VERSION={}",
+        declared_libtorch_version()
+    );
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
     let lib_dir = if std::env::var_os("LIBTORCH_USE_PYTORCH").is_some() {

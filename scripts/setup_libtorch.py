@@ -26,16 +26,30 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-VERSION = "2.11.0"
+def _declared_version() -> str:
+    """The libtorch version, declared once in the root Cargo.toml ([workspace.metadata.libtorch])."""
+    text = (Path(__file__).resolve().parent.parent / "Cargo.toml").read_text()
+    try:
+        import tomllib
+        return tomllib.loads(text)["workspace"]["metadata"]["libtorch"]["version"]
+    except ImportError:  # Python < 3.11: the one line is enough
+        import re
+        m = re.search(r'\[workspace\.metadata\.libtorch\]\s*\nversion\s*=\s*"([^"]+)"', text)
+        if not m:
+            sys.exit("Cargo.toml has no [workspace.metadata.libtorch] version")
+        return m.group(1)
+
+
+VERSION = _declared_version()
 WHEELS = {
-    "torch==2.11.0": "7aa2f9bbc6d4595ba72138026b2074be1233186150e9292865e04b7a63b8c67a",
+    f"torch=={VERSION}": "7aa2f9bbc6d4595ba72138026b2074be1233186150e9292865e04b7a63b8c67a",
     "nvidia-cuda-runtime==13.0.96": "7f82250d7782aa23b6cfe765ecc7db554bd3c2870c43f3d1821f1d18aebf0548",
     "nvidia-cuda-cupti==13.0.85": "4eb01c08e859bf924d222250d2e8f8b8ff6d3db4721288cf35d14252a4d933c8",
 }
 # The CUDA 13.0 build: torch plus what libtorch_cuda.so needs to load (cusolver, nvrtc and
 # triton are only loaded on demand, by features this project does not use).
 CUDA_WHEELS = {
-    "torch==2.11.0": "7aa2f9bbc6d4595ba72138026b2074be1233186150e9292865e04b7a63b8c67a",
+    f"torch=={VERSION}": "7aa2f9bbc6d4595ba72138026b2074be1233186150e9292865e04b7a63b8c67a",
     "nvidia-cuda-runtime==13.0.96": "7f82250d7782aa23b6cfe765ecc7db554bd3c2870c43f3d1821f1d18aebf0548",
     "nvidia-cuda-cupti==13.0.85": "4eb01c08e859bf924d222250d2e8f8b8ff6d3db4721288cf35d14252a4d933c8",
     "nvidia-cublas==13.1.0.3": "ee8722c1f0145ab246bccb9e452153b5e0515fd094c3678df50b2a0888b8b171",

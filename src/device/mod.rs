@@ -17,8 +17,9 @@ pub use diagnose::{classify_torch_error, decide, CudaFacts, Decision, DeviceErro
 pub use gpu::{parse_driver_cuda, parse_list, parse_query_gpu, CudaVersion, GpuInfo, HostGpus};
 pub use load::{ensure_cuda_loaded, CudaLoad};
 
-/// The libtorch version this build of tch expects (tch 0.24 checks it at build time).
-pub const LIBTORCH_VERSION: &str = "2.11.0";
+/// The libtorch version this build of tch expects (tch 0.24 checks it at build time); declared
+/// once, in the root `Cargo.toml` (`[workspace.metadata.libtorch]`).
+pub const LIBTORCH_VERSION: &str = env!("EMERGENCE_LAB_LIBTORCH_VERSION");
 
 /// Name of the file, beside libtorch's `lib/` folder, listing the GPU architectures its CUDA
 /// kernels are built for (`sm_75 sm_80 ...`); written by `scripts/setup_libtorch.py --cuda`.
@@ -240,6 +241,24 @@ pub fn describe() -> DeviceInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The Kaggle setup cell runs before the source is there, so it carries the version as a
+    /// literal: it must be the one declared in Cargo.toml.
+    #[test]
+    fn the_kaggle_setup_cell_installs_the_declared_libtorch() {
+        let cell = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernel/kaggle_setup.py");
+        let text = std::fs::read_to_string(&cell).unwrap();
+        let want = format!("torch_version = \"{LIBTORCH_VERSION}\"");
+        assert!(
+            text.contains(&want),
+            "{} must say {want} (Cargo.toml's [workspace.metadata.libtorch])",
+            cell.display()
+        );
+        assert!(
+            LIBTORCH_VERSION.split('.').count() == 3,
+            "{LIBTORCH_VERSION}"
+        );
+    }
 
     #[test]
     fn select_parses_and_rejects() {
