@@ -35,9 +35,18 @@ fn a_checkpoint_of_the_old_code_resumes_and_continues_bit_exactly() {
             "--train.total-steps",
             "512",
         ])
-        .arg(format!("--log.checkpoint-dir={}", dir.path().join("ck").display()))
-        .arg(format!("--log.metrics-path={}", dir.path().join("m.jsonl").display()))
-        .arg(format!("--log.tensorboard-dir={}", dir.path().join("tb").display()))
+        .arg(format!(
+            "--log.checkpoint-dir={}",
+            dir.path().join("ck").display()
+        ))
+        .arg(format!(
+            "--log.metrics-path={}",
+            dir.path().join("m.jsonl").display()
+        ))
+        .arg(format!(
+            "--log.tensorboard-dir={}",
+            dir.path().join("tb").display()
+        ))
         .env_remove("EMERGENCE_LAB_OVERRIDES")
         .current_dir(dir.path())
         .output()
@@ -48,7 +57,10 @@ fn a_checkpoint_of_the_old_code_resumes_and_continues_bit_exactly() {
     let want = read_checkpoint(&fixture("expected_final_step_512.safetensors")).unwrap();
     assert_eq!(got.meta.step, want.meta.step);
     assert_eq!(got.meta.iteration, want.meta.iteration);
-    assert_eq!(got.meta.run_id, want.meta.run_id, "the run keeps its identity");
+    assert_eq!(
+        got.meta.run_id, want.meta.run_id,
+        "the run keeps its identity"
+    );
     let names = |c: &emergence_lab::checkpoint::Checkpoint| {
         let mut v: Vec<String> = c.arrays.iter().map(|a| a.name.clone()).collect();
         v.sort();
@@ -70,5 +82,8 @@ fn a_checkpoint_of_the_old_code_resumes_and_continues_bit_exactly() {
         learned_metrics(&want.meta.metrics_json),
         "metrics history (timings aside)"
     );
-    assert_eq!(got.meta.trackers_json, want.meta.trackers_json, "tracker state");
+    assert_eq!(
+        got.meta.trackers_json, want.meta.trackers_json,
+        "tracker state"
+    );
 }

@@ -11,6 +11,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::results::EpisodeResult;
 use super::{AblationOptions, Condition, ObservedBatch, Start};
+use crate::checkpoint::schema;
 use crate::policy::{Offsets, Policy};
 use crate::rng::{Rng, RngState};
 use crate::train::TrainState;
@@ -109,26 +110,9 @@ impl Episode {
 /// A one-env world holding a copy of env `e` of `src`, at tick 0.
 fn copy_env(params: WorldParams, src: &World, e: usize) -> World {
     let mut w = World::new(params, &mut Rng::seed_from_u64(0));
-    let (a, f) = (src.params.num_slots, src.params.num_food);
-    let cells = src.env_field(e).len();
-    let s = e * a..(e + 1) * a;
-    w.row.copy_from_slice(&src.row[s.clone()]);
-    w.col.copy_from_slice(&src.col[s.clone()]);
-    w.energy.copy_from_slice(&src.energy[s.clone()]);
-    w.alive.copy_from_slice(&src.alive[s.clone()]);
-    w.agent_id.copy_from_slice(&src.agent_id[s.clone()]);
-    w.parent_id.copy_from_slice(&src.parent_id[s.clone()]);
-    w.birth_tick.copy_from_slice(&src.birth_tick[s]);
-    w.food_row
-        .copy_from_slice(&src.food_row[e * f..(e + 1) * f]);
-    w.food_col
-        .copy_from_slice(&src.food_col[e * f..(e + 1) * f]);
-    w.food_collected
-        .copy_from_slice(&src.food_collected[e * f..(e + 1) * f]);
-    w.field
-        .copy_from_slice(&src.field[e * cells..(e + 1) * cells]);
+    // Every saved array of the world (declared once), env `e` of `src` into env 0.
+    schema::copy_env(w.saved_arrays_mut(), 0, &src.saved_arrays(), e);
     w.tick[0] = 0;
-    w.next_id[0] = src.next_id[e];
     w
 }
 

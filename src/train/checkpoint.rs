@@ -9,63 +9,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tch::{Device, Tensor};
 
 use super::{TrainError, TrainState};
-use crate::checkpoint::{Checkpoint, CheckpointKind, CheckpointMeta, DType, NamedArray};
+use crate::checkpoint::schema::{load_all, read_values};
+use crate::checkpoint::{
+    Checkpoint, CheckpointKind, CheckpointMeta, Element, NamedArray, SavedArray, SchemaError,
+};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::policy::{param_names, Offsets, Policy};
 use crate::ppo::Adam;
-use crate::rng::{Rng, RngState};
+use crate::rng::{Rng, SavedRng};
 use crate::trackers::Trackers;
 use crate::world::{World, WorldParams};
 
-/// Plain element types that go into checkpoint arrays.
-trait Element: Copy {
-    const DTYPE: DType;
-    fn put(self, out: &mut Vec<u8>);
-    fn take(b: &[u8]) -> Self;
-}
-
-macro_rules! element {
-    ($t:ty, $d:expr) => {
-        impl Element for $t {
-            const DTYPE: DType = $d;
-            fn put(self, out: &mut Vec<u8>) {
-                out.extend_from_slice(&self.to_le_bytes());
-            }
-            fn take(b: &[u8]) -> Self {
-                <$t>::from_le_bytes(b.try_into().unwrap())
-            }
-        }
-    };
-}
-element!(f32, DType::F32);
-element!(i32, DType::I32);
-element!(u32, DType::U32);
-element!(u64, DType::U64);
-element!(i64, DType::I64);
-element!(u8, DType::U8);
-
-impl Element for bool {
-    const DTYPE: DType = DType::Bool;
-    fn put(self, out: &mut Vec<u8>) {
-        out.push(self as u8);
-    }
-    fn take(b: &[u8]) -> Self {
-        b[0] != 0
-    }
-}
-
-fn array<T: Element>(name: &str, shape: Vec<usize>, v: &[T]) -> NamedArray {
-    let mut data = Vec::with_capacity(v.len() * T::DTYPE.size());
-    for &x in v {
-        x.put(&mut data);
-    }
-    NamedArray {
-        name: name.to_string(),
-        dtype: T::DTYPE,
-        shape,
-        data,
-    }
+fn array<T: Element>(name: &'static str, shape: Vec<usize>, v: &[T]) -> NamedArray {
+    SavedArray::new(name, shape, v).to_named()
 }
 
 fn tensor_array(name: &str, t: &Tensor) -> NamedArray {
@@ -74,41 +31,13 @@ fn tensor_array(name: &str, t: &Tensor) -> NamedArray {
     crate::checkpoint::tensor::f32_array(name, t).expect("copying a training tensor to CPU")
 }
 
-fn missing(name: &str) -> TrainError {
-    TrainError::Checkpoint(format!(
-        "array {name:?} is missing; the file is not a complete emergence-lab training checkpoint"
-    ))
+fn schema_error(e: SchemaError) -> TrainError {
+    TrainError::Checkpoint(e.to_string())
 }
 
-/// The array `name` as `T` values, checked against the exact `shape` this config needs: a
-/// tensor with the right element count but another shape (a transposed weight written from
-/// Python) would otherwise load as scrambled values.
+/// The array `name` as `T` values, checked against the exact `shape` this config needs.
 fn read<T: Element>(ck: &Checkpoint, name: &str, shape: &[usize]) -> Result<Vec<T>, TrainError> {
-    let a = ck.array(name).ok_or_else(|| missing(name))?;
-    if a.dtype != T::DTYPE {
-        return Err(TrainError::Checkpoint(format!(
-            "array {name:?} has dtype {:?}, expected {:?}",
-            a.dtype,
-            T::DTYPE
-        )));
-    }
-    if a.shape != shape {
-        return Err(TrainError::Checkpoint(format!(
-            "array {name:?} has shape {:?}, expected {shape:?} for this config (same element \
-             count is not enough: a transposed or reshaped tensor would load as scrambled \
-             values; write it with the expected shape)",
-            a.shape
-        )));
-    }
-    let n = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-    let sz = T::DTYPE.size();
-    if n.and_then(|n| n.checked_mul(sz)) != Some(a.data.len()) {
-        return Err(TrainError::Checkpoint(format!(
-            "array {name:?} holds {} bytes, which does not match its shape {shape:?}",
-            a.data.len()
-        )));
-    }
-    Ok(a.data.chunks_exact(sz).map(T::take).collect())
+    read_values(ck, name, shape).map_err(schema_error)
 }
 
 fn read_tensor(
@@ -169,35 +98,10 @@ impl TrainState {
                 });
             }
         }
-        let w = &self.world;
-        let p = &w.params;
-        let (e, a, f) = (p.num_envs, p.num_slots, p.num_food);
-        let g = p.grid_size;
-        arrays.push(array("world/row", vec![e, a], &w.row));
-        arrays.push(array("world/col", vec![e, a], &w.col));
-        arrays.push(array("world/energy", vec![e, a], &w.energy));
-        arrays.push(array("world/alive", vec![e, a], &w.alive));
-        arrays.push(array("world/agent_id", vec![e, a], &w.agent_id));
-        arrays.push(array("world/parent_id", vec![e, a], &w.parent_id));
-        arrays.push(array("world/birth_tick", vec![e, a], &w.birth_tick));
-        arrays.push(array("world/food_row", vec![e, f], &w.food_row));
-        arrays.push(array("world/food_col", vec![e, f], &w.food_col));
-        arrays.push(array("world/food_collected", vec![e, f], &w.food_collected));
-        arrays.push(array(
-            "world/field",
-            vec![e, g, g, p.num_channels],
-            &w.field,
-        ));
-        arrays.push(array("world/tick", vec![e], &w.tick));
-        arrays.push(array("world/next_id", vec![e], &w.next_id));
-        let rs = self.rng.state();
-        arrays.push(array("rng/seed", vec![32], &rs.seed));
-        arrays.push(array("rng/stream", vec![1], &[rs.stream]));
-        arrays.push(array(
-            "rng/word_pos",
-            vec![2],
-            &[rs.word_pos as u64, (rs.word_pos >> 64) as u64],
-        ));
+        // The world and the generator list their own arrays (declared once, in the core crate).
+        arrays.extend(self.world.saved_arrays().iter().map(SavedArray::to_named));
+        let rng = SavedRng::from_state(self.rng.state());
+        arrays.extend(rng.saved_arrays().iter().map(SavedArray::to_named));
         let created_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -254,7 +158,7 @@ impl TrainState {
         adam.v = vec![flat(load("adam/v/")?)];
         adam.step = read::<i64>(ck, "adam/step", &[1])?[0];
 
-        let (e, a, f) = (params.num_envs, params.num_slots, params.num_food);
+        let (e, a) = (params.num_envs, params.num_slots);
         let mut offsets = Offsets::new(&policy, &config, e * a);
         if let Some(o) = offsets.as_mut() {
             for (name, t) in o.names.iter().zip(o.tensors.iter_mut()) {
@@ -262,37 +166,18 @@ impl TrainState {
             }
         }
 
-        let (g, c) = (params.grid_size, params.num_channels);
         let mut world = World::new(params, &mut Rng::seed_from_u64(0));
-        world.row = read(ck, "world/row", &[e, a])?;
-        world.col = read(ck, "world/col", &[e, a])?;
-        world.energy = read(ck, "world/energy", &[e, a])?;
-        world.alive = read(ck, "world/alive", &[e, a])?;
-        world.agent_id = read(ck, "world/agent_id", &[e, a])?;
-        world.parent_id = read(ck, "world/parent_id", &[e, a])?;
-        world.birth_tick = read(ck, "world/birth_tick", &[e, a])?;
-        world.food_row = read(ck, "world/food_row", &[e, f])?;
-        world.food_col = read(ck, "world/food_col", &[e, f])?;
-        world.food_collected = read(ck, "world/food_collected", &[e, f])?;
-        world.field = read(ck, "world/field", &[e, g, g, c])?;
-        world.tick = read(ck, "world/tick", &[e])?;
-        world.next_id = read(ck, "world/next_id", &[e])?;
-        check_world(&world).map_err(TrainError::Checkpoint)?;
+        load_all(world.saved_arrays_mut(), ck).map_err(schema_error)?;
+        world.check_restored().map_err(TrainError::Checkpoint)?;
         if adam.step < 0 {
             return Err(TrainError::Checkpoint(format!(
                 "adam/step is {} (must be >= 0): the checkpoint is inconsistent",
                 adam.step
             )));
         }
-
-        let seed: Vec<u8> = read(ck, "rng/seed", &[32])?;
-        let stream = read::<u64>(ck, "rng/stream", &[1])?[0];
-        let wp: Vec<u64> = read(ck, "rng/word_pos", &[2])?;
-        let rng = Rng::from_state(RngState {
-            seed: seed.try_into().unwrap(),
-            stream,
-            word_pos: wp[0] as u128 | ((wp[1] as u128) << 64),
-        });
+        let mut saved_rng = SavedRng::default();
+        load_all(saved_rng.saved_arrays_mut(), ck).map_err(schema_error)?;
+        let rng = Rng::from_state(saved_rng.state());
 
         let mut state = TrainState::from_parts(config, policy, adam, offsets, world, rng);
         if let Some(id) = &ck.meta.run_id {
@@ -309,44 +194,4 @@ impl TrainState {
         }
         Ok(state)
     }
-}
-
-/// Checks the value ranges of a restored world (positions on the grid, energies and the
-/// field finite, ticks below the episode length, ids consistent), so that a checkpoint whose
-/// checksums pass but whose values are impossible is an error instead of a panic later.
-fn check_world(w: &World) -> Result<(), String> {
-    let p = &w.params;
-    let g = p.grid_size as i32;
-    let on_grid = |v: &[i32]| v.iter().all(|&x| (0..g).contains(&x));
-    if !on_grid(&w.row) || !on_grid(&w.col) {
-        return Err(format!(
-            "world/row or world/col holds a position outside the {g}x{g} grid"
-        ));
-    }
-    if !on_grid(&w.food_row) || !on_grid(&w.food_col) {
-        return Err(format!(
-            "world/food_row or world/food_col holds a position outside the {g}x{g} grid"
-        ));
-    }
-    if w.energy.iter().any(|e| !e.is_finite() || *e < 0.0) {
-        return Err("world/energy holds a negative or non-finite energy".into());
-    }
-    if w.field.iter().any(|v| !v.is_finite()) {
-        return Err("world/field holds a non-finite value".into());
-    }
-    if w.tick.iter().any(|&t| t >= p.max_steps) {
-        return Err(format!(
-            "world/tick holds a tick >= env.max_steps ({})",
-            p.max_steps
-        ));
-    }
-    let a = p.num_slots;
-    for (e, &next) in w.next_id.iter().enumerate() {
-        if w.agent_id[e * a..(e + 1) * a].iter().any(|&id| id >= next) {
-            return Err(format!(
-                "world/agent_id of env {e} holds an id >= world/next_id ({next})"
-            ));
-        }
-    }
-    Ok(())
 }

@@ -20,6 +20,55 @@ pub struct RngState {
     pub word_pos: u128,
 }
 
+/// The generator's state as checkpoint arrays: `rng/seed` (32 bytes), `rng/stream` and
+/// `rng/word_pos` (the 128-bit position as two little-endian `u64` words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SavedRng {
+    seed: [u8; 32],
+    stream: [u64; 1],
+    word_pos: [u64; 2],
+}
+
+impl SavedRng {
+    /// The arrays of `state`.
+    pub fn from_state(s: RngState) -> Self {
+        SavedRng {
+            seed: s.seed,
+            stream: [s.stream],
+            word_pos: [s.word_pos as u64, (s.word_pos >> 64) as u64],
+        }
+    }
+
+    /// The state these arrays hold.
+    pub fn state(&self) -> RngState {
+        RngState {
+            seed: self.seed,
+            stream: self.stream[0],
+            word_pos: self.word_pos[0] as u128 | ((self.word_pos[1] as u128) << 64),
+        }
+    }
+
+    /// Every array, as saved in checkpoints.
+    pub fn saved_arrays(&self) -> Vec<crate::checkpoint::SavedArray<'_>> {
+        use crate::checkpoint::SavedArray;
+        vec![
+            SavedArray::new("rng/seed", vec![32], &self.seed),
+            SavedArray::new("rng/stream", vec![1], &self.stream),
+            SavedArray::new("rng/word_pos", vec![2], &self.word_pos),
+        ]
+    }
+
+    /// The same arrays, to be filled from a checkpoint.
+    pub fn saved_arrays_mut(&mut self) -> Vec<crate::checkpoint::SavedArrayMut<'_>> {
+        use crate::checkpoint::SavedArrayMut;
+        vec![
+            SavedArrayMut::new("rng/seed", vec![32], &mut self.seed),
+            SavedArrayMut::new("rng/stream", vec![1], &mut self.stream),
+            SavedArrayMut::new("rng/word_pos", vec![2], &mut self.word_pos),
+        ]
+    }
+}
+
 impl Rng {
     /// A generator seeded from a `u64`.
     pub fn seed_from_u64(seed: u64) -> Self {

@@ -12,6 +12,7 @@ pub mod lock;
 pub mod reader;
 pub mod resume;
 pub mod saver;
+pub mod schema;
 pub mod store;
 pub mod writer;
 
@@ -25,6 +26,7 @@ pub use resume::{
     verify_info, CheckpointInfo, CheckpointListing, ResumeChoice,
 };
 pub use saver::{AsyncSaver, SaverStats};
+pub use schema::{Element, SavedArray, SavedArrayMut, SchemaError};
 pub use store::{
     checkpoint_file_name, parse_checkpoint_file_name, CheckpointStore, LatestMode, SaveReport,
     LATEST_NAME,

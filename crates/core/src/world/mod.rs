@@ -8,6 +8,7 @@
 
 mod field;
 mod observe;
+mod saved;
 mod tick;
 
 pub use field::diffuse_decay;
