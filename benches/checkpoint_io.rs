@@ -1,4 +1,5 @@
-//! Checkpoint save/load cost at the Kaggle-notebook config (1024 slots x 37,063 offsets).
+//! Checkpoint save/load cost at the Kaggle-notebook config (1024 slots x 37,063 offsets), on
+//! the arrays a real training state writes.
 //!
 //! Measures CRC-32C, plain write, atomic durable save (fsync + rename + latest), load,
 //! verify, the caller's synchronous part of a background save, and the file size.
@@ -9,104 +10,26 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use emergence_lab::checkpoint::{
     read_checkpoint, verify_checkpoint, write_checkpoint, AsyncSaver, Checkpoint, CheckpointKind,
-    CheckpointMeta, CheckpointStore, DType, NamedArray,
+    CheckpointStore,
 };
-use emergence_lab::Config;
+use emergence_lab::{Config, TrainState};
 
-fn f32s(name: &str, shape: &[usize], seed: u32) -> NamedArray {
-    let n: usize = shape.iter().product();
-    let mut data = Vec::with_capacity(n * 4);
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    for _ in 0..n {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        data.extend_from_slice(&((x as f32 / u32::MAX as f32) * 0.02 - 0.01).to_le_bytes());
-    }
-    NamedArray {
-        name: name.into(),
-        dtype: DType::F32,
-        shape: shape.to_vec(),
-        data,
-    }
+/// A real training state of the Kaggle notebook's config, one iteration in: the arrays are
+/// exactly what the trainer writes (the saved state is declared once, by the parts).
+fn kaggle_state() -> TrainState {
+    let mut cfg = Config::kaggle_notebook();
+    cfg.train.device = "cpu".into();
+    cfg.log.metrics_path = String::new();
+    cfg.log.tensorboard_dir = String::new();
+    TrainState::new(cfg, tch::Device::Cpu).expect("the Kaggle config builds")
 }
 
-fn zeros(name: &str, dtype: DType, shape: &[usize]) -> NamedArray {
-    let n: usize = shape.iter().product::<usize>() * dtype.size();
-    NamedArray {
-        name: name.into(),
-        dtype,
-        shape: shape.to_vec(),
-        data: vec![0; n],
-    }
-}
-
-/// A synthetic checkpoint with the Kaggle notebook's shapes; `metrics` history entries.
-fn kaggle_checkpoint(metrics: usize) -> Checkpoint {
-    let cfg = Config::kaggle_notebook();
-    let (e, a, g, c, f) = (
-        cfg.train.num_envs,
-        cfg.evolution.max_agents,
-        cfg.env.grid_size,
-        cfg.field.num_channels,
-        cfg.env.num_food,
-    );
-    let obs = cfg.obs_dim();
-    let h = cfg.agent.hidden_dims[0];
-    let layers: Vec<(&str, Vec<usize>)> = vec![
-        ("policy/hidden0/weight", vec![h, obs]),
-        ("policy/hidden0/bias", vec![h]),
-        ("policy/norm0/weight", vec![h]),
-        ("policy/norm0/bias", vec![h]),
-        ("policy/hidden1/weight", vec![h, h]),
-        ("policy/hidden1/bias", vec![h]),
-        ("policy/norm1/weight", vec![h]),
-        ("policy/norm1/bias", vec![h]),
-        ("policy/actor/weight", vec![6, h]),
-        ("policy/actor/bias", vec![6]),
-        ("policy/critic/weight", vec![1, h]),
-        ("policy/critic/bias", vec![1]),
-    ];
-    let params: usize = layers
-        .iter()
-        .map(|(_, s)| s.iter().product::<usize>())
-        .sum();
-    assert_eq!(params, 37_063, "parameter count of the notebook network");
-    let mut arrays = Vec::new();
-    for (i, (name, shape)) in layers.iter().enumerate() {
-        arrays.push(f32s(name, shape, i as u32));
-        arrays.push(f32s(&format!("adam/m/{name}"), shape, 100 + i as u32));
-        arrays.push(f32s(&format!("adam/v/{name}"), shape, 200 + i as u32));
-    }
-    arrays.push(zeros("adam/step", DType::I64, &[]));
-    arrays.push(f32s("offsets", &[e * a, params], 7));
-    arrays.push(zeros("world/pos", DType::I32, &[e, a, 2]));
-    arrays.push(f32s("world/energy", &[e, a], 8));
-    arrays.push(zeros("world/alive", DType::Bool, &[e, a]));
-    arrays.push(zeros("world/id", DType::I64, &[e, a]));
-    arrays.push(zeros("world/parent_id", DType::I64, &[e, a]));
-    arrays.push(zeros("world/birth_tick", DType::I64, &[e, a]));
-    arrays.push(zeros("world/food_pos", DType::I32, &[e, f, 2]));
-    arrays.push(zeros("world/food_collected", DType::Bool, &[e, f]));
-    arrays.push(f32s("world/field", &[e, g, g, c], 9));
-    arrays.push(zeros("world/tick", DType::I64, &[e]));
-    arrays.push(zeros("world/next_id", DType::I64, &[e]));
-    arrays.push(zeros("rng/state", DType::U64, &[8]));
+/// The state's checkpoint with `metrics` history entries in its header.
+fn kaggle_checkpoint(state: &TrainState, metrics: usize) -> Checkpoint {
+    let mut ckpt = state.to_checkpoint(CheckpointKind::Periodic);
     let entry = r#"{"step":131072,"iteration":1,"values":{"losses/policy_loss":-0.0123456789,"losses/value_loss":0.123456789,"losses/entropy":1.7890123,"losses/approx_kl":0.00123456,"losses/clip_fraction":0.0456789,"losses/total_loss":0.0512345,"charts/mean_reward":0.123456,"charts/mean_value":1.23456,"charts/mean_return":1.34567,"world/population":12.3456,"world/births":3.0,"world/deaths":2.0,"world/foods_eaten":45.0,"world/mean_energy":123.456,"world/min_energy":12.345,"world/max_energy":199.5,"world/oldest_age":1234.0,"charts/learning_rate":0.000299,"perf/steps_per_second":65432.1}}"#;
-    let metrics_json = format!("[{}]", vec![entry; metrics].join(","));
-    Checkpoint {
-        meta: CheckpointMeta {
-            step: 100_000_000,
-            iteration: 763,
-            kind: CheckpointKind::Periodic,
-            config_json: serde_json::to_string(&cfg).unwrap(),
-            trackers_json: "{}".into(),
-            metrics_json,
-            created_unix: 1_800_000_000,
-            run_id: Some("bench".into()),
-        },
-        arrays,
-    }
+    ckpt.meta.metrics_json = format!("[{}]", vec![entry; metrics].join(","));
+    ckpt
 }
 
 fn bench_dir() -> tempfile::TempDir {
@@ -117,12 +40,13 @@ fn bench_dir() -> tempfile::TempDir {
 }
 
 fn checkpoint_io(cr: &mut Criterion) {
-    let ckpt = kaggle_checkpoint(0);
+    let state = kaggle_state();
+    let ckpt = kaggle_checkpoint(&state, 0);
     let data_bytes: u64 = ckpt.arrays.iter().map(|a| a.data.len() as u64).sum();
     let dir = bench_dir();
     let file = dir.path().join("bench.safetensors");
     let size = write_checkpoint(&file, &ckpt, true).unwrap();
-    let late = kaggle_checkpoint(21_600); // metrics history after ~12 h at ~2 s per iteration
+    let late = kaggle_checkpoint(&state, 21_600); // metrics history after ~12 h at ~2 s per iteration
     let late_size = write_checkpoint(&dir.path().join("late.safetensors"), &late, false).unwrap();
     eprintln!(
         "checkpoint file: {size} bytes ({:.1} MB), data {data_bytes} bytes; with 21,600 metrics entries: {late_size} bytes (+{:.1} MB header)",
@@ -162,19 +86,17 @@ fn checkpoint_io(cr: &mut Criterion) {
         b.iter(|| black_box(verify_checkpoint(&file).unwrap()))
     });
     // The caller's synchronous part of a background save: building the owned Checkpoint
-    // (approximated by a clone of all arrays) and handing it over.
+    // from the training state and handing it over.
     let saver =
         AsyncSaver::new(CheckpointStore::new(dir.path().join("async"), 2).unwrap()).unwrap();
     g.bench_function("convert_fresh_buffers", |b| {
-        b.iter(|| black_box(ckpt.clone()))
+        b.iter(|| black_box(state.to_checkpoint(CheckpointKind::Periodic)))
     });
-    let mut spare = ckpt.clone();
+    let mut spare = Some(ckpt.clone());
     g.bench_function("convert_into_spare_buffers", |b| {
         b.iter(|| {
-            for (dst, src) in spare.arrays.iter_mut().zip(&ckpt.arrays) {
-                dst.data.copy_from_slice(&src.data);
-            }
-            black_box(&spare);
+            let c = state.to_checkpoint_reusing(CheckpointKind::Periodic, spare.take());
+            spare = Some(black_box(c));
         })
     });
     g.finish();
@@ -184,10 +106,7 @@ fn checkpoint_io(cr: &mut Criterion) {
     let saves = 5;
     for i in 0..saves {
         let t0 = Instant::now();
-        let mut c = saver.take_spare().unwrap_or_else(|| ckpt.clone());
-        for (dst, src) in c.arrays.iter_mut().zip(&ckpt.arrays) {
-            dst.data.copy_from_slice(&src.data);
-        }
+        let mut c = state.to_checkpoint_reusing(CheckpointKind::Periodic, saver.take_spare());
         c.meta.step = ckpt.meta.step + i;
         convert += t0.elapsed();
         let t0 = Instant::now();
