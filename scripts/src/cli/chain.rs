@@ -26,7 +26,6 @@ use clap::Args;
 use emergence_lab_core::checkpoint::{find_checkpoint_files, pick_resume, verify_info};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Exit code: the chain stopped because the weekly GPU quota would not cover another session.
@@ -68,18 +67,6 @@ pub struct ChainArgs {
 enum Followed {
     Ended(StatusAnswer),
     Interrupted,
-}
-
-fn interrupt_flag() -> anyhow::Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    ctrlc::set_handler(move || {
-        if f.swap(true, Ordering::SeqCst) {
-            std::process::exit(EXIT_INTERRUPTED);
-        }
-    })
-    .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))?;
-    Ok(flag)
 }
 
 fn stopped_following(path: &Path) -> anyhow::Result<i32> {
@@ -176,7 +163,7 @@ pub fn run(args: RunArgs, sessions: u32) -> anyhow::Result<i32> {
         )?;
     }
     let mut local = local;
-    let interrupted = interrupt_flag()?;
+    let interrupted = super::interrupt_flag()?;
     let interval = Duration::from_secs_f64(c.interval);
     loop {
         if let Some(cur) = state.current.clone() {

@@ -32,6 +32,22 @@ pub const EXIT_RUN_CANCELLED: i32 = 4;
 /// Exit code: watching was interrupted with Ctrl-C (the run goes on).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
+/// A flag set by the first Ctrl-C (SIGINT) or SIGTERM, so a command can stop following a run
+/// at its next check (the Kaggle run itself goes on); a second signal exits at once with
+/// [`EXIT_INTERRUPTED`]. signal-hook, like the library (one signal crate in the workspace).
+pub fn interrupt_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as it was before this signal set it.
+        flag::register_conditional_shutdown(sig, EXIT_INTERRUPTED, stop.clone())
+            .and_then(|_| flag::register(sig, stop.clone()))
+            .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))?;
+    }
+    Ok(stop)
+}
+
 /// Options every helper accepts.
 #[derive(Debug, Clone, Args)]
 pub struct Common {

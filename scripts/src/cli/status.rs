@@ -208,18 +208,9 @@ fn watch(
     started: Option<u64>,
     interval: Duration,
 ) -> anyhow::Result<i32> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        // First Ctrl-C: stop at the next check (within 50 ms unless a request is in flight);
-        // a second one exits at once.
-        let flag = interrupted.clone();
-        ctrlc::set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
-                std::process::exit(EXIT_INTERRUPTED);
-            }
-        })
-        .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))?;
-    }
+    // First Ctrl-C: stop at the next check (within 50 ms unless a request is in flight);
+    // a second one exits at once.
+    let interrupted = super::interrupt_flag()?;
     let v = version
         .map(|v| format!(" version {v}"))
         .unwrap_or_else(|| " (latest session)".into());
