@@ -85,20 +85,10 @@ fn checkpoint_io(cr: &mut Criterion) {
     g.bench_function("verify_only", |b| {
         b.iter(|| black_box(verify_checkpoint(&file).unwrap()))
     });
-    // The caller's synchronous part of a background save: building the owned Checkpoint
-    // from the training state and handing it over.
+    // The caller's synchronous part of a background save (building the Checkpoint from the
+    // state) is measured in `train_state` below.
     let saver =
         AsyncSaver::new(CheckpointStore::new(dir.path().join("async"), 2).unwrap()).unwrap();
-    g.bench_function("convert_fresh_buffers", |b| {
-        b.iter(|| black_box(state.to_checkpoint(CheckpointKind::Periodic)))
-    });
-    let mut spare = Some(ckpt.clone());
-    g.bench_function("convert_into_spare_buffers", |b| {
-        b.iter(|| {
-            let c = state.to_checkpoint_reusing(CheckpointKind::Periodic, spare.take());
-            spare = Some(black_box(c));
-        })
-    });
     g.finish();
 
     // One training-like sequence: an iteration of ~2 s per save, measured end to end.
@@ -129,9 +119,8 @@ fn checkpoint_io(cr: &mut Criterion) {
 /// synchronous part of every save) and `TrainState::from_checkpoint_with_config` (resume).
 fn train_state_conversion(cr: &mut Criterion) {
     tch::set_num_threads(1);
-    let mut cfg = Config::kaggle_notebook();
-    cfg.train.device = "cpu".into();
-    let state = emergence_lab::TrainState::new(cfg.clone(), tch::Device::Cpu).unwrap();
+    let state = kaggle_state();
+    let cfg = state.config.clone();
     let ckpt = state.to_checkpoint(CheckpointKind::Periodic);
     let bytes: u64 = ckpt.arrays.iter().map(|a| a.data.len() as u64).sum();
     let mut g = cr.benchmark_group("train_state");
