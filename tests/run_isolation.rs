@@ -3,6 +3,9 @@
 //! read, metrics files of another run, a metrics disk failure, exact tensor shapes, and
 //! error messages without backtraces.
 
+#[path = "../crates/core/tests/cli_support/mod.rs"]
+mod cli_support;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -455,23 +458,5 @@ fn user_errors_print_no_backtrace_even_with_rust_backtrace_set() {
             "/nonexistent",
         ),
     ];
-    for (bin, args, needle) in cases {
-        for bt in ["1", "full"] {
-            let out = Command::new(bin)
-                .args(&args)
-                .env("RUST_BACKTRACE", bt)
-                .env("RUST_LIB_BACKTRACE", bt)
-                .env_remove("EMERGENCE_LAB_OVERRIDES")
-                .current_dir(dir.path())
-                .output()
-                .unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(1), "{bin} {args:?}: {err}");
-            assert!(err.contains(needle), "{bin} {args:?}: {err}");
-            assert!(
-                !err.to_lowercase().contains("backtrace") && !err.contains("panicked"),
-                "{bin} {args:?} printed a backtrace: {err}"
-            );
-        }
-    }
+    cli_support::assert_user_errors_are_clean(dir.path(), &cases);
 }

@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+mod cli_support;
+
 #[cfg(unix)]
 #[test]
 fn a_command_line_argument_that_is_not_text_is_an_error_not_a_panic() {
@@ -54,23 +56,5 @@ fn user_errors_print_no_backtrace_even_with_rust_backtrace_set() {
             "/nonexistent",
         ),
     ];
-    for (bin, args, needle) in cases {
-        for bt in ["1", "full"] {
-            let out = Command::new(bin)
-                .args(&args)
-                .env("RUST_BACKTRACE", bt)
-                .env("RUST_LIB_BACKTRACE", bt)
-                .env_remove("EMERGENCE_LAB_OVERRIDES")
-                .current_dir(dir.path())
-                .output()
-                .unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(1), "{bin} {args:?}: {err}");
-            assert!(err.contains(needle), "{bin} {args:?}: {err}");
-            assert!(
-                !err.to_lowercase().contains("backtrace") && !err.contains("panicked"),
-                "{bin} {args:?} printed a backtrace: {err}"
-            );
-        }
-    }
+    cli_support::assert_user_errors_are_clean(dir.path(), &cases);
 }
