@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::results::EpisodeResult;
 use super::{AblationOptions, Condition, ObservedBatch, Start};
-use crate::checkpoint::schema;
+use crate::checkpoint::copy_env_arrays;
 use crate::policy::{Offsets, Policy};
 use crate::rng::{Rng, RngState};
 use crate::train::TrainState;
@@ -111,7 +111,7 @@ impl Episode {
 fn copy_env(params: WorldParams, src: &World, e: usize) -> World {
     let mut w = World::new(params, &mut Rng::seed_from_u64(0));
     // Every saved array of the world (declared once), env `e` of `src` into env 0.
-    schema::copy_env(w.saved_arrays_mut(), 0, &src.saved_arrays(), e);
+    copy_env_arrays(w.saved_arrays_mut(), 0, &src.saved_arrays(), e);
     w.tick[0] = 0;
     w
 }

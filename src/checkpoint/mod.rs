@@ -4,7 +4,7 @@
 
 pub use emergence_lab_core::checkpoint::*;
 
-pub mod session;
-pub mod tensor;
+mod session;
+pub(crate) mod tensor;
 
 pub use session::{train_with_checkpoints, CheckpointedRun, RunError, RunOutcome, SignalGuard};

@@ -22,13 +22,13 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::error::CheckpointError;
-use super::format::CheckpointKind;
-use super::lock::FolderLock;
-use super::reader::{read_checkpoint, verify_checkpoint};
-use super::resume::{find_resume, CheckpointInfo};
-use super::saver::{AsyncSaver, SaverStats};
-use super::store::{parse_checkpoint_file_name, CheckpointStore};
+use super::CheckpointError;
+use super::CheckpointKind;
+use super::FolderLock;
+use super::{find_resume, CheckpointInfo};
+use super::{parse_checkpoint_file_name, CheckpointStore};
+use super::{read_checkpoint, verify_checkpoint};
+use super::{AsyncSaver, SaverStats};
 use crate::config::{Config, ConfigOverrides};
 use crate::metrics::Metrics;
 use crate::train::{StopReason, TrainError, TrainState, TrainSummary, Trainer};
@@ -512,7 +512,7 @@ fn refuse_to_mix_runs(config: &Config) -> Result<(), RunError> {
     if !dir.is_dir() {
         return Ok(());
     }
-    let listing = super::resume::list_checkpoints(dir)?;
+    let listing = super::list_checkpoints(dir)?;
     let mut files: Vec<(PathBuf, String)> = listing
         .skipped
         .iter()

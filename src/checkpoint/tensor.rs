@@ -6,7 +6,7 @@
 
 use tch::{Device, Kind, TchError, Tensor};
 
-use super::format::{DType, NamedArray};
+use super::{DType, NamedArray};
 
 /// `t` as an F32 array named `name` (moved to CPU and converted to f32 if needed).
 pub fn f32_array(name: &str, t: &Tensor) -> Result<NamedArray, TchError> {

@@ -9,9 +9,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tch::{Device, Tensor};
 
 use super::{TrainError, TrainState};
-use crate::checkpoint::schema::{load_all, read_values};
 use crate::checkpoint::{
-    Checkpoint, CheckpointKind, CheckpointMeta, Element, NamedArray, SavedArray, SchemaError,
+    load_arrays, read_values, Checkpoint, CheckpointKind, CheckpointMeta, Element, NamedArray,
+    SavedArray, SchemaError,
 };
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -167,7 +167,7 @@ impl TrainState {
         }
 
         let mut world = World::new(params, &mut Rng::seed_from_u64(0));
-        load_all(world.saved_arrays_mut(), ck).map_err(schema_error)?;
+        load_arrays(world.saved_arrays_mut(), ck).map_err(schema_error)?;
         world.check_restored().map_err(TrainError::Checkpoint)?;
         if adam.step < 0 {
             return Err(TrainError::Checkpoint(format!(
@@ -176,7 +176,7 @@ impl TrainState {
             )));
         }
         let mut saved_rng = SavedRng::default();
-        load_all(saved_rng.saved_arrays_mut(), ck).map_err(schema_error)?;
+        load_arrays(saved_rng.saved_arrays_mut(), ck).map_err(schema_error)?;
         let rng = Rng::from_state(saved_rng.state());
 
         let mut state = TrainState::from_parts(config, policy, adam, offsets, world, rng);

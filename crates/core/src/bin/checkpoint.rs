@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use emergence_lab_core::checkpoint::{self, header::kind_name, LATEST_NAME};
+use emergence_lab_core::checkpoint::{self, LATEST_NAME};
 
 #[derive(Parser)]
 #[command(about = "Inspect and verify Emergence Lab checkpoints")]
@@ -73,13 +73,13 @@ fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<ExitCode> {
                     "{:>14} {:>8} {:<9} {:>12} bytes  {}",
                     c.step,
                     c.iteration,
-                    kind_name(c.kind),
+                    c.kind,
                     c.size_bytes,
                     c.path.display()
                 )?;
             }
             match checkpoint::latest(&dir) {
-                Ok(l) => writeln!(out, "latest -> step {} ({})", l.step, kind_name(l.kind))?,
+                Ok(l) => writeln!(out, "latest -> step {} ({})", l.step, l.kind)?,
                 Err(e) => writeln!(out, "latest: {e}")?,
             }
             for (p, e) in &listing.skipped {

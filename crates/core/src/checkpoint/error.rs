@@ -147,4 +147,4 @@ impl CheckpointError {
 }
 
 /// Result alias of this module.
-pub type Result<T, E = CheckpointError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = CheckpointError> = std::result::Result<T, E>;

@@ -27,7 +27,7 @@ pub const FORMAT_NAME: &str = "emergence-lab-checkpoint";
 /// The only format version this build writes and reads.
 pub const FORMAT_VERSION: &str = "1";
 /// Largest JSON header accepted (the safetensors limit).
-pub const MAX_HEADER_LEN: u64 = 100_000_000;
+pub(crate) const MAX_HEADER_LEN: u64 = 100_000_000;
 
 /// One tensor entry of a parsed header, with offsets relative to the data section.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +54,7 @@ pub struct Header {
 }
 
 /// The safetensors name of a dtype.
-pub fn dtype_name(d: DType) -> &'static str {
+pub(crate) fn dtype_name(d: DType) -> &'static str {
     match d {
         DType::F32 => "F32",
         DType::F64 => "F64",
@@ -89,7 +89,7 @@ impl std::fmt::Display for CheckpointKind {
     }
 }
 
-pub fn kind_name(k: CheckpointKind) -> &'static str {
+pub(crate) fn kind_name(k: CheckpointKind) -> &'static str {
     match k {
         CheckpointKind::Periodic => "periodic",
         CheckpointKind::Emergency => "emergency",
@@ -109,14 +109,14 @@ fn kind_from_name(s: &str) -> Option<CheckpointKind> {
 }
 
 /// Bytes of `shape` elements of `dtype`, or `None` on overflow.
-pub fn byte_len(dtype: DType, shape: &[usize]) -> Option<u64> {
+pub(crate) fn byte_len(dtype: DType, shape: &[usize]) -> Option<u64> {
     shape
         .iter()
         .try_fold(dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64))
 }
 
 /// Encodes the JSON header (space-padded to a multiple of 8 bytes, as safetensors does).
-pub fn encode_header(meta: &CheckpointMeta, tensors: &[TensorEntry], crc: u32) -> Vec<u8> {
+pub(crate) fn encode_header(meta: &CheckpointMeta, tensors: &[TensorEntry], crc: u32) -> Vec<u8> {
     let mut md = Map::new();
     let mut put = |k: &str, v: String| {
         md.insert(k.to_string(), Value::String(v));
@@ -221,7 +221,7 @@ fn bad_tensor(path: &Path, name: &str, detail: impl Into<String>) -> CheckpointE
 /// Checks, in order: UTF-8 JSON object, `__metadata__` present, `format`, `format_version`,
 /// every required metadata key, every tensor entry (dtype, shape, offsets = dtype x shape),
 /// offsets contiguous from 0, and the data section's length. The CRC is checked by the reader.
-pub fn parse_header(path: &Path, bytes: &[u8], data_len: u64) -> Result<Header> {
+pub(crate) fn parse_header(path: &Path, bytes: &[u8], data_len: u64) -> Result<Header> {
     let text =
         std::str::from_utf8(bytes).map_err(|e| bad_header(path, format!("not UTF-8 ({e})")))?;
     if !text.starts_with('{') {

@@ -50,7 +50,7 @@ impl CheckpointReport {
 }
 
 /// A one-line summary of a config JSON.
-pub fn config_summary(config_json: &str) -> String {
+pub(crate) fn config_summary(config_json: &str) -> String {
     match serde_json::from_str::<Config>(config_json) {
         Ok(c) => format!(
             "envs={} steps/rollout={} slots={} grid={} agents={} food={} hidden={:?} evolution={} \

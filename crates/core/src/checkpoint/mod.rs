@@ -4,20 +4,21 @@
 //! The in-memory form is in `format.rs`, the file format v1 in `header.rs`. Nothing here
 //! touches tch: the training library adds the tensor copies and the glue to its trainer.
 
-pub mod error;
-pub mod format;
-pub mod header;
-pub mod inspect;
-pub mod lock;
-pub mod reader;
-pub mod resume;
-pub mod saver;
-pub mod schema;
-pub mod store;
-pub mod writer;
+mod error;
+mod format;
+mod header;
+mod inspect;
+mod lock;
+mod reader;
+mod resume;
+mod saver;
+mod schema;
+mod store;
+mod writer;
 
 pub use error::CheckpointError;
 pub use format::{Checkpoint, CheckpointKind, CheckpointMeta, DType, NamedArray};
+pub use header::{Header, TensorEntry, FORMAT_NAME, FORMAT_VERSION};
 pub use inspect::{inspect, CheckpointReport, TensorSummary};
 pub use lock::{FolderLock, LOCK_FILE_NAME};
 pub use reader::{from_bytes, read_checkpoint, read_header, verify_checkpoint};
@@ -26,7 +27,10 @@ pub use resume::{
     verify_info, CheckpointInfo, CheckpointListing, ResumeChoice,
 };
 pub use saver::{AsyncSaver, SaverStats};
-pub use schema::{Element, SavedArray, SavedArrayMut, SchemaError};
+pub use schema::{
+    copy_env_arrays, load_arrays, read_values, Element, SavedArray, SavedArrayMut, SchemaError,
+    Values, ValuesMut,
+};
 pub use store::{
     checkpoint_file_name, parse_checkpoint_file_name, CheckpointStore, LatestMode, SaveReport,
     LATEST_NAME,

@@ -238,7 +238,7 @@ impl<'a> SavedArrayMut<'a> {
 }
 
 /// The checkpoint's array `name`, checked to be `dtype` with exactly `shape`.
-pub fn checked<'c>(
+pub(crate) fn checked<'c>(
     ck: &'c Checkpoint,
     name: &str,
     dtype: DType,
@@ -283,7 +283,7 @@ pub fn read_values<T: Element>(
 }
 
 /// Loads every array of `parts` from `ck` (see [`SavedArrayMut::load`]).
-pub fn load_all(parts: Vec<SavedArrayMut<'_>>, ck: &Checkpoint) -> Result<(), SchemaError> {
+pub fn load_arrays(parts: Vec<SavedArrayMut<'_>>, ck: &Checkpoint) -> Result<(), SchemaError> {
     parts.into_iter().try_for_each(|mut p| p.load(ck))
 }
 
@@ -292,7 +292,7 @@ pub fn load_all(parts: Vec<SavedArrayMut<'_>>, ck: &Checkpoint) -> Result<(), Sc
 ///
 /// # Panics
 /// If the two lists do not match name for name (a programming error).
-pub fn copy_env(
+pub fn copy_env_arrays(
     dst: Vec<SavedArrayMut<'_>>,
     to_env: usize,
     src: &[SavedArray<'_>],
@@ -357,7 +357,7 @@ mod tests {
         let (mut f2, mut i2, mut u2, mut w2, mut l2, mut b2, mut z2) = (
             [0f32; 3], [0i32; 3], [0u32; 3], [0u64; 3], [0i64; 3], [0u8; 3], [false; 3],
         );
-        load_all(
+        load_arrays(
             vec![
                 SavedArrayMut::new("f", vec![3], &mut f2),
                 SavedArrayMut::new("i", vec![3], &mut i2),
@@ -412,7 +412,7 @@ mod tests {
             SavedArray::new("b", vec![3], &b),
         ];
         let (mut a2, mut b2) = ([0i32; 2], [0f32; 1]);
-        copy_env(
+        copy_env_arrays(
             vec![
                 SavedArrayMut::new("a", vec![1, 2], &mut a2),
                 SavedArrayMut::new("b", vec![1], &mut b2),

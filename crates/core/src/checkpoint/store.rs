@@ -44,7 +44,7 @@ pub fn parse_checkpoint_file_name(name: &str) -> Option<(CheckpointKind, u64)> {
 }
 
 /// Whether `name` is one of our temporary files (`.{name}.tmp.safetensors`).
-pub fn is_temp_file_name(name: &str) -> bool {
+pub(crate) fn is_temp_file_name(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(".tmp.safetensors")
 }
 

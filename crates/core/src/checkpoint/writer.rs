@@ -14,7 +14,7 @@ use super::header::{byte_len, encode_header, TensorEntry};
 
 /// The data-section layout of `ckpt` (arrays in their given order) after checking that
 /// names are unique and each array's bytes match its dtype x shape.
-pub fn layout(path: &Path, ckpt: &Checkpoint) -> Result<Vec<TensorEntry>> {
+pub(crate) fn layout(path: &Path, ckpt: &Checkpoint) -> Result<Vec<TensorEntry>> {
     let mut seen = HashSet::with_capacity(ckpt.arrays.len());
     let mut pos = 0u64;
     let mut out = Vec::with_capacity(ckpt.arrays.len());
@@ -52,7 +52,7 @@ pub fn layout(path: &Path, ckpt: &Checkpoint) -> Result<Vec<TensorEntry>> {
 }
 
 /// CRC-32C (Castagnoli) of the data section `ckpt` will have.
-pub fn data_crc32c(ckpt: &Checkpoint) -> u32 {
+pub(crate) fn data_crc32c(ckpt: &Checkpoint) -> u32 {
     ckpt.arrays
         .iter()
         .fold(0u32, |crc, a| crc32c::crc32c_append(crc, &a.data))
@@ -109,7 +109,7 @@ pub(crate) fn write_with_meta(
 }
 
 /// Name of the first F32/F64 array holding a NaN or infinity, if any.
-pub fn first_nonfinite_array(ckpt: &Checkpoint) -> Option<&str> {
+pub(crate) fn first_nonfinite_array(ckpt: &Checkpoint) -> Option<&str> {
     ckpt.arrays
         .iter()
         .find(|a| match a.dtype {

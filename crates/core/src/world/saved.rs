@@ -3,7 +3,7 @@
 //! loaded with its checks, compared by the round-trip test and copied by the ablation.
 
 use super::World;
-use crate::checkpoint::schema::{SavedArray, SavedArrayMut};
+use crate::checkpoint::{SavedArray, SavedArrayMut};
 
 /// The one list: `(field, name, shape)` with `e` envs, `a` slots, `f` foods, `g` grid size and
 /// `c` field channels. Adding a world field that must survive a resume means adding a line.
