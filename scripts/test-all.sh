@@ -20,6 +20,6 @@ stamp "CUDA build proven without a GPU (links and loads libtorch_cuda; driver er
 bash tests/cuda/check_cuda_build.sh
 
 stamp "notebooks executed for real (evcxr kernel, Kaggle rehearsal, interrupt)"
-bash tests/notebook/run_notebooks.sh validate local interrupt kaggle kaggle_gpu
+bash tests/notebook/run_notebooks.sh validate local interrupt kaggle kaggle_gpu kaggle_chain
 
 stamp "all tests passed"

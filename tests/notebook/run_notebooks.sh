@@ -2,7 +2,7 @@
 # Executes the notebooks for real (Test 1: the Rust notebook through the evcxr kernel, twice,
 # fresh then resumed; the interrupt test; Test 2: the generated Kaggle notebook through a python3
 # kernel and the %%rust bridge, offline, with Kaggle's folders mapped to a temporary folder).
-# Usage: tests/notebook/run_notebooks.sh [validate|local|interrupt|kaggle|plumbing ...]
+# Usage: tests/notebook/run_notebooks.sh [validate|local|interrupt|kaggle|kaggle_gpu|kaggle_chain|plumbing ...]
 #
 # Tools come from caches that CI keeps when present (first run: evcxr_jupyter builds in ~15-30
 # min on 2 cores; the first :dep build of the library in evcxr takes minutes, later runs reuse
