@@ -15,6 +15,7 @@ cargo test --release --workspace --locked
 
 stamp "Kaggle setup cell: libtorch choice on recorded nvidia-smi answers"
 python3 tests/python/test_kaggle_libtorch_choice.py
+python3 tests/python/test_kaggle_toolchain_cache.py
 
 stamp "CUDA build proven without a GPU (links and loads libtorch_cuda; driver error expected)"
 bash tests/cuda/check_cuda_build.sh
