@@ -213,7 +213,11 @@ fn dataset_version_envelope_is_an_error() {
     let e = Env::with_metadata();
     let r = e.run("kaggle_push", &[]);
     assert_eq!(r.code, 0, "{}", r.all());
-    std::fs::write(e.proj().join("src/lib.rs"), "pub fn answer() -> u32 { 43 }\n").unwrap();
+    std::fs::write(
+        e.proj().join("src/lib.rs"),
+        "pub fn answer() -> u32 { 43 }\n",
+    )
+    .unwrap();
     git(&e.proj(), &["commit", "-q", "-am", "change"]);
     e.fake.script(
         "CreateDatasetVersion",
@@ -222,11 +226,16 @@ fn dataset_version_envelope_is_an_error() {
     let r = e.run("kaggle_push", &[]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
-        r.stderr.contains("CreateDatasetVersion refused by the server"),
+        r.stderr
+            .contains("CreateDatasetVersion refused by the server"),
         "{}",
         r.all()
     );
-    assert_eq!(e.fake.rpcs("SaveKernel").len(), 1, "no save after the refusal");
+    assert_eq!(
+        e.fake.rpcs("SaveKernel").len(),
+        1,
+        "no save after the refusal"
+    );
 
     // The checkpoints: a second kaggle_publish adds a version.
     let e = Env::with_metadata();
@@ -239,7 +248,11 @@ fn dataset_version_envelope_is_an_error() {
     );
     let r = e.run("kaggle_publish", &[]);
     assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stderr.contains("no permission on this dataset"), "{}", r.all());
+    assert!(
+        r.stderr.contains("no permission on this dataset"),
+        "{}",
+        r.all()
+    );
 }
 
 /// The quota endpoint answering with an envelope is not read as quota left: the chain says
@@ -262,7 +275,8 @@ fn quota_envelope_is_reported_not_read_as_quota() {
     );
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(
-        r.stderr.contains("cannot read the GPU quota") && r.stderr.contains("quota service says no"),
+        r.stderr.contains("cannot read the GPU quota")
+            && r.stderr.contains("quota service says no"),
         "{}",
         r.all()
     );
