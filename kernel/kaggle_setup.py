@@ -224,6 +224,13 @@ def _emergence_lab_setup():
             raise SetupError(f"libtorch folder {libtorch} has no lib/ folder")
         print(f"[setup] LIBTORCH={libtorch}")
 
+    nb_dir = env.get("EMERGENCE_LAB_NOTEBOOK_DIR", _os.path.join(temp, "notebook"))
+    evcxr_tmp = env.get("EMERGENCE_LAB_EVCXR_TMPDIR", _os.path.join(temp, "evcxr"))
+    if cache is not None:
+        with phase("evcxr build folder from the cache"):
+            _os.makedirs(evcxr_tmp, exist_ok=True)
+            _restore_build_folder(cache, evcxr_tmp, libtorch, _source_cargo_lock(inputs))
+
     # 4. The evcxr kernel.
     with phase("start Rust kernel"):
         from jupyter_client.kernelspec import KernelSpecManager
@@ -240,12 +247,8 @@ def _emergence_lab_setup():
                 "display_name": "Rust (emergence-lab)", "language": "rust",
                 "interrupt_mode": "signal",
             }, f, indent=2)
-        nb_dir = env.get("EMERGENCE_LAB_NOTEBOOK_DIR", _os.path.join(temp, "notebook"))
-        evcxr_tmp = env.get("EMERGENCE_LAB_EVCXR_TMPDIR", _os.path.join(temp, "evcxr"))
         _os.makedirs(nb_dir, exist_ok=True)
         _os.makedirs(evcxr_tmp, exist_ok=True)
-        if cache is not None:
-            _restore_build_folder(cache, evcxr_tmp, libtorch, _source_cargo_lock(inputs))
         # Each cell is a cdylib linked to the toolchain's libstd-*.so (evcxr's relative rpath
         # misses it when the build folder is not at the depth it expects).
         sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True, text=True,

@@ -23,6 +23,7 @@ from fake_kaggle import FakeKaggle
 
 USER = "rehearsal-user"
 KERNEL = f"{USER}/emergence-lab-training"
+TOOLCHAIN = f"{USER}/emergence-lab-toolchain"
 
 
 class TimedClient(NotebookClient):
@@ -116,10 +117,25 @@ def test_kaggle_chain(t):
     started = []
 
     def run_session(session, root):
+        if session.kernel == TOOLCHAIN:
+            # The stand-in toolchain kernel: offline here, so it reuses the tests' warm evcxr
+            # build folder and this machine's Rust and libtorch (not packed: EMERGENCE_LAB_LIBTORCH
+            # is set and EMERGENCE_LAB_PACK_RUST=0); it packs the build folder for real.
+            env = t.kaggle_env(root, total)
+            env["EMERGENCE_LAB_PACK_RUST"] = "0"
+            nb = nbformat.reads(session.request["text"], as_version=4)
+            with t.timed("chain: the toolchain kernel (stand-in: warm build folder)"):
+                ok, failure, log = run_notebook(nb, root, env)
+            nbformat.write(nb, os.path.join(work, "toolchain.ipynb"))
+            results["toolchain"] = {"nb": nb, "log": log, "root": root}
+            return ok, failure, log
         n = len([s for s in fake.sessions(KERNEL) if s.version <= session.version])
         started.append((n, session.mounted))
         env = t.kaggle_env(root, total)
         env["EMERGENCE_LAB_KEEP_TOOLS"] = "0"
+        if with_cache:
+            # The build folder comes from the toolchain cache, into the session's /kaggle/temp.
+            del env["EMERGENCE_LAB_EVCXR_TMPDIR"]
         extra = session_env.get(n, {}).get("EMERGENCE_LAB_OVERRIDES_EXTRA")
         if extra:
             env["EMERGENCE_LAB_OVERRIDES"] += " " + extra
@@ -151,9 +167,16 @@ def test_kaggle_chain(t):
             print(f"   [{name}] {line}", flush=True)
         return r
 
+    with_cache = os.environ.get("EMERGENCE_LAB_CHAIN_NO_CACHE") != "1"
     try:
         r = helper("kaggle_setup")
         t.check(r.returncode == 0, f"kaggle_setup failed:\n{r.stdout}{r.stderr}")
+        if with_cache:
+            with t.timed("chain: kaggle_run --toolchain (the toolchain cache, once)"):
+                r = helper("kaggle_run", "--toolchain", "--torch", "cpu", "--toolchain-interval", "1")
+            t.check(r.returncode == 0, f"kaggle_run --toolchain failed:\n{r.stdout}{r.stderr}")
+            with open(os.path.join(proj, "notebooks", "kernel-metadata.json")) as f:
+                t.check(TOOLCHAIN in json.load(f)["kernel_sources"], "the toolchain kernel is in kernel_sources")
         with t.timed("chain: kaggle_run --push-first --sessions 2 (two Kaggle sessions)"):
             r = helper("kaggle_run", "--push-first", "--sessions", "2", "--interval", "1",
                        "--chain-dir", os.path.join(work, "downloads"), "--publish-timeout", "60")
@@ -169,7 +192,15 @@ def test_kaggle_chain(t):
     t.check([n for n, _ in started] == [1, 2], f"two sessions ran: {started}")
     t.check(f"{USER}/emergence-lab-src" in started[0][1], f"session 1 had the source attached: {started[0][1]}")
     s1, s2 = results[1], results[2]
+    if with_cache:
+        pack = t.text_of(t.by_tag(results["toolchain"]["nb"], "emergence-lab-toolchain-pack"))
+        t.check("toolchain cache written" in pack, "the toolchain kernel packed the cache", None)
     for n, s in ((1, s1), (2, s2)):
+        if with_cache:
+            t.check(TOOLCHAIN in started[n - 1][1], f"session {n} had the toolchain attached: {started[n - 1][1]}")
+            setup = t.text_of(s["nb"].cells[0])
+            t.check("restored the evcxr build folder" in setup and "Cargo.lock match" in setup,
+                    f"session {n} restored the build folder, versions matching", s["nb"].cells[0])
         src_cell = t.by_tag(s["nb"], "source")
         t.check("attached dataset" in t.text_of(src_cell) and f"commit {commit}" in t.text_of(src_cell),
                 f"session {n} built the attached source's commit", src_cell)

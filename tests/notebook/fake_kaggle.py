@@ -26,7 +26,7 @@ class Session:
         self.status = "QUEUED"
         self.failure = None
         self.root = None  # the session's /kaggle
-        self.outputs = {}  # relative path -> bytes
+        self.outputs = {}  # relative path -> bytes, or the path of a file holding them (large outputs)
         self.log = []  # [{"stream_name", "time", "data"}]
 
 
@@ -96,6 +96,9 @@ class FakeKaggle:
             for name, data in files.items():
                 path = os.path.join(base, name)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
+                if isinstance(data, str):  # a large output: linked, not copied
+                    os.symlink(data, path)
+                    continue
                 with open(path, "wb") as f:
                     f.write(data)
                 os.chmod(path, 0o444)  # inputs are read-only on Kaggle
@@ -118,8 +121,11 @@ class FakeKaggle:
             for n in files:
                 p = os.path.join(d, n)
                 if not os.path.islink(p):
-                    with open(p, "rb") as f:
-                        outputs[os.path.relpath(p, working)] = f.read()
+                    if os.path.getsize(p) > (64 << 20):
+                        outputs[os.path.relpath(p, working)] = p
+                    else:
+                        with open(p, "rb") as f:
+                            outputs[os.path.relpath(p, working)] = f.read()
         session.outputs, session.log = outputs, log
         session.failure = failure
         session.status = "COMPLETE" if ok else "ERROR"
@@ -171,7 +177,11 @@ class FakeKaggle:
                     kernel, version, name = parts[2].replace("__", "/", 1), int(parts[3]), parts[4]
                     for s in fake.sessions(kernel):
                         if s.version == version and name in s.outputs:
-                            return self._send(200, s.outputs[name], "application/octet-stream")
+                            data = s.outputs[name]
+                            if isinstance(data, str):
+                                with open(data, "rb") as f:
+                                    data = f.read()
+                            return self._send(200, data, "application/octet-stream")
                 self._send(404, b"no such object", "text/plain")
 
             def do_POST(self):
