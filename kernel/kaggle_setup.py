@@ -138,10 +138,11 @@ def _emergence_lab_setup():
         candidates = [env.get("EMERGENCE_LAB_EVCXR"), kept]
         candidates += sorted(glob.glob(_os.path.join(inputs, "**", "evcxr_jupyter"), recursive=True))
         candidates.append(shutil.which("evcxr_jupyter"))
-        evcxr = None
+        evcxr, origin = None, ""
         for c in candidates:
             if not c or not _os.path.isfile(c):
                 continue
+            found = c
             if not _os.access(c, _os.X_OK):  # inputs may lose the exec bit: run a copy
                 local = _os.path.join(temp, "bin", "evcxr_jupyter")
                 _os.makedirs(_os.path.dirname(local), exist_ok=True)
@@ -149,7 +150,7 @@ def _emergence_lab_setup():
                 _os.chmod(local, 0o755)
                 c = local
             if works(c):
-                evcxr = c
+                evcxr, origin = c, (f" (copied from {found})" if c != found else "")
                 break
             print(f"[setup] ignoring {c}: not evcxr_jupyter {evcxr_version}")
         if evcxr is None:
@@ -164,7 +165,7 @@ def _emergence_lab_setup():
             shutil.copy2(evcxr, kept)
             _os.chmod(kept, 0o755)
             print(f"[setup] left a copy in {kept} for the next session")
-        print(f"[setup] evcxr_jupyter {evcxr_version}: {evcxr}")
+        print(f"[setup] evcxr_jupyter {evcxr_version}: {evcxr}{origin}")
 
     # 3. libtorch 2.11.0 (tch 0.24).
     with phase("libtorch"):

@@ -203,7 +203,7 @@ def test_kaggle_chain(t):
             setup = t.text_of(s["nb"].cells[0])
             t.check("restored the evcxr build folder" in setup and "Cargo.lock match" in setup,
                     f"session {n} restored the build folder, versions matching", s["nb"].cells[0])
-            t.check(re.search(r"evcxr_jupyter 0\.22\.0: \S*/input/emergence-lab-toolchain/bin/evcxr_jupyter", setup),
+            t.check(re.search(r"evcxr_jupyter 0\.22\.0: .*/input/emergence-lab-toolchain/bin/evcxr_jupyter", setup),
                     f"session {n} ran the cache's evcxr_jupyter", s["nb"].cells[0])
         src_cell = t.by_tag(s["nb"], "source")
         t.check("attached dataset" in t.text_of(src_cell) and f"commit {commit}" in t.text_of(src_cell),
