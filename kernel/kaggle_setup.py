@@ -17,6 +17,17 @@
 #   EMERGENCE_LAB_EVCXR_TMPDIR  evcxr build folder (default <root>/temp/evcxr)
 #   EMERGENCE_LAB_NOTEBOOK_DIR  working directory of the Rust kernel (default <root>/temp/notebook)
 #   EMERGENCE_LAB_KEEP_TOOLS=0  do not leave evcxr_jupyter in <root>/working for the next session
+#   EMERGENCE_LAB_TOOLCHAIN_BUILD=cu128  toolchain kernel mode (set by the notebook kaggle_toolchain
+#                               generates): install the libtorch of that build whatever the GPU
+#
+# Toolchain cache: when an input holds emergence-lab-toolchain.json (the output of the kernel
+# USER/emergence-lab-toolchain that `kaggle_toolchain` creates, listed in kernel_sources), the
+# phases restore from it instead of downloading and building: the Rust toolchain and the crates
+# of Cargo.lock, evcxr_jupyter, libtorch, and evcxr's build folder with tch, torch-sys and every
+# dependency of the library already compiled. Each part is checked first (rustc version,
+# evcxr version, libtorch version and folder, Cargo.lock hash) and a mismatch is said with what
+# it costs. Without the cache everything still works (with internet on) and the cell says how
+# to make it.
 import os as _os
 
 
@@ -69,6 +80,32 @@ def _emergence_lab_setup():
     session_start = env.get("EMERGENCE_LAB_SESSION_START") or str(int(time.time()))
     for d in (working, temp):
         _os.makedirs(d, exist_ok=True)
+    toolchain_build = env.get("EMERGENCE_LAB_TOOLCHAIN_BUILD", "").strip()
+
+    # 0. The toolchain cache (an input holding emergence-lab-toolchain.json).
+    with phase("toolchain cache"):
+        cache = None if toolchain_build else _find_toolchain_cache(inputs)
+        if cache is None:
+            if not toolchain_build:
+                print("[setup] no toolchain cache attached: this session installs Rust, evcxr_jupyter "
+                      "and libtorch and builds tch and the library (20-60 minutes, internet on). Make "
+                      "the cache once with `kaggle_toolchain` (README, Kaggle section): later sessions "
+                      "then start in minutes, with internet off.")
+        else:
+            cache_dir, manifest = cache
+            print(f"[setup] toolchain cache: {cache_dir} (made with {manifest.get('rustc')}, evcxr "
+                  f"{manifest.get('evcxr')}, libtorch {manifest.get('libtorch_version')})")
+            cargo_home = _os.path.expanduser("~/.cargo")
+            rust_tar = manifest.get("files", {}).get("rust")
+            if shutil.which("cargo") is None and not _os.path.isfile(_os.path.join(cargo_home, "bin", "cargo")):
+                if rust_tar:
+                    _extract(_os.path.join(cache_dir, rust_tar), _os.path.expanduser("~"))
+                    print(f"[setup] restored the Rust toolchain and the crates of Cargo.lock into "
+                          f"{_os.path.expanduser('~')}")
+                else:
+                    print("[setup] the cache has no Rust toolchain: installing one")
+            elif rust_tar:
+                print("[setup] a Rust toolchain is already installed: the cache's is not restored")
 
     # 1. Rust toolchain.
     with phase("rust toolchain"):
@@ -101,10 +138,11 @@ def _emergence_lab_setup():
         candidates = [env.get("EMERGENCE_LAB_EVCXR"), kept]
         candidates += sorted(glob.glob(_os.path.join(inputs, "**", "evcxr_jupyter"), recursive=True))
         candidates.append(shutil.which("evcxr_jupyter"))
-        evcxr = None
+        evcxr, origin = None, ""
         for c in candidates:
             if not c or not _os.path.isfile(c):
                 continue
+            found = c
             if not _os.access(c, _os.X_OK):  # inputs may lose the exec bit: run a copy
                 local = _os.path.join(temp, "bin", "evcxr_jupyter")
                 _os.makedirs(_os.path.dirname(local), exist_ok=True)
@@ -112,7 +150,7 @@ def _emergence_lab_setup():
                 _os.chmod(local, 0o755)
                 c = local
             if works(c):
-                evcxr = c
+                evcxr, origin = c, (f" (copied from {found})" if c != found else "")
                 break
             print(f"[setup] ignoring {c}: not evcxr_jupyter {evcxr_version}")
         if evcxr is None:
@@ -127,7 +165,7 @@ def _emergence_lab_setup():
             shutil.copy2(evcxr, kept)
             _os.chmod(kept, 0o755)
             print(f"[setup] left a copy in {kept} for the next session")
-        print(f"[setup] evcxr_jupyter {evcxr_version}: {evcxr}")
+        print(f"[setup] evcxr_jupyter {evcxr_version}: {evcxr}{origin}")
 
     # 3. libtorch 2.11.0 (tch 0.24).
     with phase("libtorch"):
@@ -137,6 +175,13 @@ def _emergence_lab_setup():
                  "print(torch._C._cuda_getArchFlags() if torch.version.cuda else '')")
         if libtorch:
             print(f"[setup] using EMERGENCE_LAB_LIBTORCH={libtorch}")
+        elif toolchain_build:
+            # The toolchain kernel has no GPU: it installs the build the GPU sessions will use.
+            if toolchain_build not in [t for t, _, _ in _TORCH_BUILDS] + ["cpu"]:
+                raise SetupError(f"EMERGENCE_LAB_TOOLCHAIN_BUILD={toolchain_build} is not one of "
+                                 + ", ".join([t for t, _, _ in _TORCH_BUILDS] + ["cpu"]))
+            target = _os.path.join(temp, f"torch-{torch_version}-{toolchain_build}")
+            libtorch = _install_torch(target, toolchain_build, torch_version, probe, run, need_network, temp)[2]
         else:
             facts = _nvidia_smi_facts()
             for g in facts["gpus"]:
@@ -150,24 +195,26 @@ def _emergence_lab_setup():
             choice, problem = _choose_libtorch(facts, image if image_version else None)
             if problem:
                 raise SetupError(problem)
+            cached = cache[1].get("libtorch_choice") if cache is not None else None
+            if cached and cached != choice and _cached_torch_fits(facts, cached):
+                print(f"[setup] the cache's torch ({cached}) fits this machine: using it, not {choice}")
+                choice = cached
             print(f"[setup] libtorch choice: {choice}")
             if choice == "image":
                 libtorch = image_dir
             else:
                 target = _os.path.join(temp, f"torch-{torch_version}-{choice}")
-                pyenv = dict(env, PYTHONPATH=target)
-                out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                                     env=pyenv, cwd=temp)
-                have = out.stdout.split("\n") if out.returncode == 0 else [""]
-                if have[0].split("+")[0] != torch_version:
-                    need_network(f"torch {torch_version} ({choice})")
-                    print(f"[setup] installing torch {torch_version} for {choice} into {target} (a few minutes)")
-                    run([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
-                         f"torch=={torch_version}", "--index-url", f"https://download.pytorch.org/whl/{choice}"])
-                    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                                         env=pyenv, cwd=temp, check=True)
-                    have = out.stdout.split("\n")
-                have = (have + ["", "", "", ""])[:4]
+                if cache is not None and not _os.path.isdir(target):
+                    cache_dir, manifest = cache
+                    tar = manifest.get("files", {}).get("libtorch")
+                    if tar and manifest.get("libtorch_choice") == choice:
+                        _extract(_os.path.join(cache_dir, tar), temp)
+                        print(f"[setup] restored torch {manifest.get('libtorch_version')} ({choice}) from the cache")
+                    elif tar:
+                        print(f"[setup] the cache holds torch for {manifest.get('libtorch_choice')}, this GPU "
+                              f"needs {choice}: installing it (make the cache again with "
+                              f"`kaggle_toolchain --torch {choice}` to skip this)")
+                have = _install_torch(target, choice, torch_version, probe, run, need_network, temp)
                 # Check the installed build itself before building against it.
                 if facts["gpus"]:
                     problem = _libtorch_problem(facts, _cuda_tuple(have[1]), have[3].split() or None)
@@ -177,6 +224,13 @@ def _emergence_lab_setup():
         if not _os.path.isdir(_os.path.join(libtorch, "lib")):
             raise SetupError(f"libtorch folder {libtorch} has no lib/ folder")
         print(f"[setup] LIBTORCH={libtorch}")
+
+    nb_dir = env.get("EMERGENCE_LAB_NOTEBOOK_DIR", _os.path.join(temp, "notebook"))
+    evcxr_tmp = env.get("EMERGENCE_LAB_EVCXR_TMPDIR", _os.path.join(temp, "evcxr"))
+    if cache is not None:
+        with phase("evcxr build folder from the cache"):
+            _os.makedirs(evcxr_tmp, exist_ok=True)
+            _restore_build_folder(cache, evcxr_tmp, libtorch, _source_cargo_lock(inputs))
 
     # 4. The evcxr kernel.
     with phase("start Rust kernel"):
@@ -194,8 +248,6 @@ def _emergence_lab_setup():
                 "display_name": "Rust (emergence-lab)", "language": "rust",
                 "interrupt_mode": "signal",
             }, f, indent=2)
-        nb_dir = env.get("EMERGENCE_LAB_NOTEBOOK_DIR", _os.path.join(temp, "notebook"))
-        evcxr_tmp = env.get("EMERGENCE_LAB_EVCXR_TMPDIR", _os.path.join(temp, "evcxr"))
         _os.makedirs(nb_dir, exist_ok=True)
         _os.makedirs(evcxr_tmp, exist_ok=True)
         # Each cell is a cdylib linked to the toolchain's libstd-*.so (evcxr's relative rpath
@@ -235,12 +287,239 @@ def _emergence_lab_setup():
 
     # 5. The %%rust cell magic.
     with phase("register %%rust"):
-        state = {"km": km, "kc": kc, "timings": timings}
+        state = {"km": km, "kc": kc, "timings": timings, "evcxr": evcxr, "libtorch": libtorch,
+                 "evcxr_tmp": evcxr_tmp, "toolchain_build": toolchain_build}
         _register_rust_magic(state)
 
     total = sum(t for _, t in timings)
     print("[setup] times: " + ", ".join(f"{n} {t:.1f} s" for n, t in timings) + f"; total {total:.1f} s")
     return state
+
+
+TOOLCHAIN_MANIFEST = "emergence-lab-toolchain.json"
+TOOLCHAIN_FORMAT = 1
+
+
+def _find_toolchain_cache(inputs):
+    """(folder, manifest) of the first toolchain cache under `inputs` (3 levels), or None.
+    A manifest that cannot be read is reported and skipped."""
+    import glob
+    import json
+
+    for depth in range(0, 4):
+        for path in sorted(glob.glob(_os.path.join(inputs, *(["*"] * depth), TOOLCHAIN_MANIFEST))):
+            try:
+                with open(path) as f:
+                    m = json.load(f)
+                if m.get("format") != TOOLCHAIN_FORMAT:
+                    print(f"[setup] ignoring {path}: cache format {m.get('format')}, this cell reads "
+                          f"format {TOOLCHAIN_FORMAT} (make the cache again with kaggle_toolchain)")
+                    continue
+                return _os.path.dirname(path), m
+            except (OSError, ValueError) as e:
+                print(f"[setup] ignoring {path}: unreadable ({e})")
+    return None
+
+
+def _extract(tar_path, dest):
+    """Unpacks a cache archive (mtimes kept: cargo compares them) into dest."""
+    import tarfile
+
+    _os.makedirs(dest, exist_ok=True)
+    with tarfile.open(tar_path) as t:
+        try:
+            t.extractall(dest, filter="tar")
+        except TypeError:  # Python < 3.12 without extraction filters
+            t.extractall(dest)
+
+
+def _cached_torch_fits(facts, tag):
+    """True when the torch build `tag` runs on this machine's GPUs (or `cpu` without one)."""
+    if not facts.get("gpus"):
+        return tag == "cpu"
+    build = next((b for b in _TORCH_BUILDS if b[0] == tag), None)
+    return build is not None and _libtorch_problem(facts, build[1], build[2]) is None
+
+
+def _install_torch(target, choice, torch_version, probe, run, need_network, temp):
+    """torch `torch_version` for `choice` in `target` (pip --target, skipped when there);
+    returns the probe's four lines (version, CUDA, folder, architectures)."""
+    import subprocess
+    import sys
+
+    pyenv = dict(_os.environ, PYTHONPATH=target)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=pyenv, cwd=temp)
+    have = out.stdout.split("\n") if out.returncode == 0 else [""]
+    if have[0].split("+")[0] != torch_version:
+        need_network(f"torch {torch_version} ({choice})")
+        print(f"[setup] installing torch {torch_version} for {choice} into {target} (a few minutes)")
+        run([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
+             f"torch=={torch_version}", "--index-url", f"https://download.pytorch.org/whl/{choice}"])
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             env=pyenv, cwd=temp, check=True)
+        have = out.stdout.split("\n")
+    return (have + ["", "", "", ""])[:4]
+
+
+def _rustc_version():
+    """`rustc --version` of the toolchain on PATH, or None."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["rustc", "--version"], capture_output=True, text=True)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except OSError:
+        return None
+
+
+def _libtorch_version(path):
+    """The version of the libtorch in `path`: its build-version file (C++ distribution) or
+    version.py (a pip torch folder); None when neither says."""
+    import re
+
+    try:
+        with open(_os.path.join(path, "build-version")) as f:
+            return f.read().strip() or None
+    except OSError:
+        pass
+    try:
+        with open(_os.path.join(path, "version.py")) as f:
+            m = re.search(r"__version__\s*=\s*['\"]([^'\"]+)['\"]", f.read())
+            return m.group(1) if m else None
+    except OSError:
+        return None
+
+
+def _source_cargo_lock(inputs):
+    """Cargo.lock of the attached source (kaggle_push's dataset, unpacked or as its archive, or a
+    repository copy), or None."""
+    import glob
+    import zipfile
+
+    for depth in range(0, 4):
+        for m in sorted(glob.glob(_os.path.join(inputs, *(["*"] * depth), "emergence-lab-source.json"))):
+            d = _os.path.dirname(m)
+            for lock in sorted(glob.glob(_os.path.join(d, "**", "Cargo.lock"), recursive=True)):
+                with open(lock, "rb") as f:
+                    return f.read()
+            try:
+                with zipfile.ZipFile(_os.path.join(d, "emergence-lab-src.zip")) as z:
+                    return z.read("Cargo.lock")
+            except (OSError, KeyError, zipfile.BadZipFile):
+                pass
+    for depth in range(1, 4):
+        for toml in sorted(glob.glob(_os.path.join(inputs, *(["*"] * depth), "Cargo.toml"))):
+            try:
+                with open(toml) as f:
+                    if 'name = "emergence_lab"' not in f.read():
+                        continue
+                with open(_os.path.join(_os.path.dirname(toml), "Cargo.lock"), "rb") as f:
+                    return f.read()
+            except OSError:
+                continue
+    return None
+
+
+def _build_folder_decision(manifest, rustc, libtorch_version, libtorch_path, lock_sha):
+    """Whether to restore the cache's evcxr build folder, and what will be rebuilt and why:
+    (restore: bool, [reasons]). A different rustc invalidates every compiled crate, so the
+    folder is not restored; a different libtorch rebuilds torch-sys, tch and the library; a
+    different Cargo.lock rebuilds the dependencies that changed."""
+    if manifest.get("rustc") != rustc:
+        return False, [f"rustc here is {rustc or 'missing'}, the cache was built with "
+                       f"{manifest.get('rustc')}: every crate would be rebuilt, so the build folder "
+                       "is not restored (make the cache again with kaggle_toolchain)"]
+    notes = []
+    if (manifest.get("libtorch_version"), manifest.get("libtorch_path")) != (libtorch_version, libtorch_path):
+        notes.append(f"libtorch differs (cache: {manifest.get('libtorch_version')} at "
+                     f"{manifest.get('libtorch_path')}; here: {libtorch_version} at {libtorch_path}): "
+                     "torch-sys, tch and the library are rebuilt")
+    if lock_sha is None:
+        notes.append("the source's Cargo.lock was not found: cargo rebuilds what it finds changed")
+    elif manifest.get("cargo_lock_sha256") != lock_sha:
+        notes.append("Cargo.lock differs from the cache's: the dependencies that changed are rebuilt")
+    return True, notes
+
+
+def _restore_build_folder(cache, evcxr_tmp, libtorch, lock):
+    """Unpacks the cache's evcxr build folder into evcxr_tmp (unless it already holds a build),
+    saying what matches and what cargo will rebuild."""
+    import hashlib
+
+    cache_dir, manifest = cache
+    tar = manifest.get("files", {}).get("build")
+    if not tar:
+        print("[setup] the cache has no evcxr build folder: the first build compiles tch and the library")
+        return
+    if _os.path.isdir(_os.path.join(evcxr_tmp, "target")):
+        print(f"[setup] {evcxr_tmp} already holds a build: the cache's is not restored")
+        return
+    lock_sha = hashlib.sha256(lock).hexdigest() if lock is not None else None
+    restore, notes = _build_folder_decision(manifest, _rustc_version(), _libtorch_version(libtorch),
+                                            libtorch, lock_sha)
+    for n in notes:
+        print(f"[setup] build cache: {n}")
+    if restore:
+        _extract(_os.path.join(cache_dir, tar), evcxr_tmp)
+        if not notes:
+            print("[setup] build cache: rustc, libtorch and Cargo.lock match: only the library's own "
+                  "changes are compiled")
+        print(f"[setup] restored the evcxr build folder into {evcxr_tmp}")
+
+
+def _emergence_lab_pack_toolchain(out_dir, evcxr, evcxr_tmp, libtorch, libtorch_choice, lock,
+                                  rust_home=None, evcxr_version="0.22.0"):
+    """Writes the toolchain cache into out_dir (the toolchain kernel's /kaggle/working):
+    the manifest, evcxr_jupyter, the evcxr build folder without its incremental caches and cell
+    libraries, and, when given, libtorch (`libtorch_choice` not None: the folder pip installed
+    it into) and the Rust toolchain with the crates of Cargo.lock (`rust_home`: the HOME
+    holding .rustup and .cargo). Returns the manifest."""
+    import hashlib
+    import json
+    import shutil
+    import tarfile
+    import time
+
+    _os.makedirs(_os.path.join(out_dir, "bin"), exist_ok=True)
+    shutil.copy2(evcxr, _os.path.join(out_dir, "bin", "evcxr_jupyter"))
+    files = {"evcxr": "bin/evcxr_jupyter", "build": "evcxr-build.tar"}
+
+    def skip_cells(info):
+        parts = info.name.split("/")
+        if "incremental" in parts or parts[-1].startswith("libcode_") or "/.fingerprint/code_" in "/" + info.name:
+            return None
+        return info
+
+    with tarfile.open(_os.path.join(out_dir, files["build"]), "w") as t:
+        for name in ("Cargo.lock", "target"):
+            if _os.path.exists(_os.path.join(evcxr_tmp, name)):
+                t.add(_os.path.join(evcxr_tmp, name), arcname=name, filter=skip_cells)
+    if libtorch_choice is not None:
+        files["libtorch"] = "libtorch.tar"
+        top = _os.path.dirname(libtorch)  # the pip --target folder holding torch/ and nvidia/
+        with tarfile.open(_os.path.join(out_dir, files["libtorch"]), "w") as t:
+            t.add(top, arcname=_os.path.basename(top))
+    if rust_home is not None:
+        files["rust"] = "rust.tar"
+        with tarfile.open(_os.path.join(out_dir, files["rust"]), "w") as t:
+            for name in (".rustup", ".cargo"):
+                if _os.path.isdir(_os.path.join(rust_home, name)):
+                    t.add(_os.path.join(rust_home, name), arcname=name)
+    manifest = {
+        "format": TOOLCHAIN_FORMAT,
+        "made_unix": int(time.time()),
+        "rustc": _rustc_version(),
+        "evcxr": evcxr_version,
+        "libtorch_version": _libtorch_version(libtorch),
+        "libtorch_path": libtorch,
+        "libtorch_choice": libtorch_choice,
+        "cargo_lock_sha256": hashlib.sha256(lock).hexdigest() if lock is not None else None,
+        "evcxr_tmpdir": evcxr_tmp,
+        "files": files,
+    }
+    with open(_os.path.join(out_dir, TOOLCHAIN_MANIFEST), "w") as f:
+        json.dump(manifest, f, indent=2)
+    return manifest
 
 
 def _cuda_tuple(text):

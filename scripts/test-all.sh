@@ -15,11 +15,12 @@ cargo test --release --workspace --locked
 
 stamp "Kaggle setup cell: libtorch choice on recorded nvidia-smi answers"
 python3 tests/python/test_kaggle_libtorch_choice.py
+python3 tests/python/test_kaggle_toolchain_cache.py
 
 stamp "CUDA build proven without a GPU (links and loads libtorch_cuda; driver error expected)"
 bash tests/cuda/check_cuda_build.sh
 
 stamp "notebooks executed for real (evcxr kernel, Kaggle rehearsal, interrupt)"
-bash tests/notebook/run_notebooks.sh validate local interrupt kaggle kaggle_gpu
+bash tests/notebook/run_notebooks.sh validate local interrupt kaggle kaggle_gpu kaggle_chain
 
 stamp "all tests passed"

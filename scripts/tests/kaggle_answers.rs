@@ -104,6 +104,17 @@ fn every_call_treats_an_envelope_as_an_error() {
         ("kaggle_publish", vec![], "GetDatasetStatus", false),
         ("kaggle_publish", vec![], "StartBlobUpload", false),
         ("kaggle_publish", vec![], "CreateDataset", false),
+        // The source dataset sent by a push, before anything is saved.
+        ("kaggle_push", vec![], "GetDatasetStatus", false),
+        ("kaggle_push", vec![], "StartBlobUpload", false),
+        ("kaggle_push", vec![], "CreateDataset", false),
+        // A chained run: its status polls and the checkpoint publication.
+        (
+            "kaggle_run",
+            vec!["--push-first", "--sessions", "1", "--interval", "0.05"],
+            "GetKernelSessionStatus",
+            false,
+        ),
     ];
     for (bin, args, rpc, token) in cases {
         let mut e = Env::with_metadata();
@@ -192,4 +203,82 @@ fn server_text_is_bounded_and_stripped_of_escapes() {
     let r = e.run("kaggle_status", &[]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("larger than 32 MiB"), "{}", r.stderr);
+}
+
+/// A new version of an existing dataset (the source after a commit, the checkpoints after a
+/// session) refused inside an HTTP 200 is an error, and nothing is saved after it.
+#[test]
+fn dataset_version_envelope_is_an_error() {
+    // The source: pushed once, then a new commit is a new version.
+    let e = Env::with_metadata();
+    let r = e.run("kaggle_push", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    std::fs::write(
+        e.proj().join("src/lib.rs"),
+        "pub fn answer() -> u32 { 43 }\n",
+    )
+    .unwrap();
+    git(&e.proj(), &["commit", "-q", "-am", "change"]);
+    e.fake.script(
+        "CreateDatasetVersion",
+        vec![envelope(400, "CreateDatasetVersion refused by the server")],
+    );
+    let r = e.run("kaggle_push", &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("CreateDatasetVersion refused by the server"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        e.fake.rpcs("SaveKernel").len(),
+        1,
+        "no save after the refusal"
+    );
+
+    // The checkpoints: a second kaggle_publish adds a version.
+    let e = Env::with_metadata();
+    with_checkpoint(&e);
+    let r = e.run("kaggle_publish", &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    e.fake.script(
+        "CreateDatasetVersion",
+        vec![envelope(403, "no permission on this dataset")],
+    );
+    let r = e.run("kaggle_publish", &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("no permission on this dataset"),
+        "{}",
+        r.all()
+    );
+}
+
+/// The quota endpoint answering with an envelope is not read as quota left: the chain says
+/// it could not read the quota (Kaggle itself refuses a session over the quota at SaveKernel).
+#[test]
+fn quota_envelope_is_reported_not_read_as_quota() {
+    let e = Env::with_metadata();
+    e.fake.set_statuses(vec![json!({"status": "COMPLETE"})]);
+    e.fake.add_output(
+        "checkpoints/step_100.safetensors",
+        checkpoint_bytes(100, "periodic"),
+    );
+    e.fake.script(
+        "GetAcceleratorQuotaStatistics",
+        vec![envelope(400, "quota service says no")],
+    );
+    let r = e.run(
+        "kaggle_run",
+        &["--push-first", "--sessions", "1", "--interval", "0.05"],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stderr.contains("cannot read the GPU quota")
+            && r.stderr.contains("quota service says no"),
+        "{}",
+        r.all()
+    );
+    assert!(!r.stdout.contains("h left this week"), "{}", r.all());
 }

@@ -2,7 +2,7 @@
 # Executes the notebooks for real (Test 1: the Rust notebook through the evcxr kernel, twice,
 # fresh then resumed; the interrupt test; Test 2: the generated Kaggle notebook through a python3
 # kernel and the %%rust bridge, offline, with Kaggle's folders mapped to a temporary folder).
-# Usage: tests/notebook/run_notebooks.sh [validate|local|interrupt|kaggle|plumbing ...]
+# Usage: tests/notebook/run_notebooks.sh [validate|local|interrupt|kaggle|kaggle_gpu|kaggle_chain|plumbing ...]
 #
 # Tools come from caches that CI keeps when present (first run: evcxr_jupyter builds in ~15-30
 # min on 2 cores; the first :dep build of the library in evcxr takes minutes, later runs reuse
@@ -41,10 +41,13 @@ EMERGENCE_LAB_KERNEL_NAME="$EMERGENCE_LAB_KERNEL" EVCXR_JUPYTER="$EMERGENCE_LAB_
   OMP_NUM_THREADS=1 kernel/install.sh
 
 stamp "Kaggle notebook generation (kaggle_notebook)"
-cargo build --release --locked -p emergence_lab_scripts --bin kaggle_notebook --bin kaggle_push
+cargo build --release --locked -p emergence_lab_scripts --bin kaggle_notebook --bin kaggle_push \
+  --bin kaggle_run --bin kaggle_setup
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/kaggle_notebook"
 export EMERGENCE_LAB_KAGGLE_PUSH_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/kaggle_push"
 export EMERGENCE_LAB_KAGGLE_NB_BIN="$BIN"
+export EMERGENCE_LAB_KAGGLE_RUN_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/kaggle_run"
+export EMERGENCE_LAB_KAGGLE_SETUP_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/kaggle_setup"
 export EMERGENCE_LAB_KAGGLE_NB="$TEST_DIR/kaggle_training.kaggle.ipynb"
 "$BIN" --input notebooks/kaggle_training.ipynb --output "$EMERGENCE_LAB_KAGGLE_NB"
 

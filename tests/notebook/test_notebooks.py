@@ -12,7 +12,8 @@ Tests (argument, default all): validate, local (Test 1, two runs: fresh then res
 kaggle_gpu (a visible but unusable GPU fails the Kaggle run at the build cell),
 interrupt (the interrupt button stops training with a checkpoint), kaggle (Test 2, rehearsal
 through the python3 kernel and %%rust, resuming from Test 1's checkpoints attached as an
-input, plus a failing cell), plumbing (a tiny notebook: kernel, :dep, rich output, errors).
+input, plus a failing cell), kaggle_chain (kaggle_setup + kaggle_run --sessions 2 against a fake
+Kaggle that runs each pushed notebook; bit-exact against a straight run), plumbing (a tiny notebook: kernel, :dep, rich output, errors).
 """
 import copy
 import json
@@ -435,6 +436,13 @@ def test_plumbing():
     failing = by_tag(knb, "failing")
     check("mismatched types" in text_of(failing), "compiler error relayed", failing)
     check("RustCellError" in str(err), f"the run failed at the failing cell: {err}")
+
+
+def test_kaggle_chain():
+    """Two chained Kaggle sessions through kaggle_run and the fake Kaggle (chain_rehearsal.py)."""
+    import chain_rehearsal
+
+    chain_rehearsal.test_kaggle_chain(sys.modules[__name__])
 
 
 def main(argv):

@@ -11,6 +11,7 @@ pub mod setup;
 pub mod smoke;
 pub mod source;
 pub mod status;
+pub mod toolchain;
 
 use crate::kaggle::client::{ApiClient, Settings, ENDPOINT_ENV};
 use crate::kaggle::credentials::{find_credentials, CredentialEnv, CredentialFlags, Credentials};

@@ -75,6 +75,14 @@ pub struct RunArgs {
     pub smoke: bool,
     #[command(flatten)]
     pub smoke_args: super::smoke::SmokeArgs,
+    /// Make the toolchain cache once: push a CPU-only kernel USER/emergence-lab-toolchain
+    /// (internet on) that installs Rust, evcxr_jupyter and libtorch and compiles the library,
+    /// leaving them as its output; follow it, then list it in the metadata's kernel_sources so
+    /// that every training session restores it (in minutes, internet off) instead of building.
+    #[arg(long, conflicts_with_all = ["sessions", "push_first", "smoke"])]
+    pub toolchain: bool,
+    #[command(flatten)]
+    pub toolchain_args: super::toolchain::ToolchainArgs,
 }
 
 pub(crate) fn local_text(meta: &KernelMetadata) -> Result<String, KaggleError> {
@@ -164,6 +172,9 @@ pub(crate) fn saved_source(client: &ApiClient, meta: &KernelMetadata) -> anyhow:
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     if args.smoke {
         return super::smoke::run(args);
+    }
+    if args.toolchain {
+        return super::toolchain::run(args);
     }
     if let Some(n) = args.sessions {
         return super::chain::run(args, n);

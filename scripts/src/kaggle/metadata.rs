@@ -361,6 +361,16 @@ impl RunState {
 /// Add `dataset` to `dataset_sources` of the metadata file, keeping everything else; returns
 /// false when it was already listed (with or without a version suffix).
 pub fn add_dataset_source(path: &Path, dataset: &str) -> Result<bool, KaggleError> {
+    add_source(path, "dataset_sources", dataset)
+}
+
+/// Adds `kernel` (`owner/slug`) to `kernel_sources` in the metadata file unless present;
+/// `Ok(true)` when the file was changed.
+pub fn add_kernel_source(path: &Path, kernel: &str) -> Result<bool, KaggleError> {
+    add_source(path, "kernel_sources", kernel)
+}
+
+fn add_source(path: &Path, key: &str, dataset: &str) -> Result<bool, KaggleError> {
     let bad = |detail: String| KaggleError::InvalidMetadata {
         path: path.to_path_buf(),
         detail,
@@ -375,10 +385,10 @@ pub fn add_dataset_source(path: &Path, dataset: &str) -> Result<bool, KaggleErro
     let arr = v
         .as_object_mut()
         .ok_or_else(|| bad("the top level must be a JSON object".into()))?
-        .entry("dataset_sources")
+        .entry(key)
         .or_insert_with(|| json!([]))
         .as_array_mut()
-        .ok_or_else(|| bad("`dataset_sources` must be a list of strings".into()))?;
+        .ok_or_else(|| bad(format!("`{key}` must be a list of strings")))?;
     let present = arr
         .iter()
         .filter_map(|s| s.as_str())

@@ -20,5 +20,6 @@ pub mod redact;
 pub mod secret;
 pub mod smoke;
 pub mod source;
+pub mod toolchain;
 
 pub use error::KaggleError;
