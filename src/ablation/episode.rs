@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 use super::results::EpisodeResult;
 use super::{AblationOptions, Condition, ObservedBatch, Start};
 use crate::checkpoint::copy_env_arrays;
-use crate::policy::{Offsets, Policy};
+use crate::policy::{MutationSpec, Offsets, Policy};
 use crate::rng::{Rng, RngState};
 use crate::train::TrainState;
 use crate::world::{TickInfo, World, WorldParams, NUM_ACTIONS};
@@ -25,33 +25,6 @@ pub(crate) fn stream_rng(seed: u64, stream: u64) -> Rng {
         word_pos: 0,
         ..base
     })
-}
-
-/// Shapes and standard deviations of the mutation noise (plain data, shared by threads).
-#[derive(Debug, Clone)]
-struct NoiseSpec {
-    /// Elements per slot of each evolved parameter.
-    numel: Vec<usize>,
-    /// Mutation std of each evolved parameter.
-    stds: Vec<f32>,
-}
-
-impl NoiseSpec {
-    /// One mutation, drawn exactly like `Offsets::mutation_noise` (parameter order, then
-    /// row-major; parameters with std 0 draw nothing).
-    fn draw(&self, rng: &mut Rng) -> Vec<Vec<f32>> {
-        self.numel
-            .iter()
-            .zip(&self.stds)
-            .map(|(&n, &std)| {
-                if std == 0.0 {
-                    vec![0.0; n]
-                } else {
-                    (0..n).map(|_| rng.normal_f32() * std).collect()
-                }
-            })
-            .collect()
-    }
 }
 
 /// One running episode.
@@ -86,7 +59,7 @@ impl Episode {
     }
 
     /// One world tick with `self.actions`, then the mutation draws of its births.
-    fn step(&mut self, noise: Option<&NoiseSpec>) {
+    fn step(&mut self, noise: Option<&MutationSpec>) {
         self.world
             .step(&self.actions, &mut self.rng, &mut self.info);
         let info = &self.info;
@@ -263,14 +236,7 @@ pub(super) fn run_condition(
         Start::Checkpoint => Vec::new(),
     };
     let mut offsets = initial_offsets(state, options, &worlds);
-    let spec = offsets.as_ref().map(|o| NoiseSpec {
-        numel: o
-            .tensors
-            .iter()
-            .map(|t| t.numel() / (n * a).max(1))
-            .collect(),
-        stds: o.stds.clone(),
-    });
+    let spec = offsets.as_ref().map(Offsets::mutation_spec);
 
     let mut rows: Vec<f32> = Vec::new();
     let mut slots: Vec<i64> = Vec::new();
@@ -317,17 +283,7 @@ pub(super) fn run_condition(
         if let Some(o) = offsets.as_mut() {
             for (k, ep) in eps.iter().enumerate() {
                 for (parent, child, noise) in &ep.births {
-                    let row: Vec<Tensor> = o
-                        .row(k * a + parent)
-                        .iter()
-                        .zip(noise)
-                        .map(|(p, z)| {
-                            p + Tensor::from_slice(z)
-                                .view(p.size().as_slice())
-                                .to_device(p.device())
-                        })
-                        .collect();
-                    o.set_row(k * a + child, &row);
+                    o.birth_with_noise(k * a + parent, k * a + child, noise);
                 }
                 for &(_, slot) in &ep.info.floor_respawns {
                     o.zero_rows(k * a + slot..k * a + slot + 1);

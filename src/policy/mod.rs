@@ -5,9 +5,9 @@
 //! computes `x (W + D_i)^T` as one shared matmul plus batched per-agent products.
 
 pub mod native;
-pub mod offsets;
+pub(crate) mod offsets;
 
-pub use offsets::Offsets;
+pub use offsets::{MutationSpec, Offsets};
 
 use tch::{Device, Kind, Tensor};
 

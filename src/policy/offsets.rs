@@ -5,6 +5,34 @@
 
 use tch::{Device, Kind, Tensor};
 
+/// The shapes and standard deviations of one mutation (plain data). The one place a mutation
+/// is drawn: the rollout's births and the ablation's episodes both call [`MutationSpec::draw`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MutationSpec {
+    /// Elements per slot of each evolved parameter.
+    pub numel: Vec<usize>,
+    /// Mutation std of each evolved parameter.
+    pub stds: Vec<f32>,
+}
+
+impl MutationSpec {
+    /// One mutation: `N(0, std^2)` per element, in parameter order then row-major element
+    /// order; parameters with std 0 draw nothing (zeros).
+    pub fn draw(&self, rng: &mut Rng) -> Vec<Vec<f32>> {
+        self.numel
+            .iter()
+            .zip(&self.stds)
+            .map(|(&n, &std)| {
+                if std == 0.0 {
+                    vec![0.0; n]
+                } else {
+                    (0..n).map(|_| rng.normal_f32() * std).collect()
+                }
+            })
+            .collect()
+    }
+}
+
 use super::{AgentOffsets, Policy};
 use crate::config::{Config, Evolved};
 use crate::rng::Rng;
@@ -93,22 +121,31 @@ impl Offsets {
         self.tensors[0].device()
     }
 
-    /// Draws one mutation (`N(0, std^2)` per element) for every evolved parameter, in
-    /// parameter order then row-major element order (parameters with std 0 draw nothing).
+    /// The shapes and standard deviations of a mutation, as plain data (shareable across
+    /// threads; the ablation draws mutations in parallel episodes with it).
+    pub fn mutation_spec(&self) -> MutationSpec {
+        MutationSpec {
+            numel: self
+                .tensors
+                .iter()
+                .map(|t| t.size()[1..].iter().product::<i64>() as usize)
+                .collect(),
+            stds: self.stds.clone(),
+        }
+    }
+
+    /// Draws one mutation (see [`MutationSpec::draw`]) as tensors shaped like one row.
     pub fn mutation_noise(&self, rng: &mut Rng) -> Vec<Tensor> {
+        let noise = self.mutation_spec().draw(rng);
+        self.noise_tensors(&noise)
+    }
+
+    fn noise_tensors(&self, noise: &[Vec<f32>]) -> Vec<Tensor> {
         let device = self.device();
         self.tensors
             .iter()
-            .zip(&self.stds)
-            .map(|(t, &std)| {
-                let shape = &t.size()[1..];
-                let n: i64 = shape.iter().product();
-                if std == 0.0 {
-                    return Tensor::zeros(shape, (Kind::Float, device));
-                }
-                let data: Vec<f32> = (0..n).map(|_| rng.normal_f32() * std).collect();
-                Tensor::from_slice(&data).view(shape).to_device(device)
-            })
+            .zip(noise)
+            .map(|(t, z)| Tensor::from_slice(z).view(&t.size()[1..]).to_device(device))
             .collect()
     }
 
@@ -128,7 +165,19 @@ impl Offsets {
 
     /// Birth: `d_child = d_parent + mutation` (noise from `rng`). Returns the child's row.
     pub fn birth(&mut self, parent: usize, child: usize, rng: &mut Rng) -> Vec<Tensor> {
-        let noise = self.mutation_noise(rng);
+        let noise = self.mutation_spec().draw(rng);
+        self.birth_with_noise(parent, child, &noise)
+    }
+
+    /// Birth with a mutation drawn beforehand ([`MutationSpec::draw`]): `d_child = d_parent +
+    /// noise`. Returns the child's row.
+    pub fn birth_with_noise(
+        &mut self,
+        parent: usize,
+        child: usize,
+        noise: &[Vec<f32>],
+    ) -> Vec<Tensor> {
+        let noise = self.noise_tensors(noise);
         let row: Vec<Tensor> = self
             .row(parent)
             .iter()
