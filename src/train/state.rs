@@ -149,19 +149,33 @@ impl TrainState {
     /// [`TrainError::NonFinite`] naming the iteration and metric (the state is then only
     /// good for a debug save).
     pub fn iterate(&mut self) -> Result<Metrics, TrainError> {
+        Ok(self
+            .iterate_until(&ppo::Interrupt::never())?
+            .expect("an iteration that is never interrupted completes"))
+    }
+
+    /// [`TrainState::iterate`], polling `stop` before each rollout tick and each update
+    /// minibatch. `Ok(None)`: it was interrupted and this state is part-way through the
+    /// iteration (world, generator, weights): throw it away and continue from the state of
+    /// the last completed iteration (e.g. its checkpoint), which repeats this iteration
+    /// exactly.
+    pub fn iterate_until(&mut self, stop: &ppo::Interrupt) -> Result<Option<Metrics>, TrainError> {
         let t_start = Instant::now();
         let c = &self.config;
         let (e_n, a_n, t_n) = (c.train.num_envs, c.evolution.max_agents, c.train.num_steps);
 
         // 1-2. Rollout with bootstrap values.
-        let mut rollout = ppo::collect(
+        let Some(mut rollout) = ppo::collect_until(
             &mut self.world,
             &mut self.rng,
             &self.policy,
             self.offsets.as_mut(),
             t_n,
             &mut self.scratch,
-        );
+            stop,
+        ) else {
+            return Ok(None);
+        };
         let rollout_s = t_start.elapsed().as_secs_f64();
         let stats = rollout.stats.clone();
         let g = &mut rollout.gae;
@@ -214,7 +228,7 @@ impl TrainState {
         let t_update = Instant::now();
         let lr = self.learning_rate();
         let batch = ppo::build_batch(rollout, &adv, &ret);
-        let up = ppo::update_with(
+        let up = ppo::update_until(
             &self.policy,
             self.offsets.as_ref(),
             &mut self.adam,
@@ -223,12 +237,16 @@ impl TrainState {
             lr,
             &mut self.rng,
             self.update_backend,
+            stop,
         )
         .map_err(|e| TrainError::NonFinite {
             iteration: self.iteration + 1,
             metric: e.metric,
             value: e.value,
         })?;
+        if up.interrupted {
+            return Ok(None);
+        }
         let update_s = t_update.elapsed().as_secs_f64();
 
         self.iteration += 1;
@@ -321,7 +339,7 @@ impl TrainState {
         }
         self.trackers.record_into(&mut m);
         self.metrics_history.push(m.clone());
-        Ok(m)
+        Ok(Some(m))
     }
 
     /// Flattened effective evolved weights (`w + d_i`) of the alive agents of `env`, in
