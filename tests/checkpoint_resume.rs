@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use emergence_lab::checkpoint::{
-    auto_resume, read_checkpoint, Checkpoint, CheckpointKind, CheckpointedRun, RunError,
-};
+use emergence_lab::checkpoint::{auto_resume, read_checkpoint, Checkpoint, CheckpointKind};
+use emergence_lab::train::{CheckpointedRun, RunError};
 use emergence_lab::config::ConfigOverrides;
 use emergence_lab::progress::Reporter;
 use emergence_lab::train::StopReason;
@@ -105,11 +104,11 @@ fn long(dir: &Path) -> Config {
     c
 }
 
-fn run_to_end(dir: &Path) -> (Checkpoint, emergence_lab::checkpoint::RunOutcome) {
+fn run_to_end(dir: &Path) -> (Checkpoint, emergence_lab::train::RunOutcome) {
     run_config_to_end(tiny(dir))
 }
 
-fn run_config_to_end(cfg: Config) -> (Checkpoint, emergence_lab::checkpoint::RunOutcome) {
+fn run_config_to_end(cfg: Config) -> (Checkpoint, emergence_lab::train::RunOutcome) {
     let mut run = CheckpointedRun::start(cfg).unwrap();
     run.trainer_mut().reporter = Reporter::silent();
     let out = run.run().unwrap();

@@ -2,8 +2,8 @@
 //! on load, rotated by step, with `latest.safetensors` pointing at the newest good one.
 //!
 //! The in-memory form is in `format.rs`, the file format v1 in `header.rs`; only
-//! `tensor.rs` (fast tensor -> array copies) and `session.rs` (the glue to the `Trainer`:
-//! resume, saves, signals) touch tch.
+//! `tensor.rs` (fast tensor -> array copies) touches tch. The run that uses them (resume,
+//! saves, signals) is `train::CheckpointedRun`: this module never imports `train`.
 
 pub mod error;
 pub mod format;
@@ -13,7 +13,6 @@ pub mod lock;
 pub mod reader;
 pub mod resume;
 pub mod saver;
-pub mod session;
 pub mod store;
 pub mod tensor;
 pub mod writer;
@@ -28,7 +27,6 @@ pub use resume::{
     ResumeChoice,
 };
 pub use saver::{AsyncSaver, SaverStats};
-pub use session::{train_with_checkpoints, CheckpointedRun, RunError, RunOutcome, SignalGuard};
 pub use store::{
     checkpoint_file_name, parse_checkpoint_file_name, CheckpointStore, LatestMode, SaveReport,
     LATEST_NAME,

@@ -12,6 +12,7 @@
 //! the number of Adam steps does not depend on the population.
 
 use tch::Tensor;
+use crate::metrics::names;
 
 use super::adam::Adam;
 use super::interrupt::Interrupt;
@@ -285,10 +286,10 @@ pub(super) fn add_epoch_sums(sums: &mut [f64; 6], epoch: &[f64]) -> Result<(), N
 
 /// Metric names of the update's losses, in the order used internally.
 pub const METRIC_NAMES: [&str; 6] = [
-    "losses/policy_loss",
-    "losses/value_loss",
-    "losses/entropy",
-    "losses/approx_kl",
-    "losses/clip_fraction",
-    "losses/total_loss",
+    names::LOSSES_POLICY_LOSS,
+    names::LOSSES_VALUE_LOSS,
+    names::LOSSES_ENTROPY,
+    names::LOSSES_APPROX_KL,
+    names::LOSSES_CLIP_FRACTION,
+    names::LOSSES_TOTAL_LOSS,
 ];
