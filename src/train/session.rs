@@ -105,6 +105,9 @@ pub struct RunOutcome {
     pub warnings: Vec<String>,
     /// The signal that stopped the run, if any (SIGINT = 2, SIGTERM = 15).
     pub signal: Option<i32>,
+    /// The stop came inside an iteration, which was abandoned: the checkpoint holds the
+    /// iteration before it, and continuing repeats the abandoned one exactly.
+    pub abandoned_iteration: bool,
     /// Counters of the background writer.
     pub saver: SaverStats,
     /// One line for the user: what happened and how to continue.
@@ -427,6 +430,7 @@ impl CheckpointedRun {
             resumed_from: self.resumed_from.clone(),
             warnings: self.warnings.clone(),
             signal,
+            abandoned_iteration: abandoned,
             saver: stats,
             message,
         })
