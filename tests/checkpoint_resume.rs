@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use emergence_lab::checkpoint::{
-    auto_resume, read_checkpoint, Checkpoint, CheckpointKind, CheckpointedRun, RunError,
-};
+use emergence_lab::checkpoint::{auto_resume, read_checkpoint, Checkpoint, CheckpointKind};
 use emergence_lab::config::ConfigOverrides;
 use emergence_lab::progress::Reporter;
 use emergence_lab::train::StopReason;
+use emergence_lab::train::{CheckpointedRun, RunError};
 use emergence_lab::Config;
 
 const CHILD_VAR: &str = "EMERGENCE_LAB_RESUME_TEST_CHILD";
@@ -104,11 +103,11 @@ fn long(dir: &Path) -> Config {
     c
 }
 
-fn run_to_end(dir: &Path) -> (Checkpoint, emergence_lab::checkpoint::RunOutcome) {
+fn run_to_end(dir: &Path) -> (Checkpoint, emergence_lab::train::RunOutcome) {
     run_config_to_end(tiny(dir))
 }
 
-fn run_config_to_end(cfg: Config) -> (Checkpoint, emergence_lab::checkpoint::RunOutcome) {
+fn run_config_to_end(cfg: Config) -> (Checkpoint, emergence_lab::train::RunOutcome) {
     let mut run = CheckpointedRun::start(cfg).unwrap();
     run.trainer_mut().reporter = Reporter::silent();
     let out = run.run().unwrap();

@@ -7,9 +7,10 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use emergence_lab::checkpoint::CheckpointedRun;
 use emergence_lab::config::Evolved;
+use emergence_lab::metrics::names;
 use emergence_lab::ppo::Backend;
+use emergence_lab::train::CheckpointedRun;
 use emergence_lab::{Config, TrainState};
 
 fn bench(iters: usize, backend: Backend) -> Result<()> {
@@ -38,21 +39,21 @@ fn bench(iters: usize, backend: Backend) -> Result<()> {
                 "{label:20} iter={} total_s={s:.3} slot_steps_per_s={:.0} alive_steps={} rollout_s={:.3} (world_s={:.3} network_s={:.3} offsets_s={:.3}) update_s={:.3} (batch_s={:.3} gather_s={:.3} forward_s={:.3} backward_s={:.3} adam_s={:.3} sync_s={:.3} host_syncs={}) minibatches={} pop={:.2}",
                 it + 1,
                 c.steps_per_iteration() as f64 / s,
-                g("perf/alive_agent_steps"),
-                g("perf/rollout_s"),
-                g("perf/world_s"),
-                g("perf/network_s"),
-                g("perf/offsets_s"),
-                g("perf/update_s"),
-                g("perf/update_batch_s"),
-                g("perf/update_gather_s"),
-                g("perf/update_forward_s"),
-                g("perf/update_backward_s"),
-                g("perf/update_adam_s"),
-                g("perf/update_sync_s"),
-                g("perf/update_host_syncs"),
-                g("perf/minibatches"),
-                g("world/population"),
+                g(names::PERF_ALIVE_AGENT_STEPS),
+                g(names::PERF_ROLLOUT_S),
+                g(names::PERF_WORLD_S),
+                g(names::PERF_NETWORK_S),
+                g(names::PERF_OFFSETS_S),
+                g(names::PERF_UPDATE_S),
+                g(names::PERF_UPDATE_BATCH_S),
+                g(names::PERF_UPDATE_GATHER_S),
+                g(names::PERF_UPDATE_FORWARD_S),
+                g(names::PERF_UPDATE_BACKWARD_S),
+                g(names::PERF_UPDATE_ADAM_S),
+                g(names::PERF_UPDATE_SYNC_S),
+                g(names::PERF_UPDATE_HOST_SYNCS),
+                g(names::PERF_MINIBATCHES),
+                g(names::POPULATION),
             );
         }
     }
@@ -119,10 +120,10 @@ fn run() -> Result<std::process::ExitCode> {
         reporter.info(&format!(
             "final step={} mean_reward={:.4} population={:.2} policy_loss={:.4} value_loss={:.4}",
             m.step,
-            m.get("charts/mean_reward").unwrap_or(f64::NAN),
-            m.get("world/population").unwrap_or(f64::NAN),
-            m.get("losses/policy_loss").unwrap_or(f64::NAN),
-            m.get("losses/value_loss").unwrap_or(f64::NAN),
+            m.get(names::MEAN_REWARD).unwrap_or(f64::NAN),
+            m.get(names::POPULATION).unwrap_or(f64::NAN),
+            m.get(names::LOSSES_POLICY_LOSS).unwrap_or(f64::NAN),
+            m.get(names::LOSSES_VALUE_LOSS).unwrap_or(f64::NAN),
         ));
     }
     for e in &summary.events {

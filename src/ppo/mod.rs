@@ -6,6 +6,7 @@
 
 pub mod adam;
 pub mod gae;
+pub mod interrupt;
 pub mod rollout;
 pub mod specialization;
 pub mod update;
@@ -14,5 +15,8 @@ pub mod update_tch;
 
 pub use adam::Adam;
 pub use gae::{compute_gae, GaeInput};
-pub use rollout::{collect, Rollout, RolloutStats};
-pub use update::{build_batch, update, update_with, Backend, UpdateProfile, UpdateStats};
+pub use interrupt::Interrupt;
+pub use rollout::{collect, collect_until, Rollout, RolloutStats};
+pub use update::{
+    build_batch, update, update_until, update_with, Backend, UpdateProfile, UpdateStats,
+};

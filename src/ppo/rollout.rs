@@ -12,6 +12,7 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 use super::gae::GaeInput;
+use super::interrupt::Interrupt;
 use crate::policy::native::{cpu_slice, thread_pool, Layout, Seg, Workspace};
 use crate::policy::{Offsets, Policy};
 use crate::rng::Rng;
@@ -289,10 +290,33 @@ pub fn collect(
     world: &mut World,
     rng: &mut Rng,
     policy: &Policy,
-    mut offsets: Option<&mut Offsets>,
+    offsets: Option<&mut Offsets>,
     num_steps: usize,
     scratch: &mut RolloutScratch,
 ) -> Rollout {
+    collect_until(
+        world,
+        rng,
+        policy,
+        offsets,
+        num_steps,
+        scratch,
+        &Interrupt::never(),
+    )
+    .expect("a rollout that is never interrupted completes")
+}
+
+/// [`collect`], polling `stop` before each tick: `None` when it was interrupted (the world,
+/// generator and offsets are then part-way through the rollout; throw them away).
+pub fn collect_until(
+    world: &mut World,
+    rng: &mut Rng,
+    policy: &Policy,
+    mut offsets: Option<&mut Offsets>,
+    num_steps: usize,
+    scratch: &mut RolloutScratch,
+    stop: &Interrupt,
+) -> Option<Rollout> {
     let (e_n, a_n) = (world.num_envs(), world.num_slots());
     let n = e_n * a_n;
     let d = world.obs_dim();
@@ -309,6 +333,9 @@ pub fn collect(
 
     let mut alive_slots: Vec<i64> = Vec::with_capacity(n);
     for t in 0..num_steps {
+        if stop.requested() {
+            return None;
+        }
         stats.world_s += scratch.observe_alive(world, &mut alive_slots);
         let tn = Instant::now();
         let (lp, val) = if alive_slots.is_empty() {
@@ -445,7 +472,7 @@ pub fn collect(
     } else {
         Tensor::cat(&obs_ticks, 0)
     };
-    Rollout {
+    Some(Rollout {
         gae,
         action,
         logp: logp_out,
@@ -453,5 +480,5 @@ pub fn collect(
         obs,
         extra,
         stats,
-    }
+    })
 }

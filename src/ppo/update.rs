@@ -11,9 +11,11 @@
 //! packs whole chunks up to the alive share of one minibatch, at least one chunk each), so
 //! the number of Adam steps does not depend on the population.
 
+use crate::metrics::names;
 use tch::Tensor;
 
 use super::adam::Adam;
+use super::interrupt::Interrupt;
 use super::rollout::Rollout;
 use crate::config::TrainConfig;
 use crate::policy::{Offsets, Policy};
@@ -56,6 +58,9 @@ pub struct UpdateStats {
     pub clip_fraction: f64,
     pub total_loss: f64,
     pub minibatches: u64,
+    /// The update stopped before its last minibatch (see [`update_until`]): the weights and
+    /// Adam moments are part-way through the update.
+    pub interrupted: bool,
     /// Where the update's time went.
     pub profile: UpdateProfile,
 }
@@ -200,6 +205,33 @@ pub fn update_with(
     rng: &mut Rng,
     backend: Backend,
 ) -> Result<UpdateStats, NonFiniteLoss> {
+    update_until(
+        policy,
+        offsets,
+        adam,
+        batch,
+        cfg,
+        lr,
+        rng,
+        backend,
+        &Interrupt::never(),
+    )
+}
+
+/// [`update_with`], polling `stop` before each minibatch; when it is requested the update
+/// returns at once with [`UpdateStats::interrupted`] set (throw the weights away).
+#[allow(clippy::too_many_arguments)]
+pub fn update_until(
+    policy: &Policy,
+    offsets: Option<&Offsets>,
+    adam: &mut Adam,
+    batch: &Batch,
+    cfg: &TrainConfig,
+    lr: f64,
+    rng: &mut Rng,
+    backend: Backend,
+    stop: &Interrupt,
+) -> Result<UpdateStats, NonFiniteLoss> {
     let mut stats = UpdateStats::default();
     if batch.chunks.is_empty() {
         return Ok(stats);
@@ -219,11 +251,16 @@ pub fn update_with(
     match native {
         Some(mut nat) => {
             let threads = crate::policy::native::threads();
-            nat.run(batch, cfg, lr, rng, mb_size, threads, &mut sums, &mut stats)?
+            nat.run(
+                batch, cfg, lr, rng, mb_size, threads, &mut sums, &mut stats, stop,
+            )?
         }
         None => super::update_tch::run(
-            policy, offsets, adam, batch, cfg, lr, rng, mb_size, &mut sums, &mut stats,
+            policy, offsets, adam, batch, cfg, lr, rng, mb_size, &mut sums, &mut stats, stop,
         )?,
+    }
+    if stats.interrupted {
+        return Ok(stats);
     }
     let m = stats.minibatches.max(1) as f64;
     stats.policy_loss = sums[0] / m;
@@ -251,10 +288,10 @@ pub(super) fn add_epoch_sums(sums: &mut [f64; 6], epoch: &[f64]) -> Result<(), N
 
 /// Metric names of the update's losses, in the order used internally.
 pub const METRIC_NAMES: [&str; 6] = [
-    "losses/policy_loss",
-    "losses/value_loss",
-    "losses/entropy",
-    "losses/approx_kl",
-    "losses/clip_fraction",
-    "losses/total_loss",
+    names::LOSSES_POLICY_LOSS,
+    names::LOSSES_VALUE_LOSS,
+    names::LOSSES_ENTROPY,
+    names::LOSSES_APPROX_KL,
+    names::LOSSES_CLIP_FRACTION,
+    names::LOSSES_TOTAL_LOSS,
 ];

@@ -255,6 +255,7 @@ impl<'a> NativeUpdate<'a> {
         threads: usize,
         sums: &mut [f64; 6],
         stats: &mut UpdateStats,
+        stop: &super::Interrupt,
     ) -> Result<(), NonFiniteLoss> {
         let threads = threads.clamp(1, PARTS);
         let coefs = LossCoefs {
@@ -275,6 +276,10 @@ impl<'a> NativeUpdate<'a> {
             prof.batch_s += t.elapsed().as_secs_f64();
             let mut epoch = [0f64; 6];
             for g in groups {
+                if stop.requested() {
+                    stats.interrupted = true;
+                    return Ok(());
+                }
                 let t = Instant::now();
                 let group = &order[g];
                 let total: usize = group.iter().map(|&c| batch.chunks[c].samples.len()).sum();

@@ -167,6 +167,7 @@ pub(super) fn run(
     mb_size: usize,
     sums: &mut [f64; 6],
     stats: &mut UpdateStats,
+    stop: &super::Interrupt,
 ) -> Result<(), NonFiniteLoss> {
     let dev = policy.device();
     let obs_dim = policy.obs_dim as i64;
@@ -188,6 +189,10 @@ pub(super) fn run(
         let mut epoch_sums = Tensor::zeros([6], (Kind::Double, dev));
         prof.batch_s += t.elapsed().as_secs_f64();
         for &(u, l, start, first_chunk, count, all_slots, all_extra) in &ei.blocks {
+            if stop.requested() {
+                stats.interrupted = true;
+                return Ok(());
+            }
             let t = Instant::now();
             let idx = ei.idx.narrow(0, start, u * l);
             let pick = |x: &Tensor| x.index_select(0, &idx).view([u, l]);

@@ -4,6 +4,7 @@
 //! Each series is one polyline; tracker events are drawn as thin vertical bands plus a
 //! triangle at the event's value, so a chart's SVG holds exactly one `<polyline>` per series.
 
+use crate::metrics::names;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -91,7 +92,7 @@ pub fn chart_specs() -> Vec<ChartSpec> {
             panel(
                 "Mean reward per alive agent-tick (pressure bonuses excluded)",
                 "reward per agent-tick",
-                vec![s("charts/mean_reward", "mean reward", BLUE_)],
+                vec![s(names::MEAN_REWARD, "mean reward", BLUE_)],
             ),
         ),
         single(
@@ -100,7 +101,7 @@ pub fn chart_specs() -> Vec<ChartSpec> {
             panel(
                 "Alive agents per env (mean over envs)",
                 "agents per env",
-                vec![s("world/population", "population", GREEN_)],
+                vec![s(names::POPULATION, "population", GREEN_)],
             ),
         ),
         single(
@@ -110,8 +111,8 @@ pub fn chart_specs() -> Vec<ChartSpec> {
                 "Births and deaths per iteration (all envs)",
                 "count per iteration",
                 vec![
-                    s("world/births", "births", GREEN_),
-                    s("world/deaths", "deaths", RED_),
+                    s(names::WORLD_BIRTHS, "births", GREEN_),
+                    s(names::WORLD_DEATHS, "deaths", RED_),
                 ],
             ),
         ),
@@ -121,7 +122,7 @@ pub fn chart_specs() -> Vec<ChartSpec> {
             panel(
                 "Foods eaten per iteration (all envs)",
                 "foods per iteration",
-                vec![s("world/foods_eaten", "foods eaten", BROWN_)],
+                vec![s(names::WORLD_FOODS_EATEN, "foods eaten", BROWN_)],
             ),
         ),
         ChartSpec {
@@ -134,7 +135,7 @@ pub fn chart_specs() -> Vec<ChartSpec> {
                     ..panel(
                         "Field entropy (mean over channels)",
                         "entropy (nats)",
-                        vec![s("emergence/entropy", "entropy", PURPLE_)],
+                        vec![s(names::EMERGENCE_ENTROPY, "entropy", PURPLE_)],
                     )
                 },
                 PanelSpec {
@@ -142,7 +143,7 @@ pub fn chart_specs() -> Vec<ChartSpec> {
                     ..panel(
                         "Field structure (cell vs neighbour-mean correlation)",
                         "structure (0-1)",
-                        vec![s("emergence/structure", "structure", BLUE_)],
+                        vec![s(names::EMERGENCE_STRUCTURE, "structure", BLUE_)],
                     )
                 },
             ],
@@ -157,11 +158,15 @@ pub fn chart_specs() -> Vec<ChartSpec> {
                     "cosine distance",
                     vec![
                         s(
-                            "specialization/weight_divergence",
+                            names::SPECIALIZATION_WEIGHT_DIVERGENCE,
                             "mean divergence",
                             ORANGE_,
                         ),
-                        s("specialization/max_divergence", "max divergence", GREY_),
+                        s(
+                            names::SPECIALIZATION_MAX_DIVERGENCE,
+                            "max divergence",
+                            GREY_,
+                        ),
                     ],
                 )
             },
@@ -174,22 +179,22 @@ pub fn chart_specs() -> Vec<ChartSpec> {
                 panel(
                     "Learning rate",
                     "learning rate",
-                    vec![s("charts/learning_rate", "learning rate", BLUE_)],
+                    vec![s(names::CHARTS_LEARNING_RATE, "learning rate", BLUE_)],
                 ),
                 panel(
                     "Policy loss",
                     "loss",
-                    vec![s("losses/policy_loss", "policy loss", ORANGE_)],
+                    vec![s(names::LOSSES_POLICY_LOSS, "policy loss", ORANGE_)],
                 ),
                 panel(
                     "Value loss",
                     "loss",
-                    vec![s("losses/value_loss", "value loss", GREEN_)],
+                    vec![s(names::LOSSES_VALUE_LOSS, "value loss", GREEN_)],
                 ),
                 panel(
                     "Policy entropy",
                     "entropy (nats)",
-                    vec![s("losses/entropy", "entropy", PURPLE_)],
+                    vec![s(names::LOSSES_ENTROPY, "entropy", PURPLE_)],
                 ),
             ],
         },

@@ -1,24 +1,32 @@
-//! Training runs: [`TrainState`] (all state + the `iterate` step), the [`Trainer`] loop
-//! with stop flag, wall-time limit and progress callback, and [`train`] for notebook cells.
+//! Training runs, in layers: [`TrainState`] (all state + the `iterate` step); the run loop
+//! (`run.rs`: iterate -> sinks -> reporter -> events -> checkpoint schedule -> stop checks)
+//! driven by [`Trainer`]; [`CheckpointedRun`] around it (resume, saves, signals, deadline);
+//! [`train`] and [`train_with_checkpoints`] for notebook cells.
 //!
-//! The library never prints: progress goes to the `on_progress` callback, the outcome is
-//! returned as a [`TrainSummary`].
+//! Only the trainer's [`Reporter`] writes to the terminal (progress lines or a bar by
+//! default; [`Reporter::silent`] for none); the outcome is returned as a [`TrainSummary`] /
+//! [`RunOutcome`].
 
 mod checkpoint;
+mod run;
+mod session;
+mod signals;
 mod state;
 pub mod threads;
 
+pub use run::crossed;
+pub use session::{train_with_checkpoints, CheckpointedRun, RunError, RunOutcome};
+pub use signals::SignalGuard;
 pub use state::{check_config, TrainState};
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::progress::{Progress, ReportMode, Reporter};
-use crate::sinks::Sinks;
+use crate::progress::{ReportMode, Reporter};
 
 /// Errors of a training run.
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +153,9 @@ impl Trainer {
     }
 
     /// The stop flag: set it (from a signal handler, another thread, a notebook) and the
-    /// run returns after the current iteration with [`StopReason::StopRequested`].
+    /// run returns with [`StopReason::StopRequested`]: after the current iteration for a
+    /// plain [`Trainer::run`], within a rollout tick or update minibatch for a
+    /// [`CheckpointedRun`] (which then saves the last completed iteration).
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.stop.clone()
     }
@@ -159,95 +169,6 @@ impl Trainer {
     /// Calls `f` after every iteration, after the metrics were written and reported.
     pub fn on_progress(&mut self, f: impl FnMut(&TrainState, &Metrics) + 'static) {
         self.on_progress = Some(Box::new(f));
-    }
-
-    /// Trains until `train.total_steps`, the wall-time limit or a stop request. Writes each
-    /// iteration's metrics to the sinks of `log` (JSONL, TensorBoard; continuing at the
-    /// right step after a resume), reports progress every `log.log_interval` steps and
-    /// tracker events as they happen.
-    pub fn run(&mut self) -> Result<TrainSummary, TrainError> {
-        self.started = Instant::now();
-        let cfg = self.state.config.clone();
-        let wall = cfg.max_wall_time();
-        let total = cfg.train.total_steps;
-        let start_step = self.state.step;
-        let resume = (start_step > 0).then_some(start_step);
-        let mut sinks = Sinks::open(
-            &cfg.log,
-            resume,
-            &self.state.metrics_history,
-            Some(&self.state.run_id),
-        )?;
-        for w in sinks.warnings() {
-            self.reporter.warn(&w);
-        }
-        self.reporter
-            .info(&crate::device::report(&cfg.train.device, self.state.device()).to_string());
-        if let Some(choice) = threads::take_last_choice() {
-            self.reporter.info(&choice.describe());
-        }
-        self.reporter.start(start_step, total);
-        let mut iterations = 0;
-        let mut last: Option<Metrics> = None;
-        let mut slowest = Duration::ZERO;
-        let stopped = loop {
-            if self.state.step >= total {
-                break StopReason::Completed;
-            }
-            if self.stop.load(Ordering::SeqCst) {
-                break StopReason::StopRequested;
-            }
-            if let Some(w) = wall {
-                // Stop before an iteration that would likely cross the limit.
-                if self.started.elapsed() + slowest >= w {
-                    break StopReason::WallTime;
-                }
-            }
-            let prev_step = self.state.step;
-            let t = Instant::now();
-            let m = self.state.iterate()?;
-            slowest = slowest.max(t.elapsed());
-            iterations += 1;
-            sinks.write(&m)?;
-            for e in &self.state.new_events {
-                self.reporter.event(e);
-            }
-            if crate::trackers::due(prev_step, self.state.step, cfg.log.log_interval)
-                || self.state.step >= total
-            {
-                let sps = (self.state.step - start_step) as f64
-                    / self.started.elapsed().as_secs_f64().max(1e-9);
-                self.reporter.progress(&Progress {
-                    step: self.state.step,
-                    total,
-                    iteration: self.state.iteration,
-                    mean_reward: m.get("charts/mean_reward").unwrap_or(0.0),
-                    population: m.get("world/population").unwrap_or(0.0),
-                    steps_per_sec: sps,
-                    eta_s: total.saturating_sub(self.state.step) as f64 / sps.max(1e-9),
-                });
-            }
-            if let Some(f) = self.on_progress.as_mut() {
-                f(&self.state, &m);
-            }
-            last = Some(m);
-        };
-        sinks.sync()?;
-        self.reporter.finish(&format!(
-            "stopped={stopped:?} step={} iterations={iterations} events={}",
-            self.state.step,
-            self.state.trackers.events().len()
-        ));
-        Ok(TrainSummary {
-            start_step,
-            final_step: self.state.step,
-            iterations,
-            stopped,
-            last_metrics: last,
-            events: self.state.trackers.events(),
-            checkpoint: None,
-            files: sinks.files(),
-        })
     }
 }
 

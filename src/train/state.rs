@@ -4,6 +4,7 @@
 //! One iteration = rollout -> specialization bonus -> GAE -> PPO update -> metrics, in
 //! exactly the order of model.md section 6.
 
+use crate::metrics::names;
 use std::time::Instant;
 
 use tch::Device;
@@ -149,19 +150,33 @@ impl TrainState {
     /// [`TrainError::NonFinite`] naming the iteration and metric (the state is then only
     /// good for a debug save).
     pub fn iterate(&mut self) -> Result<Metrics, TrainError> {
+        Ok(self
+            .iterate_until(&ppo::Interrupt::never())?
+            .expect("an iteration that is never interrupted completes"))
+    }
+
+    /// [`TrainState::iterate`], polling `stop` before each rollout tick and each update
+    /// minibatch. `Ok(None)`: it was interrupted and this state is part-way through the
+    /// iteration (world, generator, weights): throw it away and continue from the state of
+    /// the last completed iteration (e.g. its checkpoint), which repeats this iteration
+    /// exactly.
+    pub fn iterate_until(&mut self, stop: &ppo::Interrupt) -> Result<Option<Metrics>, TrainError> {
         let t_start = Instant::now();
         let c = &self.config;
         let (e_n, a_n, t_n) = (c.train.num_envs, c.evolution.max_agents, c.train.num_steps);
 
         // 1-2. Rollout with bootstrap values.
-        let mut rollout = ppo::collect(
+        let Some(mut rollout) = ppo::collect_until(
             &mut self.world,
             &mut self.rng,
             &self.policy,
             self.offsets.as_mut(),
             t_n,
             &mut self.scratch,
-        );
+            stop,
+        ) else {
+            return Ok(None);
+        };
         let rollout_s = t_start.elapsed().as_secs_f64();
         let stats = rollout.stats.clone();
         let g = &mut rollout.gae;
@@ -214,7 +229,7 @@ impl TrainState {
         let t_update = Instant::now();
         let lr = self.learning_rate();
         let batch = ppo::build_batch(rollout, &adv, &ret);
-        let up = ppo::update_with(
+        let up = ppo::update_until(
             &self.policy,
             self.offsets.as_ref(),
             &mut self.adam,
@@ -223,12 +238,16 @@ impl TrainState {
             lr,
             &mut self.rng,
             self.update_backend,
+            stop,
         )
         .map_err(|e| TrainError::NonFinite {
             iteration: self.iteration + 1,
             metric: e.metric,
             value: e.value,
         })?;
+        if up.interrupted {
+            return Ok(None);
+        }
         let update_s = t_update.elapsed().as_secs_f64();
 
         self.iteration += 1;
@@ -237,16 +256,16 @@ impl TrainState {
 
         // 6. Metrics.
         let mut m = Metrics::new(self.step, self.iteration);
-        m.set("losses/policy_loss", up.policy_loss);
-        m.set("losses/value_loss", up.value_loss);
-        m.set("losses/entropy", up.entropy);
-        m.set("losses/approx_kl", up.approx_kl);
-        m.set("losses/clip_fraction", up.clip_fraction);
-        m.set("losses/total_loss", up.total_loss);
-        m.set("charts/mean_reward", food_reward / samples);
-        m.set("charts/mean_value", value_sum / samples);
-        m.set("charts/mean_return", return_sum / samples);
-        m.set("charts/learning_rate", lr);
+        m.set(names::LOSSES_POLICY_LOSS, up.policy_loss);
+        m.set(names::LOSSES_VALUE_LOSS, up.value_loss);
+        m.set(names::LOSSES_ENTROPY, up.entropy);
+        m.set(names::LOSSES_APPROX_KL, up.approx_kl);
+        m.set(names::LOSSES_CLIP_FRACTION, up.clip_fraction);
+        m.set(names::LOSSES_TOTAL_LOSS, up.total_loss);
+        m.set(names::MEAN_REWARD, food_reward / samples);
+        m.set(names::CHARTS_MEAN_VALUE, value_sum / samples);
+        m.set(names::CHARTS_MEAN_RETURN, return_sum / samples);
+        m.set(names::CHARTS_LEARNING_RATE, lr);
         let w = &self.world;
         let alive: Vec<usize> = (0..w.alive.len()).filter(|&k| w.alive[k]).collect();
         let energies = alive.iter().map(|&k| w.energy[k] as f64);
@@ -261,44 +280,47 @@ impl TrainState {
             .fold(0.0, f64::max);
         let any = !alive.is_empty();
         m.set(
-            "world/population",
+            names::POPULATION,
             stats.alive_agent_steps as f64 / (e_n * t_n) as f64,
         );
-        m.set("world/births", stats.births as f64);
-        m.set("world/deaths", stats.deaths as f64);
-        m.set("world/foods_eaten", stats.foods_eaten as f64);
-        m.set("world/floor_respawns", stats.floor_respawns as f64);
+        m.set(names::WORLD_BIRTHS, stats.births as f64);
+        m.set(names::WORLD_DEATHS, stats.deaths as f64);
+        m.set(names::WORLD_FOODS_EATEN, stats.foods_eaten as f64);
+        m.set(names::WORLD_FLOOR_RESPAWNS, stats.floor_respawns as f64);
         m.set(
-            "world/mean_energy",
+            names::WORLD_MEAN_ENERGY,
             if any {
                 energies.sum::<f64>() / alive.len() as f64
             } else {
                 0.0
             },
         );
-        m.set("world/min_energy", if any { emin } else { 0.0 });
-        m.set("world/max_energy", if any { emax } else { 0.0 });
-        m.set("world/oldest_age", oldest);
+        m.set(names::WORLD_MIN_ENERGY, if any { emin } else { 0.0 });
+        m.set(names::WORLD_MAX_ENERGY, if any { emax } else { 0.0 });
+        m.set(names::WORLD_OLDEST_AGE, oldest);
         m.set(
-            "perf/steps_per_sec",
+            names::PERF_STEPS_PER_SEC,
             self.config.steps_per_iteration() as f64 / total_s,
         );
-        m.set("perf/env_ticks", (e_n * t_n) as f64);
-        m.set("perf/alive_agent_steps", stats.alive_agent_steps as f64);
-        m.set("perf/rollout_s", rollout_s);
-        m.set("perf/update_s", update_s);
-        m.set("perf/world_s", stats.world_s);
-        m.set("perf/network_s", stats.network_s);
-        m.set("perf/offsets_s", stats.offsets_s);
-        m.set("perf/minibatches", up.minibatches as f64);
+        m.set(names::PERF_ENV_TICKS, (e_n * t_n) as f64);
+        m.set(
+            names::PERF_ALIVE_AGENT_STEPS,
+            stats.alive_agent_steps as f64,
+        );
+        m.set(names::PERF_ROLLOUT_S, rollout_s);
+        m.set(names::PERF_UPDATE_S, update_s);
+        m.set(names::PERF_WORLD_S, stats.world_s);
+        m.set(names::PERF_NETWORK_S, stats.network_s);
+        m.set(names::PERF_OFFSETS_S, stats.offsets_s);
+        m.set(names::PERF_MINIBATCHES, up.minibatches as f64);
         let pr = &up.profile;
-        m.set("perf/update_batch_s", pr.batch_s);
-        m.set("perf/update_gather_s", pr.gather_s);
-        m.set("perf/update_forward_s", pr.forward_s);
-        m.set("perf/update_backward_s", pr.backward_s);
-        m.set("perf/update_adam_s", pr.adam_s);
-        m.set("perf/update_sync_s", pr.sync_s);
-        m.set("perf/update_host_syncs", pr.host_syncs as f64);
+        m.set(names::PERF_UPDATE_BATCH_S, pr.batch_s);
+        m.set(names::PERF_UPDATE_GATHER_S, pr.gather_s);
+        m.set(names::PERF_UPDATE_FORWARD_S, pr.forward_s);
+        m.set(names::PERF_UPDATE_BACKWARD_S, pr.backward_s);
+        m.set(names::PERF_UPDATE_ADAM_S, pr.adam_s);
+        m.set(names::PERF_UPDATE_SYNC_S, pr.sync_s);
+        m.set(names::PERF_UPDATE_HOST_SYNCS, pr.host_syncs as f64);
 
         // 7. Trackers (env 0), at their intervals.
         self.new_events.clear();
@@ -321,7 +343,7 @@ impl TrainState {
         }
         self.trackers.record_into(&mut m);
         self.metrics_history.push(m.clone());
-        Ok(m)
+        Ok(Some(m))
     }
 
     /// Flattened effective evolved weights (`w + d_i`) of the alive agents of `env`, in

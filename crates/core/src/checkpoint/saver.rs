@@ -27,6 +27,8 @@ pub struct SaverStats {
     pub failed: u64,
     /// Total time the writer thread spent saving, in seconds.
     pub write_seconds: f64,
+    /// The slowest single save, in seconds (the run's deadline keeps time for one).
+    pub max_write_seconds: f64,
     /// Total time `submit` calls spent blocked (waiting behind a non-periodic request).
     pub blocked_seconds: f64,
     /// Report of the last successful save.
@@ -198,7 +200,9 @@ fn writer_loop(shared: &Shared, store: &CheckpointStore) {
         let mut st = shared.lock();
         st.spare = Some(ckpt);
         st.busy = false;
-        st.stats.write_seconds += t0.elapsed().as_secs_f64();
+        let secs = t0.elapsed().as_secs_f64();
+        st.stats.write_seconds += secs;
+        st.stats.max_write_seconds = st.stats.max_write_seconds.max(secs);
         match result {
             Ok(r) => {
                 st.stats.written += 1;

@@ -1,8 +1,11 @@
 //! A checkpointed training run: resume, periodic / final / emergency saves, signals and
 //! the wall-time deadline around [`Trainer`], for the `train` binary and notebook cells.
 //!
-//! Periodic saves go through an [`AsyncSaver`] (the caller only converts the state); a stop
-//! (signal, stop flag, deadline) saves the state at the end of the current iteration.
+//! Periodic saves go through an [`AsyncSaver`] (the loop only converts the state). The
+//! state of the last completed iteration is kept converted, so a stop (signal, stop flag,
+//! deadline) abandons the running iteration within a rollout tick or update minibatch and
+//! writes that state: seconds, whatever the iteration length. The deadline keeps time for
+//! that final save (see `run.rs`).
 //!
 //! From a notebook cell (SIGINT/SIGTERM are handled only while the call runs):
 //!
@@ -15,23 +18,21 @@
 //! println!("{}", outcome.message);
 //! ```
 
-use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::CheckpointError;
-use super::CheckpointKind;
-use super::FolderLock;
-use super::{find_resume, CheckpointInfo};
-use super::{parse_checkpoint_file_name, CheckpointStore};
-use super::{read_checkpoint, verify_checkpoint};
-use super::{AsyncSaver, SaverStats};
+use super::run::Saves;
+use super::signals::SignalGuard;
+use super::{StopReason, TrainError, TrainState, TrainSummary, Trainer};
+use crate::checkpoint::{
+    find_resume, list_checkpoints, parse_checkpoint_file_name, read_checkpoint, verify_checkpoint,
+    AsyncSaver, CheckpointError, CheckpointInfo, CheckpointKind, CheckpointStore, FolderLock,
+    SaverStats,
+};
 use crate::config::{Config, ConfigOverrides};
 use crate::metrics::Metrics;
-use crate::train::{StopReason, TrainError, TrainState, TrainSummary, Trainer};
 
 /// Errors of a checkpointed run.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +105,9 @@ pub struct RunOutcome {
     pub warnings: Vec<String>,
     /// The signal that stopped the run, if any (SIGINT = 2, SIGTERM = 15).
     pub signal: Option<i32>,
+    /// The stop came inside an iteration, which was abandoned: the checkpoint holds the
+    /// iteration before it, and continuing repeats the abandoned one exactly.
+    pub abandoned_iteration: bool,
     /// Counters of the background writer.
     pub saver: SaverStats,
     /// One line for the user: what happened and how to continue.
@@ -117,58 +121,6 @@ impl RunOutcome {
     }
 }
 
-/// SIGINT/SIGTERM handling for the duration of a run (removed on drop).
-///
-/// The first signal sets the stop flag (the run saves and returns after the current
-/// iteration); a second one exits the process at once with 128 + signal. Note: signal-hook
-/// cannot restore the previous disposition, so after the guard is dropped these signals are
-/// ignored by the process (Jupyter's stock interrupt uses SIGKILL, unaffected).
-pub struct SignalGuard {
-    ids: Vec<signal_hook::SigId>,
-}
-
-impl SignalGuard {
-    /// Installs the handlers: `stop` is set and `which` receives the signal number.
-    pub fn install(stop: Arc<AtomicBool>, which: Arc<AtomicUsize>) -> std::io::Result<SignalGuard> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut guard = SignalGuard { ids: Vec::new() };
-        let again = Arc::new(AtomicBool::new(false));
-        for sig in [SIGINT, SIGTERM] {
-            // Order matters: actions run in registration order, so the exit checks the flag
-            // before this signal sets it.
-            guard
-                .ids
-                .push(signal_hook::flag::register_conditional_shutdown(
-                    sig,
-                    128 + sig,
-                    again.clone(),
-                )?);
-            guard
-                .ids
-                .push(signal_hook::flag::register(sig, again.clone())?);
-            guard.ids.push(signal_hook::flag::register_usize(
-                sig,
-                which.clone(),
-                sig as usize,
-            )?);
-            guard
-                .ids
-                .push(signal_hook::flag::register(sig, stop.clone())?);
-        }
-        Ok(guard)
-    }
-}
-
-impl Drop for SignalGuard {
-    fn drop(&mut self) {
-        for id in self.ids.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
-    }
-}
-
-type Progress = Box<dyn FnMut(&TrainState, &Metrics)>;
-
 /// A training run with checkpoints: build with [`CheckpointedRun::start`], then [`CheckpointedRun::run`].
 pub struct CheckpointedRun {
     trainer: Trainer,
@@ -178,12 +130,6 @@ pub struct CheckpointedRun {
     resumed_from: Option<CheckpointInfo>,
     warnings: Vec<String>,
     handle_signals: bool,
-    progress: Option<Progress>,
-}
-
-/// Whether the step counter crossed a multiple of `interval` between `before` and `after`.
-pub fn crossed(interval: i64, before: u64, after: u64) -> bool {
-    interval > 0 && before / interval as u64 != after / interval as u64
 }
 
 impl CheckpointedRun {
@@ -259,7 +205,6 @@ impl CheckpointedRun {
             resumed_from,
             warnings,
             handle_signals: false,
-            progress: None,
         })
     }
 
@@ -269,9 +214,9 @@ impl CheckpointedRun {
         self
     }
 
-    /// Calls `f` after every iteration (after the periodic save was queued).
+    /// Calls `f` after every completed iteration (after its checkpoint schedule ran).
     pub fn on_progress(&mut self, f: impl FnMut(&TrainState, &Metrics) + 'static) {
-        self.progress = Some(Box::new(f));
+        self.trainer.on_progress(f);
     }
 
     /// The trainer's stop flag: set it and the run saves and returns after this iteration.
@@ -314,43 +259,23 @@ impl CheckpointedRun {
     /// A NaN/Inf failure saves a `nonfinite` debug file and never touches `latest`; other
     /// failures and panics flush pending saves and return the error.
     pub fn run(&mut self) -> Result<RunOutcome, RunError> {
-        let saver = Rc::new(AsyncSaver::new(self.store.clone())?);
-        let failure: Rc<RefCell<Option<CheckpointError>>> = Rc::new(RefCell::new(None));
+        let saver = AsyncSaver::new(self.store.clone())?;
         let stop = self.trainer.stop_flag();
         let which = Arc::new(AtomicUsize::new(0));
-        let interval = self.trainer.state.config.log.save_interval;
-        let mut before = self.trainer.state.step;
-        let step_at_start = before;
-        let mut user = self.progress.take();
-        {
-            let (saver, failure, stop) = (saver.clone(), failure.clone(), stop.clone());
-            self.trainer.on_progress(move |state, m| {
-                if crossed(interval, before, state.step) {
-                    let ckpt =
-                        state.to_checkpoint_reusing(CheckpointKind::Periodic, saver.take_spare());
-                    if let Err(e) = saver.submit(ckpt) {
-                        failure.borrow_mut().get_or_insert(e);
-                        stop.store(true, Ordering::SeqCst);
-                    }
-                }
-                before = state.step;
-                if let Some(f) = user.as_mut() {
-                    f(state, m);
-                }
-            });
-        }
+        let step_at_start = self.trainer.state.step;
         let guard = if self.handle_signals {
             Some(SignalGuard::install(stop.clone(), which.clone()).map_err(RunError::Signals)?)
         } else {
             None
         };
-        let result = catch_unwind(AssertUnwindSafe(|| self.trainer.run()));
+        let mut saves = Saves::new(&saver, &self.trainer.state);
+        let result = catch_unwind(AssertUnwindSafe(|| self.trainer.run_loop(Some(&mut saves))));
         let signal = match which.load(Ordering::SeqCst) {
             0 => None,
             s => Some(s as i32),
         };
         let outcome = match result {
-            Ok(Ok(summary)) => self.finish(summary, &saver, &failure, signal),
+            Ok(Ok(end)) => self.finish(end.summary, end.abandoned, &mut saves, &saver, signal),
             Ok(Err(e @ TrainError::NonFinite { .. })) => {
                 let _ = saver.wait();
                 let _ = saver.submit(self.trainer.state.to_checkpoint(CheckpointKind::Nonfinite));
@@ -396,19 +321,24 @@ impl CheckpointedRun {
             }
         };
         drop(guard);
-        // The progress closure holds a clone of the saver; finish the writer thread now.
-        self.trainer.on_progress(|_, _| {});
+        drop(saves);
+        let _ = saver.finish();
         outcome
     }
 
+    /// After the loop: the final (completed, deadline) or emergency (stop) checkpoint of the
+    /// last completed iteration, unless a verified file of that step already exists (the
+    /// checkpoint resumed from, or a periodic save of this very step). When the stop
+    /// abandoned an iteration, the trainer's state is replaced by that kept state.
     fn finish(
         &mut self,
         mut summary: TrainSummary,
+        abandoned: bool,
+        saves: &mut Saves,
         saver: &AsyncSaver,
-        failure: &RefCell<Option<CheckpointError>>,
         signal: Option<i32>,
     ) -> Result<RunOutcome, RunError> {
-        if let Some(e) = failure.borrow_mut().take() {
+        if let Some(e) = saves.failure.take() {
             let _ = saver.wait();
             return Err(RunError::Checkpoint(e));
         }
@@ -416,15 +346,16 @@ impl CheckpointedRun {
             StopReason::Completed | StopReason::WallTime => CheckpointKind::Final,
             StopReason::StopRequested => CheckpointKind::Emergency,
         };
+        let step = self.trainer.state.step;
+        let mut kept = saves.take_ready();
         let unchanged = self
             .resumed_from
             .as_ref()
-            .filter(|r| summary.iterations == 0 && r.step == self.trainer.state.step);
+            .filter(|r| summary.iterations == 0 && r.step == step);
         // A stop right after a periodic save of this very step: that file, once verified, is
         // the checkpoint (no emergency copy of the same state).
-        let saved_here = if kind == CheckpointKind::Emergency {
+        let saved_here = if kind == CheckpointKind::Emergency && unchanged.is_none() {
             saver.wait()?;
-            let step = self.trainer.state.step;
             saver.stats().last.as_ref().map(|r| r.path.clone()).filter(|p| {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 matches!(parse_checkpoint_file_name(name), Some((CheckpointKind::Periodic, s)) if s == step)
@@ -439,13 +370,41 @@ impl CheckpointedRun {
         } else if let Some(p) = saved_here {
             summary.checkpoint = Some(p);
         } else {
-            saver.submit(
-                self.trainer
+            let mut ckpt = match kept.take() {
+                Some(c) => c,
+                None if !abandoned => self
+                    .trainer
                     .state
                     .to_checkpoint_reusing(kind, saver.take_spare()),
-            )?;
+                None => return Err(lost_state()),
+            };
+            ckpt.meta.kind = kind;
+            ckpt.meta.created_unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            saver.submit(ckpt)?;
             saver.wait()?;
-            summary.checkpoint = saver.stats().last.as_ref().map(|r| r.path.clone());
+            let written = saver.stats().last.map(|r| r.path);
+            if let Some(p) = &written {
+                verify_checkpoint(p)?;
+            }
+            summary.checkpoint = written;
+            // The written checkpoint comes back as the saver's spare.
+            kept = saver.take_spare();
+        }
+        if abandoned {
+            // The state is part-way through the abandoned iteration: continue from the kept
+            // one (what was just written), as a resume from that file would.
+            let ckpt = kept.ok_or_else(lost_state)?;
+            let state = &self.trainer.state;
+            let backend = state.update_backend;
+            let mut restored = TrainState::from_checkpoint_with_config(
+                &ckpt,
+                state.config.clone(),
+                state.device(),
+            )?;
+            restored.update_backend = backend;
+            self.trainer.state = restored;
         }
         let stats = saver.stats();
         let saved = summary
@@ -474,10 +433,19 @@ impl CheckpointedRun {
             resumed_from: self.resumed_from.clone(),
             warnings: self.warnings.clone(),
             signal,
+            abandoned_iteration: abandoned,
             saver: stats,
             message,
         })
     }
+}
+
+fn lost_state() -> RunError {
+    RunError::Train(TrainError::Checkpoint(
+        "the state of the last completed iteration was not kept (a failed save took it); \
+         continue from the newest checkpoint with --train.resume-from auto"
+            .into(),
+    ))
 }
 
 /// Notebook entry point: resume per `train.resume_from`, train with checkpoints, handle
@@ -512,7 +480,7 @@ fn refuse_to_mix_runs(config: &Config) -> Result<(), RunError> {
     if !dir.is_dir() {
         return Ok(());
     }
-    let listing = super::list_checkpoints(dir)?;
+    let listing = list_checkpoints(dir)?;
     let mut files: Vec<(PathBuf, String)> = listing
         .skipped
         .iter()
