@@ -5,6 +5,7 @@
 //! returned as a [`TrainSummary`].
 
 mod checkpoint;
+pub mod floor;
 mod state;
 pub mod threads;
 
