@@ -165,19 +165,62 @@ pub fn adam_step(
     v: &mut [f32],
     step: i64,
     lr: f64,
+    betas: (f64, f64, f64),
+) {
+    adam_step_scaled(p, g, 1.0, m, v, step, lr, betas)
+}
+
+/// [`adam_step`] on the gradient `coef * g` (the clipping factor folded in: the same values
+/// as scaling `g` first). One pass over the parameters, vectorisable.
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step_scaled(
+    p: &mut [f32],
+    g: &[f32],
+    coef: f32,
+    m: &mut [f32],
+    v: &mut [f32],
+    step: i64,
+    lr: f64,
     (beta1, beta2, eps): (f64, f64, f64),
 ) {
     let t = step as i32;
     let step_size = (lr / (1.0 - beta1.powi(t))) as f32;
     let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt() as f32;
     let (b1, b2, eps) = (beta1 as f32, beta2 as f32, eps as f32);
-    for i in 0..p.len() {
-        let gi = g[i];
-        m[i] += (1.0 - b1) * (gi - m[i]);
-        v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-        let denom = v[i].sqrt() / bc2_sqrt + eps;
-        p[i] -= step_size * (m[i] / denom);
+    let n = p.len().min(g.len()).min(m.len()).min(v.len());
+    for (((pi, &gi), mi), vi) in p[..n]
+        .iter_mut()
+        .zip(&g[..n])
+        .zip(&mut m[..n])
+        .zip(&mut v[..n])
+    {
+        let gi = if coef < 1.0 { gi * coef } else { gi };
+        *mi += (1.0 - b1) * (gi - *mi);
+        *vi = b2 * *vi + (1.0 - b2) * gi * gi;
+        let denom = vi.sqrt() / bc2_sqrt + eps;
+        *pi -= step_size * (*mi / denom);
     }
+}
+
+/// `grad = parts[0] + parts[1] + ...` (in part order), returning the squared L2 norm of
+/// the sum (f64, eight partial sums in a fixed order: vectorisable).
+pub fn reduce_grad(grad: &mut [f32], parts: &[&[f32]]) -> f64 {
+    let n = grad.len();
+    grad.copy_from_slice(&parts[0][..n]);
+    for q in &parts[1..] {
+        grad.iter_mut().zip(&q[..n]).for_each(|(g, x)| *g += x);
+    }
+    let mut acc = [0f64; 8];
+    let mut blocks = grad.chunks_exact(8);
+    for c in &mut blocks {
+        for l in 0..8 {
+            acc[l] += (c[l] as f64) * (c[l] as f64);
+        }
+    }
+    for (l, &x) in blocks.remainder().iter().enumerate() {
+        acc[l] += (x as f64) * (x as f64);
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
 /// The native update's view of the state: host slices of the parameters, Adam moments,
@@ -310,13 +353,9 @@ impl<'a> NativeUpdate<'a> {
                 }
                 let t_reduce_start = t.elapsed().as_secs_f64();
                 let mut loss_sums = [0f64; 5];
-                grad.copy_from_slice(&parts[0].grad);
-                for (i, part) in parts.iter().enumerate() {
+                for part in parts.iter() {
                     for (s, v) in loss_sums.iter_mut().zip(part.sums) {
                         *s += v;
-                    }
-                    if i > 0 && part.rows.actions.len() > 0 {
-                        grad.iter_mut().zip(&part.grad).for_each(|(g, p)| *g += p);
                     }
                 }
                 for (e, v) in epoch
@@ -325,10 +364,18 @@ impl<'a> NativeUpdate<'a> {
                 {
                     *e += v;
                 }
-                clip_grad_norm(&mut grad, cfg.max_grad_norm);
+                // Sum of the part gradients and its norm in one pass; the clipping factor
+                // (as `clip_grad_norm`) is folded into the Adam step.
+                let grads: Vec<&[f32]> = parts
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, p)| *i == 0 || !p.rows.actions.is_empty())
+                    .map(|(_, p)| p.grad.as_slice())
+                    .collect();
+                let grad_norm = reduce_grad(&mut grad, &grads).sqrt();
+                let coef = (cfg.max_grad_norm / (grad_norm + 1e-6)).min(1.0) as f32;
                 // Forward + loss and backward summed over the parts (thread-seconds: wall
-                // time on one thread); adding the part gradients and clipping count as
-                // backward.
+                // time on one thread); adding the part gradients counts as backward.
                 let wall = t.elapsed().as_secs_f64();
                 let fwd: f64 = parts.iter().map(|p| p.forward_s).sum();
                 let bwd: f64 = parts.iter().map(|p| p.backward_s).sum();
@@ -336,9 +383,10 @@ impl<'a> NativeUpdate<'a> {
                 prof.backward_s += bwd + (wall - t_reduce_start).max(0.0);
                 let t = Instant::now();
                 *self.step += 1;
-                adam_step(
+                adam_step_scaled(
                     self.params,
                     &grad,
+                    coef,
                     self.m,
                     self.v,
                     *self.step,

@@ -104,20 +104,13 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn matrix_data(n: usize) -> Vec<f32> {
-    (0..n * n)
-        .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3)
-        .collect()
-}
-
-/// `matrixmultiply::sgemm` of two `MATMUL_DIM`² matrices, the output's rows split into one
-/// share per thread.
-fn native_matmul_rate(threads: usize) -> f64 {
+/// One `MATMUL_DIM`² x `MATMUL_DIM`² product `c = a a` with `matrixmultiply::sgemm`, the
+/// output's rows split into one share per thread of the native pool. `a` and `c` hold
+/// `MATMUL_DIM`² floats (row-major).
+pub fn native_matmul_pass(a: &[f32], c: &mut [f32], threads: usize) {
     let n = MATMUL_DIM;
-    let a = matrix_data(n);
-    let mut c = vec![0f32; n * n];
-    let pool = crate::policy::native::thread_pool(threads);
-    let rows = n.div_ceil(threads);
+    assert!(a.len() == n * n && c.len() == n * n);
+    let rows = n.div_ceil(threads.max(1));
     let part = |a_rows: &[f32], c_rows: &mut [f32]| {
         let m = c_rows.len() / n;
         // SAFETY: row-major m x n (a_rows), n x n (a) and m x n (c_rows) slices of the
@@ -141,19 +134,32 @@ fn native_matmul_rate(threads: usize) -> f64 {
             )
         }
     };
-    let pass = |c: &mut Vec<f32>| match &pool {
-        None => part(&a, c),
+    match crate::policy::native::thread_pool(threads) {
+        None => part(a, c),
         Some(pool) => pool.scope(|s| {
             for (ar, cr) in a.chunks(rows * n).zip(c.chunks_mut(rows * n)) {
                 s.spawn(move |_| part(ar, cr));
             }
         }),
-    };
-    pass(&mut c); // warm-up
+    }
+}
+
+/// Matrix data for the timed products (`n`² floats).
+pub fn matrix_data(n: usize) -> Vec<f32> {
+    (0..n * n)
+        .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3)
+        .collect()
+}
+
+fn native_matmul_rate(threads: usize) -> f64 {
+    let n = MATMUL_DIM;
+    let a = matrix_data(n);
+    let mut c = vec![0f32; n * n];
+    native_matmul_pass(&a, &mut c, threads); // warm-up
     let mut times = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        pass(&mut c);
+        native_matmul_pass(&a, &mut c, threads);
         times.push(t.elapsed().as_secs_f64());
     }
     std::hint::black_box(&c);
@@ -190,29 +196,31 @@ fn sum_stream(part: &[f32]) -> f32 {
     acc.iter().sum()
 }
 
+/// One streaming read of `buf` (a sum), one contiguous share per thread of the native pool.
+pub fn read_pass(buf: &[f32], threads: usize) -> f32 {
+    let threads = threads.max(1);
+    match crate::policy::native::thread_pool(threads) {
+        None => sum_stream(buf),
+        Some(pool) => {
+            let share = buf.len().div_ceil(threads);
+            let mut sums = vec![0f32; threads];
+            pool.scope(|s| {
+                for (part, out) in buf.chunks(share).zip(sums.iter_mut()) {
+                    s.spawn(move |_| *out = sum_stream(part));
+                }
+            });
+            sums.iter().sum()
+        }
+    }
+}
+
 fn read_rate(threads: usize) -> f64 {
     let buf = vec![1f32; READ_BYTES / 4];
-    let pool = crate::policy::native::thread_pool(threads);
-    let share = buf.len().div_ceil(threads);
-    let pass = || -> f32 {
-        match &pool {
-            None => sum_stream(&buf),
-            Some(pool) => {
-                let mut sums = vec![0f32; threads];
-                pool.scope(|s| {
-                    for (part, out) in buf.chunks(share).zip(sums.iter_mut()) {
-                        s.spawn(move |_| *out = sum_stream(part));
-                    }
-                });
-                sums.iter().sum()
-            }
-        }
-    };
-    std::hint::black_box(pass()); // warm-up
+    std::hint::black_box(read_pass(&buf, threads)); // warm-up
     let mut times = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();
-        std::hint::black_box(pass());
+        std::hint::black_box(read_pass(&buf, threads));
         times.push(t.elapsed().as_secs_f64());
     }
     READ_BYTES as f64 / median(times)
