@@ -337,13 +337,21 @@ impl<'a> NativeUpdate<'a> {
                         rows += batch.chunks[group[end]].samples.len();
                         end += 1;
                     }
-                    part.fill(batch, &group[next..end], self.obs, &self.lay);
+                    part.group = next..end;
                     next = end;
                 }
                 prof.batch_s += t.elapsed().as_secs_f64();
                 let t = Instant::now();
                 let (lay, params, off) = (&self.lay, &*self.params, self.offsets.as_ref());
-                let work = |part: &mut Part| part.compute(lay, params, off, norm, coefs);
+                let obs = self.obs;
+                let rows = HostRows::of(batch);
+                // Each part gathers its own rows (in parallel), then computes.
+                let work = |part: &mut Part| {
+                    let tf = Instant::now();
+                    part.fill(&rows, &group[part.group.clone()], obs, lay);
+                    part.fill_s = tf.elapsed().as_secs_f64();
+                    part.compute(lay, params, off, norm, coefs)
+                };
                 match &pool {
                     Some(pool) => pool.install(|| {
                         use rayon::prelude::*;
@@ -378,6 +386,7 @@ impl<'a> NativeUpdate<'a> {
                 // time on one thread); adding the part gradients counts as backward.
                 let wall = t.elapsed().as_secs_f64();
                 let fwd: f64 = parts.iter().map(|p| p.forward_s).sum();
+                prof.batch_s += parts.iter().map(|p| p.fill_s).sum::<f64>();
                 let bwd: f64 = parts.iter().map(|p| p.backward_s).sum();
                 prof.forward_s += fwd;
                 prof.backward_s += bwd + (wall - t_reduce_start).max(0.0);
@@ -406,8 +415,33 @@ fn part_rows(batch: &Batch, chunks: &[usize]) -> usize {
     chunks.iter().map(|&c| batch.chunks[c].samples.len()).sum()
 }
 
+/// The host-side per-sample data of a [`Batch`] (shareable between threads).
+struct HostRows<'a> {
+    chunks: &'a [super::update::Chunk],
+    actions: &'a [i64],
+    logp: &'a [f32],
+    advantages: &'a [f32],
+    returns: &'a [f32],
+}
+
+impl<'a> HostRows<'a> {
+    fn of(b: &'a Batch) -> Self {
+        HostRows {
+            chunks: &b.chunks,
+            actions: &b.actions,
+            logp: &b.logp,
+            advantages: &b.advantages,
+            returns: &b.returns,
+        }
+    }
+}
+
 /// One thread's share of a minibatch and its buffers.
 struct Part {
+    /// This part's chunks: a range of the minibatch's chunk list.
+    group: std::ops::Range<usize>,
+    /// Seconds of the last [`Part::fill`].
+    fill_s: f64,
     ws: Workspace,
     rows: LossRows,
     segs: Vec<Seg>,
@@ -424,6 +458,8 @@ struct Part {
 impl Part {
     fn new(total: usize) -> Part {
         Part {
+            group: 0..0,
+            fill_s: 0.0,
             ws: Workspace::default(),
             rows: LossRows::default(),
             segs: Vec::new(),
@@ -437,7 +473,7 @@ impl Part {
     }
 
     /// Gathers the samples of `chunks` (rows in chunk order).
-    fn fill(&mut self, batch: &Batch, chunks: &[usize], obs: &[f32], lay: &Layout) {
+    fn fill(&mut self, batch: &HostRows, chunks: &[usize], obs: &[f32], lay: &Layout) {
         let d = lay.obs_dim;
         self.segs.clear();
         let r = &mut self.rows;
