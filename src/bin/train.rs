@@ -2,7 +2,8 @@
 //!
 //! `train [--config FILE] [--group.field VALUE ...]` trains; `train --bench [ITERS [THREADS [auto|tch]]]` times
 //! full PPO iterations of the Kaggle-notebook config (evolved all / heads / disabled) and
-//! prints the rollout / world / network / update breakdown.
+//! prints the rollout / world / network / update breakdown, with each time as a multiple of
+//! the machine's floor measured in the same run ([`emergence_lab::train::floor`]).
 
 use std::time::Instant;
 
@@ -10,6 +11,7 @@ use anyhow::{Context, Result};
 use emergence_lab::config::Evolved;
 use emergence_lab::metrics::names;
 use emergence_lab::ppo::Backend;
+use emergence_lab::train::floor::{IterationWork, MachineFloor};
 use emergence_lab::train::CheckpointedRun;
 use emergence_lab::{Config, TrainState};
 
@@ -30,16 +32,34 @@ fn bench(iters: usize, backend: Backend) -> Result<()> {
         c.train.device = "cpu".into();
         let mut state = TrainState::new(c.clone(), tch::Device::Cpu)?;
         state.update_backend = backend;
+        // The machine's floor, measured just before this variant's iterations (same threads).
+        let floor = MachineFloor::measure(threads);
+        println!("# {label}: {}", floor.describe());
+        let params = state.policy.num_params() as usize;
+        let offset_floats = state
+            .offsets
+            .as_ref()
+            .map_or(0, |o| o.per_slot_numel() as usize);
         for it in 0..iters {
             let t = Instant::now();
             let m = state.iterate()?;
             let s = t.elapsed().as_secs_f64();
             let g = |k: &str| m.get(k).unwrap_or(f64::NAN);
+            let work = IterationWork::new(
+                g(names::PERF_ALIVE_AGENT_STEPS),
+                c.train.num_epochs,
+                params,
+                offset_floats,
+            );
+            let floor_s = floor.total_s(&work);
             println!(
-                "{label:20} iter={} total_s={s:.3} slot_steps_per_s={:.0} alive_steps={} rollout_s={:.3} (world_s={:.3} network_s={:.3} offsets_s={:.3}) update_s={:.3} (batch_s={:.3} gather_s={:.3} forward_s={:.3} backward_s={:.3} adam_s={:.3} sync_s={:.3} host_syncs={}) minibatches={} pop={:.2}",
+                "{label:20} iter={} total_s={s:.3} slot_steps_per_s={:.0} floor_s={floor_s:.3} x_floor={:.2} rollout_x_floor={:.2} update_x_floor={:.2} alive_steps={} rollout_s={:.3} (world_s={:.3} network_s={:.3} offsets_s={:.3}) update_s={:.3} (batch_s={:.3} gather_s={:.3} forward_s={:.3} backward_s={:.3} adam_s={:.3} sync_s={:.3} host_syncs={}) minibatches={} pop={:.2}",
                 it + 1,
                 c.steps_per_iteration() as f64 / s,
-                g(names::PERF_ALIVE_AGENT_STEPS),
+                s / floor_s,
+                g(names::PERF_ROLLOUT_S) / floor.rollout_s(&work),
+                g(names::PERF_UPDATE_S) / floor.update_s(&work),
+                                g(names::PERF_ALIVE_AGENT_STEPS),
                 g(names::PERF_ROLLOUT_S),
                 g(names::PERF_WORLD_S),
                 g(names::PERF_NETWORK_S),

@@ -165,19 +165,62 @@ pub fn adam_step(
     v: &mut [f32],
     step: i64,
     lr: f64,
+    betas: (f64, f64, f64),
+) {
+    adam_step_scaled(p, g, 1.0, m, v, step, lr, betas)
+}
+
+/// [`adam_step`] on the gradient `coef * g` (the clipping factor folded in: the same values
+/// as scaling `g` first). One pass over the parameters, vectorisable.
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step_scaled(
+    p: &mut [f32],
+    g: &[f32],
+    coef: f32,
+    m: &mut [f32],
+    v: &mut [f32],
+    step: i64,
+    lr: f64,
     (beta1, beta2, eps): (f64, f64, f64),
 ) {
     let t = step as i32;
     let step_size = (lr / (1.0 - beta1.powi(t))) as f32;
     let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt() as f32;
     let (b1, b2, eps) = (beta1 as f32, beta2 as f32, eps as f32);
-    for i in 0..p.len() {
-        let gi = g[i];
-        m[i] += (1.0 - b1) * (gi - m[i]);
-        v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-        let denom = v[i].sqrt() / bc2_sqrt + eps;
-        p[i] -= step_size * (m[i] / denom);
+    let n = p.len().min(g.len()).min(m.len()).min(v.len());
+    for (((pi, &gi), mi), vi) in p[..n]
+        .iter_mut()
+        .zip(&g[..n])
+        .zip(&mut m[..n])
+        .zip(&mut v[..n])
+    {
+        let gi = if coef < 1.0 { gi * coef } else { gi };
+        *mi += (1.0 - b1) * (gi - *mi);
+        *vi = b2 * *vi + (1.0 - b2) * gi * gi;
+        let denom = vi.sqrt() / bc2_sqrt + eps;
+        *pi -= step_size * (*mi / denom);
     }
+}
+
+/// `grad = parts[0] + parts[1] + ...` (in part order), returning the squared L2 norm of
+/// the sum (f64, eight partial sums in a fixed order: vectorisable).
+pub fn reduce_grad(grad: &mut [f32], parts: &[&[f32]]) -> f64 {
+    let n = grad.len();
+    grad.copy_from_slice(&parts[0][..n]);
+    for q in &parts[1..] {
+        grad.iter_mut().zip(&q[..n]).for_each(|(g, x)| *g += x);
+    }
+    let mut acc = [0f64; 8];
+    let mut blocks = grad.chunks_exact(8);
+    for c in &mut blocks {
+        for l in 0..8 {
+            acc[l] += (c[l] as f64) * (c[l] as f64);
+        }
+    }
+    for (l, &x) in blocks.remainder().iter().enumerate() {
+        acc[l] += (x as f64) * (x as f64);
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
 /// The native update's view of the state: host slices of the parameters, Adam moments,
@@ -299,13 +342,21 @@ impl<'a> NativeUpdate<'a> {
                         rows += batch.chunks[group[end]].samples.len();
                         end += 1;
                     }
-                    part.fill(batch, &group[next..end], self.obs, &self.lay);
+                    part.group = next..end;
                     next = end;
                 }
                 prof.batch_s += t.elapsed().as_secs_f64();
                 let t = Instant::now();
                 let (lay, params, off) = (&self.lay, &*self.params, self.offsets.as_ref());
-                let work = |part: &mut Part| part.compute(lay, params, off, norm, coefs);
+                let obs = self.obs;
+                let rows = HostRows::of(batch);
+                // Each part gathers its own rows (in parallel), then computes.
+                let work = |part: &mut Part| {
+                    let tf = Instant::now();
+                    part.fill(&rows, &group[part.group.clone()], obs, lay);
+                    part.fill_s = tf.elapsed().as_secs_f64();
+                    part.compute(lay, params, off, norm, coefs)
+                };
                 match &pool {
                     Some(pool) => pool.install(|| {
                         use rayon::prelude::*;
@@ -315,13 +366,9 @@ impl<'a> NativeUpdate<'a> {
                 }
                 let t_reduce_start = t.elapsed().as_secs_f64();
                 let mut loss_sums = [0f64; 5];
-                grad.copy_from_slice(&parts[0].grad);
-                for (i, part) in parts.iter().enumerate() {
+                for part in parts.iter() {
                     for (s, v) in loss_sums.iter_mut().zip(part.sums) {
                         *s += v;
-                    }
-                    if i > 0 && part.rows.actions.len() > 0 {
-                        grad.iter_mut().zip(&part.grad).for_each(|(g, p)| *g += p);
                     }
                 }
                 for (e, v) in epoch
@@ -330,20 +377,30 @@ impl<'a> NativeUpdate<'a> {
                 {
                     *e += v;
                 }
-                clip_grad_norm(&mut grad, cfg.max_grad_norm);
+                // Sum of the part gradients and its norm in one pass; the clipping factor
+                // (as `clip_grad_norm`) is folded into the Adam step.
+                let grads: Vec<&[f32]> = parts
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, p)| *i == 0 || !p.rows.actions.is_empty())
+                    .map(|(_, p)| p.grad.as_slice())
+                    .collect();
+                let grad_norm = reduce_grad(&mut grad, &grads).sqrt();
+                let coef = (cfg.max_grad_norm / (grad_norm + 1e-6)).min(1.0) as f32;
                 // Forward + loss and backward summed over the parts (thread-seconds: wall
-                // time on one thread); adding the part gradients and clipping count as
-                // backward.
+                // time on one thread); adding the part gradients counts as backward.
                 let wall = t.elapsed().as_secs_f64();
                 let fwd: f64 = parts.iter().map(|p| p.forward_s).sum();
+                prof.batch_s += parts.iter().map(|p| p.fill_s).sum::<f64>();
                 let bwd: f64 = parts.iter().map(|p| p.backward_s).sum();
                 prof.forward_s += fwd;
                 prof.backward_s += bwd + (wall - t_reduce_start).max(0.0);
                 let t = Instant::now();
                 *self.step += 1;
-                adam_step(
+                adam_step_scaled(
                     self.params,
                     &grad,
+                    coef,
                     self.m,
                     self.v,
                     *self.step,
@@ -363,8 +420,33 @@ fn part_rows(batch: &Batch, chunks: &[usize]) -> usize {
     chunks.iter().map(|&c| batch.chunks[c].samples.len()).sum()
 }
 
+/// The host-side per-sample data of a [`Batch`] (shareable between threads).
+struct HostRows<'a> {
+    chunks: &'a [super::update::Chunk],
+    actions: &'a [i64],
+    logp: &'a [f32],
+    advantages: &'a [f32],
+    returns: &'a [f32],
+}
+
+impl<'a> HostRows<'a> {
+    fn of(b: &'a Batch) -> Self {
+        HostRows {
+            chunks: &b.chunks,
+            actions: &b.actions,
+            logp: &b.logp,
+            advantages: &b.advantages,
+            returns: &b.returns,
+        }
+    }
+}
+
 /// One thread's share of a minibatch and its buffers.
 struct Part {
+    /// This part's chunks: a range of the minibatch's chunk list.
+    group: std::ops::Range<usize>,
+    /// Seconds of the last [`Part::fill`].
+    fill_s: f64,
     ws: Workspace,
     rows: LossRows,
     segs: Vec<Seg>,
@@ -381,6 +463,8 @@ struct Part {
 impl Part {
     fn new(total: usize) -> Part {
         Part {
+            group: 0..0,
+            fill_s: 0.0,
             ws: Workspace::default(),
             rows: LossRows::default(),
             segs: Vec::new(),
@@ -394,7 +478,7 @@ impl Part {
     }
 
     /// Gathers the samples of `chunks` (rows in chunk order).
-    fn fill(&mut self, batch: &Batch, chunks: &[usize], obs: &[f32], lay: &Layout) {
+    fn fill(&mut self, batch: &HostRows, chunks: &[usize], obs: &[f32], lay: &Layout) {
         let d = lay.obs_dim;
         self.segs.clear();
         let r = &mut self.rows;

@@ -8,6 +8,7 @@
 //! [`RunOutcome`].
 
 mod checkpoint;
+pub mod floor;
 mod run;
 mod session;
 mod signals;
