@@ -231,6 +231,10 @@ def _emergence_lab_setup():
         with phase("evcxr build folder from the cache"):
             _os.makedirs(evcxr_tmp, exist_ok=True)
             _restore_build_folder(cache, evcxr_tmp, libtorch, _source_cargo_lock(inputs))
+    # With the cache's Rust (and the crates of this very Cargo.lock), cargo needs no network:
+    # a session with internet off must not try to reach crates.io.
+    crates_local = (cache is not None and "rust" in cache[1].get("files", {})
+                    and cache[1].get("cargo_lock_sha256") == _lock_sha(_source_cargo_lock(inputs)))
 
     # 4. The evcxr kernel.
     with phase("start Rust kernel"):
@@ -271,8 +275,10 @@ def _emergence_lab_setup():
             "CARGO_PROFILE_DEV_DEBUG_ASSERTIONS": "false",
             "CARGO_PROFILE_DEV_OVERFLOW_CHECKS": "false",
         })
-        if offline:
+        if offline or crates_local:
             kenv["CARGO_NET_OFFLINE"] = "true"
+            if crates_local and not offline:
+                print("[setup] cargo runs offline: the cache holds every crate of this Cargo.lock")
         ksm = KernelSpecManager(kernel_dirs=[_os.path.dirname(spec_dir)])
         km = KernelManager(kernel_name="emergence-lab-rust", kernel_spec_manager=ksm)
         km.start_kernel(cwd=nb_dir, env=kenv)
@@ -439,6 +445,13 @@ def _build_folder_decision(manifest, rustc, libtorch_version, libtorch_path, loc
     elif manifest.get("cargo_lock_sha256") != lock_sha:
         notes.append("Cargo.lock differs from the cache's: the dependencies that changed are rebuilt")
     return True, notes
+
+
+def _lock_sha(lock):
+    """sha256 (hex) of Cargo.lock's bytes, or None without one."""
+    import hashlib
+
+    return hashlib.sha256(lock).hexdigest() if lock is not None else None
 
 
 def _restore_build_folder(cache, evcxr_tmp, libtorch, lock):
