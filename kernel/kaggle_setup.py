@@ -307,12 +307,13 @@ TOOLCHAIN_FORMAT = 1
 
 
 def _find_toolchain_cache(inputs):
-    """(folder, manifest) of the first toolchain cache under `inputs` (3 levels), or None.
+    """(folder, manifest) of the first toolchain cache under `inputs` (5 levels: Kaggle mounts
+    outputs as input/SLUG or deeper), or None.
     A manifest that cannot be read is reported and skipped."""
     import glob
     import json
 
-    for depth in range(0, 4):
+    for depth in range(0, 6):
         for path in sorted(glob.glob(_os.path.join(inputs, *(["*"] * depth), TOOLCHAIN_MANIFEST))):
             try:
                 with open(path) as f:
@@ -402,7 +403,7 @@ def _source_cargo_lock(inputs):
     import glob
     import zipfile
 
-    for depth in range(0, 4):
+    for depth in range(0, 6):
         for m in sorted(glob.glob(_os.path.join(inputs, *(["*"] * depth), "emergence-lab-source.json"))):
             d = _os.path.dirname(m)
             for lock in sorted(glob.glob(_os.path.join(d, "**", "Cargo.lock"), recursive=True)):
@@ -413,7 +414,7 @@ def _source_cargo_lock(inputs):
                     return z.read("Cargo.lock")
             except (OSError, KeyError, zipfile.BadZipFile):
                 pass
-    for depth in range(1, 4):
+    for depth in range(1, 6):
         for toml in sorted(glob.glob(_os.path.join(inputs, *(["*"] * depth), "Cargo.toml"))):
             try:
                 with open(toml) as f:
