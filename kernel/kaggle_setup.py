@@ -17,11 +17,11 @@
 #   EMERGENCE_LAB_EVCXR_TMPDIR  evcxr build folder (default <root>/temp/evcxr)
 #   EMERGENCE_LAB_NOTEBOOK_DIR  working directory of the Rust kernel (default <root>/temp/notebook)
 #   EMERGENCE_LAB_KEEP_TOOLS=0  do not leave evcxr_jupyter in <root>/working for the next session
-#   EMERGENCE_LAB_TOOLCHAIN_BUILD=cu128  toolchain kernel mode (set by the notebook kaggle_toolchain
+#   EMERGENCE_LAB_TOOLCHAIN_BUILD=cu128  toolchain kernel mode (set by the notebook `kaggle_run --toolchain`
 #                               generates): install the libtorch of that build whatever the GPU
 #
 # Toolchain cache: when an input holds emergence-lab-toolchain.json (the output of the kernel
-# USER/emergence-lab-toolchain that `kaggle_toolchain` creates, listed in kernel_sources), the
+# USER/emergence-lab-toolchain that `kaggle_run --toolchain` creates, listed in kernel_sources), the
 # phases restore from it instead of downloading and building: the Rust toolchain and the crates
 # of Cargo.lock, evcxr_jupyter, libtorch, and evcxr's build folder with tch, torch-sys and every
 # dependency of the library already compiled. Each part is checked first (rustc version,
@@ -89,7 +89,7 @@ def _emergence_lab_setup():
             if not toolchain_build:
                 print("[setup] no toolchain cache attached: this session installs Rust, evcxr_jupyter "
                       "and libtorch and builds tch and the library (20-60 minutes, internet on). Make "
-                      "the cache once with `kaggle_toolchain` (README, Kaggle section): later sessions "
+                      "the cache once with `kaggle_run --toolchain` (README, Kaggle section): later sessions "
                       "then start in minutes, with internet off.")
         else:
             cache_dir, manifest = cache
@@ -213,7 +213,7 @@ def _emergence_lab_setup():
                     elif tar:
                         print(f"[setup] the cache holds torch for {manifest.get('libtorch_choice')}, this GPU "
                               f"needs {choice}: installing it (make the cache again with "
-                              f"`kaggle_toolchain --torch {choice}` to skip this)")
+                              f"`kaggle_run --toolchain --torch {choice}` to skip this)")
                 have = _install_torch(target, choice, torch_version, probe, run, need_network, temp)
                 # Check the installed build itself before building against it.
                 if facts["gpus"]:
@@ -320,7 +320,7 @@ def _find_toolchain_cache(inputs):
                     m = json.load(f)
                 if m.get("format") != TOOLCHAIN_FORMAT:
                     print(f"[setup] ignoring {path}: cache format {m.get('format')}, this cell reads "
-                          f"format {TOOLCHAIN_FORMAT} (make the cache again with kaggle_toolchain)")
+                          f"format {TOOLCHAIN_FORMAT} (make the cache again with kaggle_run --toolchain)")
                     continue
                 return _os.path.dirname(path), m
             except (OSError, ValueError) as e:
@@ -435,7 +435,7 @@ def _build_folder_decision(manifest, rustc, libtorch_version, libtorch_path, loc
     if manifest.get("rustc") != rustc:
         return False, [f"rustc here is {rustc or 'missing'}, the cache was built with "
                        f"{manifest.get('rustc')}: every crate would be rebuilt, so the build folder "
-                       "is not restored (make the cache again with kaggle_toolchain)"]
+                       "is not restored (make the cache again with kaggle_run --toolchain)"]
     notes = []
     if (manifest.get("libtorch_version"), manifest.get("libtorch_path")) != (libtorch_version, libtorch_path):
         notes.append(f"libtorch differs (cache: {manifest.get('libtorch_version')} at "
