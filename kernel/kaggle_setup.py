@@ -17,11 +17,11 @@
 #   EMERGENCE_LAB_EVCXR_TMPDIR  evcxr build folder (default <root>/temp/evcxr)
 #   EMERGENCE_LAB_NOTEBOOK_DIR  working directory of the Rust kernel (default <root>/temp/notebook)
 #   EMERGENCE_LAB_KEEP_TOOLS=0  do not leave evcxr_jupyter in <root>/working for the next session
-#   EMERGENCE_LAB_TOOLCHAIN_BUILD=cu128  toolchain kernel mode (set by the notebook kaggle_toolchain
+#   EMERGENCE_LAB_TOOLCHAIN_BUILD=cu128  toolchain kernel mode (set by the notebook `kaggle_run --toolchain`
 #                               generates): install the libtorch of that build whatever the GPU
 #
 # Toolchain cache: when an input holds emergence-lab-toolchain.json (the output of the kernel
-# USER/emergence-lab-toolchain that `kaggle_toolchain` creates, listed in kernel_sources), the
+# USER/emergence-lab-toolchain that `kaggle_run --toolchain` creates, listed in kernel_sources), the
 # phases restore from it instead of downloading and building: the Rust toolchain and the crates
 # of Cargo.lock, evcxr_jupyter, libtorch, and evcxr's build folder with tch, torch-sys and every
 # dependency of the library already compiled. Each part is checked first (rustc version,
@@ -89,7 +89,7 @@ def _emergence_lab_setup():
             if not toolchain_build:
                 print("[setup] no toolchain cache attached: this session installs Rust, evcxr_jupyter "
                       "and libtorch and builds tch and the library (20-60 minutes, internet on). Make "
-                      "the cache once with `kaggle_toolchain` (README, Kaggle section): later sessions "
+                      "the cache once with `kaggle_run --toolchain` (README, Kaggle section): later sessions "
                       "then start in minutes, with internet off.")
         else:
             cache_dir, manifest = cache
@@ -213,7 +213,7 @@ def _emergence_lab_setup():
                     elif tar:
                         print(f"[setup] the cache holds torch for {manifest.get('libtorch_choice')}, this GPU "
                               f"needs {choice}: installing it (make the cache again with "
-                              f"`kaggle_toolchain --torch {choice}` to skip this)")
+                              f"`kaggle_run --toolchain --torch {choice}` to skip this)")
                 have = _install_torch(target, choice, torch_version, probe, run, need_network, temp)
                 # Check the installed build itself before building against it.
                 if facts["gpus"]:
@@ -231,6 +231,10 @@ def _emergence_lab_setup():
         with phase("evcxr build folder from the cache"):
             _os.makedirs(evcxr_tmp, exist_ok=True)
             _restore_build_folder(cache, evcxr_tmp, libtorch, _source_cargo_lock(inputs))
+    # With the cache's Rust (and the crates of this very Cargo.lock), cargo needs no network:
+    # a session with internet off must not try to reach crates.io.
+    crates_local = (cache is not None and "rust" in cache[1].get("files", {})
+                    and cache[1].get("cargo_lock_sha256") == _lock_sha(_source_cargo_lock(inputs)))
 
     # 4. The evcxr kernel.
     with phase("start Rust kernel"):
@@ -271,8 +275,10 @@ def _emergence_lab_setup():
             "CARGO_PROFILE_DEV_DEBUG_ASSERTIONS": "false",
             "CARGO_PROFILE_DEV_OVERFLOW_CHECKS": "false",
         })
-        if offline:
+        if offline or crates_local:
             kenv["CARGO_NET_OFFLINE"] = "true"
+            if crates_local and not offline:
+                print("[setup] cargo runs offline: the cache holds every crate of this Cargo.lock")
         ksm = KernelSpecManager(kernel_dirs=[_os.path.dirname(spec_dir)])
         km = KernelManager(kernel_name="emergence-lab-rust", kernel_spec_manager=ksm)
         km.start_kernel(cwd=nb_dir, env=kenv)
@@ -301,19 +307,20 @@ TOOLCHAIN_FORMAT = 1
 
 
 def _find_toolchain_cache(inputs):
-    """(folder, manifest) of the first toolchain cache under `inputs` (3 levels), or None.
+    """(folder, manifest) of the first toolchain cache under `inputs` (5 levels: Kaggle mounts
+    outputs as input/SLUG or deeper), or None.
     A manifest that cannot be read is reported and skipped."""
     import glob
     import json
 
-    for depth in range(0, 4):
+    for depth in range(0, 6):
         for path in sorted(glob.glob(_os.path.join(inputs, *(["*"] * depth), TOOLCHAIN_MANIFEST))):
             try:
                 with open(path) as f:
                     m = json.load(f)
                 if m.get("format") != TOOLCHAIN_FORMAT:
                     print(f"[setup] ignoring {path}: cache format {m.get('format')}, this cell reads "
-                          f"format {TOOLCHAIN_FORMAT} (make the cache again with kaggle_toolchain)")
+                          f"format {TOOLCHAIN_FORMAT} (make the cache again with kaggle_run --toolchain)")
                     continue
                 return _os.path.dirname(path), m
             except (OSError, ValueError) as e:
@@ -396,7 +403,7 @@ def _source_cargo_lock(inputs):
     import glob
     import zipfile
 
-    for depth in range(0, 4):
+    for depth in range(0, 6):
         for m in sorted(glob.glob(_os.path.join(inputs, *(["*"] * depth), "emergence-lab-source.json"))):
             d = _os.path.dirname(m)
             for lock in sorted(glob.glob(_os.path.join(d, "**", "Cargo.lock"), recursive=True)):
@@ -407,7 +414,7 @@ def _source_cargo_lock(inputs):
                     return z.read("Cargo.lock")
             except (OSError, KeyError, zipfile.BadZipFile):
                 pass
-    for depth in range(1, 4):
+    for depth in range(1, 6):
         for toml in sorted(glob.glob(_os.path.join(inputs, *(["*"] * depth), "Cargo.toml"))):
             try:
                 with open(toml) as f:
@@ -428,7 +435,7 @@ def _build_folder_decision(manifest, rustc, libtorch_version, libtorch_path, loc
     if manifest.get("rustc") != rustc:
         return False, [f"rustc here is {rustc or 'missing'}, the cache was built with "
                        f"{manifest.get('rustc')}: every crate would be rebuilt, so the build folder "
-                       "is not restored (make the cache again with kaggle_toolchain)"]
+                       "is not restored (make the cache again with kaggle_run --toolchain)"]
     notes = []
     if (manifest.get("libtorch_version"), manifest.get("libtorch_path")) != (libtorch_version, libtorch_path):
         notes.append(f"libtorch differs (cache: {manifest.get('libtorch_version')} at "
@@ -439,6 +446,13 @@ def _build_folder_decision(manifest, rustc, libtorch_version, libtorch_path, loc
     elif manifest.get("cargo_lock_sha256") != lock_sha:
         notes.append("Cargo.lock differs from the cache's: the dependencies that changed are rebuilt")
     return True, notes
+
+
+def _lock_sha(lock):
+    """sha256 (hex) of Cargo.lock's bytes, or None without one."""
+    import hashlib
+
+    return hashlib.sha256(lock).hexdigest() if lock is not None else None
 
 
 def _restore_build_folder(cache, evcxr_tmp, libtorch, lock):

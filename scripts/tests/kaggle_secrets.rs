@@ -89,6 +89,31 @@ fn modes(fake: &Fake, secret: &str) -> Vec<(String, Reply, bool)> {
 
 /// Run `bin args` against every failure mode, in a fresh project each time.
 fn all_modes(bin: &str, args: &[&str], token: bool) {
+    all_modes_with(bin, args, token, &|_| {})
+}
+
+/// The training notebook's tagged cells (the toolchain kernel runs the setup, gpu, source and
+/// build cells), committed so the source is clean.
+fn tagged_notebook(e: &Env) {
+    let cell = |tag: &str| {
+        serde_json::json!({"cell_type": "code", "metadata": {"tags": [tag]},
+               "execution_count": null, "outputs": [], "source": "let x = 1;"})
+    };
+    let nb = serde_json::json!({
+        "cells": [cell("gpu"), cell("source"), cell("build")],
+        "metadata": {"kernelspec": {"name": "rust", "display_name": "Rust", "language": "rust"}},
+        "nbformat": 4, "nbformat_minor": 5
+    });
+    std::fs::write(
+        e.proj().join("notebooks/kaggle_training.ipynb"),
+        serde_json::to_string_pretty(&nb).unwrap(),
+    )
+    .unwrap();
+    git(&e.proj(), &["commit", "-q", "-am", "tagged notebook"]);
+}
+
+/// [`all_modes`] with `prepare` run on each fresh project.
+fn all_modes_with(bin: &str, args: &[&str], token: bool, prepare: &dyn Fn(&Env)) {
     let secret = if token { TOKEN } else { KEY };
     let probe = Env::with_metadata();
     let names: Vec<String> = modes(&probe.fake, secret)
@@ -97,6 +122,7 @@ fn all_modes(bin: &str, args: &[&str], token: bool) {
         .collect();
     for (i, name) in names.iter().enumerate() {
         let mut e = Env::with_metadata();
+        prepare(&e);
         if token {
             e.extra_env.push(("KAGGLE_API_TOKEN".into(), TOKEN.into()));
         }
@@ -160,6 +186,16 @@ fn push_never_prints_the_key() {
 fn run_never_prints_the_key() {
     all_modes("kaggle_run", &[], false);
     all_modes("kaggle_run", &["--push-first"], true);
+}
+
+#[test]
+fn toolchain_never_prints_the_key() {
+    all_modes_with(
+        "kaggle_run",
+        &["--toolchain", "--toolchain-interval", "0.05"],
+        false,
+        &tagged_notebook,
+    );
 }
 
 #[test]

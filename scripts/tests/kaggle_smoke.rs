@@ -178,3 +178,23 @@ fn smoke_push_refused_is_an_error() {
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("quota"), "{}", r.stderr);
 }
+
+/// With the toolchain cache made (`kaggle_run --toolchain`), the smoke run restores it too; the
+/// training kernel's own output (with its checkpoints) stays out.
+#[test]
+fn smoke_keeps_the_toolchain_cache_and_nothing_else() {
+    let e = smoke_env(
+        "device picked=cuda:0 reason=auto gpu=\"Tesla T4\" cuda_backend=true",
+        Some(checkpoint_bytes(4096, "final")),
+    );
+    let mut meta = e.metadata();
+    meta["kernel_sources"] = json!([KERNEL, "fake-user/emergence-lab-toolchain"]);
+    e.write_metadata(&meta);
+    let r = smoke(&e);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let b = e.fake.rpcs("SaveKernel")[0].json();
+    assert_eq!(
+        b["kernelDataSources"],
+        json!(["fake-user/emergence-lab-toolchain"])
+    );
+}

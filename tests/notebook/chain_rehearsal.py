@@ -88,6 +88,22 @@ def newest_checkpoint(folder):
     return max(found, key=lambda p: (step(p), p)) if found else None
 
 
+def metrics_range(downloads):
+    """'N records, steps A..B' of the newest session's metrics.jsonl (informational)."""
+    found = sorted(os.path.join(d, n) for d, _, files in os.walk(downloads) for n in files
+                   if n == "metrics.jsonl" and "session-" in d)
+    if not found:
+        return "no metrics.jsonl"
+    steps = []
+    with open(found[-1]) as f:
+        for line in f:
+            try:
+                steps.append(int(json.loads(line).get("step")))
+            except (ValueError, TypeError, AttributeError):
+                pass
+    return f"{len(steps)} records, steps {min(steps)}..{max(steps)}" if steps else "no step records"
+
+
 def project_copy(repo, dest):
     """A git repository holding the working tree's tracked files, committed (the user's clone)."""
     files = subprocess.run(["git", "-C", repo, "ls-files", "-z"], capture_output=True, check=True).stdout
@@ -232,6 +248,7 @@ def test_kaggle_chain(t):
     start2, end2 = t.step_of_trained(t.by_tag(s2["nb"], "train"))
     t.check(start2 == end1 and end2 >= total, f"session 2 trained {end1} -> >= {total}, got {start2} -> {end2}")
     t.check("Chain finished" in out, f"the chain says it finished:\n{out}")
+    print("   metrics of the last session's download: " + metrics_range(os.path.join(work, "downloads")), flush=True)
     chained = newest_checkpoint(os.path.join(work, "downloads"))
     t.check(chained and f"{end2}" in os.path.basename(chained), f"session 2's final checkpoint downloaded: {chained}")
 

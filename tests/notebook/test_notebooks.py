@@ -338,6 +338,8 @@ def test_kaggle(previous_step):
     st = text_of(setup)
     check("[setup] times:" in st and "Rust kernel ready" in st, "setup cell ran and timed its phases", setup)
     print("   " + next(l for l in st.splitlines() if l.startswith("[setup] times:")), flush=True)
+    check("no toolchain cache attached" in st and "kaggle_run --toolchain" in st,
+          "without the toolchain cache the setup cell says how to make it", setup)
     check(os.path.isfile(os.path.join(root, "working", "emergence-lab-tools", "bin", "evcxr_jupyter")),
           "evcxr_jupyter left in working for the next session")
     gpu = by_tag(knb, "gpu")

@@ -47,7 +47,7 @@ class Decision(unittest.TestCase):
         self.assertFalse(restore)
         self.assertIn("rustc 1.92.0", notes[0])
         self.assertIn("rustc 1.91.0", notes[0])
-        self.assertIn("kaggle_toolchain", notes[0])
+        self.assertIn("kaggle_run --toolchain", notes[0])
 
     def test_other_libtorch_or_lock_restores_and_names_the_rebuild(self):
         restore, notes = setup._build_folder_decision(self.M, "rustc 1.91.0", "2.11.0+cu126", "/k/t/torch", "def")

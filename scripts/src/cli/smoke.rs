@@ -19,6 +19,7 @@ use crate::kaggle::progress::{human_duration, log_text, parse_log_json};
 use crate::kaggle::smoke::{
     device_line, judge, setup_times, smoke_notebook, SMOKE_SLUG, SMOKE_TITLE,
 };
+use crate::kaggle::toolchain::TOOLCHAIN_SLUG;
 use anyhow::Context;
 use clap::Args;
 use emergence_lab_core::checkpoint::{pick_resume, verify_info};
@@ -84,10 +85,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     smoke.id = k.clone();
     smoke.id_no = None;
     smoke.title = SMOKE_TITLE.into();
-    // Only the source: the smoke run starts fresh and must write its own checkpoint.
+    // Only the source and the toolchain cache: the smoke run starts fresh and must write its
+    // own checkpoint (no checkpoints dataset, no previous output).
     let src = source.as_ref().map(|(d, _)| d.to_string());
     smoke.dataset_sources.retain(|d| Some(d) == src.as_ref());
-    smoke.kernel_sources.clear();
+    let toolchain = format!("{}/{TOOLCHAIN_SLUG}", meta.id.owner);
+    smoke.kernel_sources.retain(|k| *k == toolchain);
     let (ans, version) = client.save_kernel(&smoke.save_request(text, false, false))?;
     warn_invalid(&ans);
     let push_time = t_push.elapsed();
