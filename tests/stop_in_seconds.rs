@@ -191,6 +191,7 @@ fn a_stop_inside_an_iteration_continues_bit_exactly() {
     assert_eq!((st.step, st.iteration), (saved.meta.step, saved.meta.iteration));
     let here = st.to_checkpoint(CheckpointKind::Emergency);
     same_arrays(&saved, &here);
+    drop(stopped); // releases the folder's lock
     // No emergency copy of a step that already had a verified periodic checkpoint.
     let periodic = dir.join(format!("step_{}.safetensors", saved.meta.step));
     if periodic.exists() {
