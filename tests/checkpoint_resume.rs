@@ -94,10 +94,12 @@ fn spawn_child(mode: &str, dir: &Path) -> std::process::Child {
 }
 
 /// Runs `tiny(dir)` to the end in this process and returns its final checkpoint.
-/// `tiny` with 8x longer rollouts (so a signal lands inside one) and the same 4 iterations.
+/// `tiny` with 64x longer rollouts (so a signal lands inside one) and the same 4 iterations.
 fn long(dir: &Path) -> Config {
     let mut c = tiny(dir);
-    c.train.num_steps = 128;
+    // Long enough that iterations 3 and 4 cannot both end before the signal arrives on a
+    // loaded machine (the run would then be over and the late SIGTERM kill it).
+    c.train.num_steps = 1024;
     let spi = c.steps_per_iteration();
     c.train.total_steps = 4 * spi;
     c.log.save_interval = spi as i64;
@@ -216,7 +218,7 @@ fn stop_by_sigterm_mid_rollout_then_resume_is_bit_identical() {
         .unwrap();
     assert!(kill.success());
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(128 + 15), "exit code 128 + SIGTERM");
+    assert_eq!(status.code(), Some(128 + 15), "exit code 128 + SIGTERM: {status:?}");
     let info = auto_resume(std::slice::from_ref(&b_dir))
         .checkpoint
         .unwrap();
