@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use emergence_lab::checkpoint::{auto_resume, read_checkpoint, Checkpoint, CheckpointKind};
 use emergence_lab::train::{CheckpointedRun, RunError};
-use emergence_lab::config::ConfigOverrides;
+use emergence_lab::config::{ConfigOverrides, ResumeFrom};
 use emergence_lab::progress::Reporter;
 use emergence_lab::train::StopReason;
 use emergence_lab::Config;
@@ -466,7 +466,7 @@ fn a_fresh_start_refuses_a_folder_holding_another_runs_checkpoints() {
     let before = std::fs::read_dir(dir.path()).unwrap().count();
     // Fresh start requested in the same folder: refused, nothing written or rotated.
     let mut fresh = cfg.clone();
-    fresh.train.resume_from = String::new();
+    fresh.train.resume_from = ResumeFrom::Fresh;
     let e = CheckpointedRun::start(fresh)
         .err()
         .expect("must refuse")
@@ -481,6 +481,6 @@ fn a_fresh_start_refuses_a_folder_holding_another_runs_checkpoints() {
     let other = tempfile::tempdir().unwrap();
     let mut fresh = tiny(other.path());
     fresh.train.total_steps = SPI;
-    fresh.train.resume_from = String::new();
+    fresh.train.resume_from = ResumeFrom::Fresh;
     assert!(CheckpointedRun::start(fresh).is_ok());
 }

@@ -43,6 +43,7 @@ mod access;
 mod budget;
 mod cli;
 mod device_spec;
+mod resume_from;
 mod duration;
 mod error;
 mod format;
@@ -54,6 +55,7 @@ mod validate;
 pub use budget::{format_bytes, machine_memory, max_threads, MemoryEstimate};
 pub use cli::split_args;
 pub use device_spec::DeviceSpec;
+pub use resume_from::ResumeFrom;
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use overrides::{ConfigOverrides, Origin, Override, ENV_VAR};
@@ -194,8 +196,9 @@ pub struct TrainConfig {
     /// Threads (libtorch and the native CPU pass); 0 measures at start-up and picks the
     /// fastest (the run reports the choice). On the CPU results do not depend on it.
     pub num_threads: usize,
-    /// Checkpoint to resume from: a path, `latest`, `auto`, or empty for a fresh start.
-    pub resume_from: String,
+    /// Checkpoint to resume from: a path, `latest`, `auto`, or empty for a fresh start
+    /// (written as those strings; `"auto".into()` in code).
+    pub resume_from: ResumeFrom,
     /// Extra folders searched by `resume_from = "auto"` (e.g. Kaggle inputs).
     pub resume_search: Vec<String>,
     /// Stop cleanly (and save) before this much wall time, e.g. `11h30m`; empty: no limit.
@@ -222,7 +225,7 @@ impl Default for TrainConfig {
             minibatch_size: 256,
             device: "auto".into(),
             num_threads: 0,
-            resume_from: String::new(),
+            resume_from: ResumeFrom::Fresh,
             resume_search: Vec::new(),
             max_wall_time: String::new(),
         }
