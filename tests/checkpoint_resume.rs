@@ -9,10 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use emergence_lab::checkpoint::{auto_resume, read_checkpoint, Checkpoint, CheckpointKind};
-use emergence_lab::train::{CheckpointedRun, RunError};
 use emergence_lab::config::{ConfigOverrides, ResumeFrom};
 use emergence_lab::progress::Reporter;
 use emergence_lab::train::StopReason;
+use emergence_lab::train::{CheckpointedRun, RunError};
 use emergence_lab::Config;
 
 const CHILD_VAR: &str = "EMERGENCE_LAB_RESUME_TEST_CHILD";
@@ -218,7 +218,11 @@ fn stop_by_sigterm_mid_rollout_then_resume_is_bit_identical() {
         .unwrap();
     assert!(kill.success());
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(128 + 15), "exit code 128 + SIGTERM: {status:?}");
+    assert_eq!(
+        status.code(),
+        Some(128 + 15),
+        "exit code 128 + SIGTERM: {status:?}"
+    );
     let info = auto_resume(std::slice::from_ref(&b_dir))
         .checkpoint
         .unwrap();

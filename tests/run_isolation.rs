@@ -7,9 +7,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use emergence_lab::checkpoint::{read_checkpoint, write_checkpoint, CheckpointKind, LOCK_FILE_NAME};
-use emergence_lab::train::{train_with_checkpoints, CheckpointedRun, RunError};
+use emergence_lab::checkpoint::{
+    read_checkpoint, write_checkpoint, CheckpointKind, LOCK_FILE_NAME,
+};
 use emergence_lab::sinks::read_metrics_jsonl;
+use emergence_lab::train::{train_with_checkpoints, CheckpointedRun, RunError};
 use emergence_lab::{Config, TrainState};
 
 const SPI: u64 = 2 * 16 * 4;

@@ -41,7 +41,10 @@ fn train_calls_leave_the_signal_handling_as_they_found_it() {
     }
     let root = tempfile::tempdir().unwrap();
     train_with_checkpoints(config(&root.path().join("a"))).unwrap();
-    assert_eq!(handler_of(libc::SIGINT), count as *const () as libc::sighandler_t);
+    assert_eq!(
+        handler_of(libc::SIGINT),
+        count as *const () as libc::sighandler_t
+    );
     assert_eq!(handler_of(libc::SIGTERM), libc::SIG_DFL);
 
     // A second call handles signals again: SIGINT during it stops that run...
@@ -63,7 +66,10 @@ fn train_calls_leave_the_signal_handling_as_they_found_it() {
     drop(run);
 
     // ...and afterwards the caller's handler is back, and live.
-    assert_eq!(handler_of(libc::SIGINT), count as *const () as libc::sighandler_t);
+    assert_eq!(
+        handler_of(libc::SIGINT),
+        count as *const () as libc::sighandler_t
+    );
     assert_eq!(handler_of(libc::SIGTERM), libc::SIG_DFL);
     let during = CAUGHT.load(Ordering::SeqCst);
     // SAFETY: raising a signal in this process, handled by `count`.

@@ -73,7 +73,11 @@ fn sigterm_in_a_long_iteration_leaves_a_verified_checkpoint_within_5_seconds() {
     let status = child.wait().unwrap();
     let to_exit = t0.elapsed();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert_eq!(status.code(), Some(128 + 15), "exit code 128 + SIGTERM; {rest:?}");
+    assert_eq!(
+        status.code(),
+        Some(128 + 15),
+        "exit code 128 + SIGTERM; {rest:?}"
+    );
     assert!(
         !rest.iter().any(|l| l.starts_with("progress ")),
         "the stop waited for the iteration to end: {rest:?}"
@@ -100,8 +104,15 @@ fn sigterm_in_a_long_iteration_leaves_a_verified_checkpoint_within_5_seconds() {
         .unwrap();
     let iteration = t1.elapsed();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("resumed from") && text.contains("emergency_step_0"), "{text}");
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("resumed from") && text.contains("emergency_step_0"),
+        "{text}"
+    );
     println!(
         "signal to verified checkpoint: {:.2} s (process exit {:.2} s); one iteration of this config: {:.1} s",
         to_file.as_secs_f64(),
@@ -155,7 +166,10 @@ fn run(cfg: Config, stop_after: Option<Duration>) -> (RunOutcome, CheckpointedRu
 }
 
 fn same_arrays(a: &Checkpoint, b: &Checkpoint) {
-    assert_eq!((a.meta.step, a.meta.iteration), (b.meta.step, b.meta.iteration));
+    assert_eq!(
+        (a.meta.step, a.meta.iteration),
+        (b.meta.step, b.meta.iteration)
+    );
     assert_eq!(a.arrays.len(), b.arrays.len());
     for x in &a.arrays {
         assert!(b.array(&x.name) == Some(x), "array {} differs", x.name);
@@ -183,16 +197,23 @@ fn a_stop_inside_an_iteration_continues_bit_exactly() {
         }
     }
     let (dir, out, stopped) = abandoned.expect("no stop landed inside an iteration");
-    let path = out.summary.checkpoint.clone().expect("a checkpoint after the stop");
+    let path = out
+        .summary
+        .checkpoint
+        .clone()
+        .expect("a checkpoint after the stop");
     verify_checkpoint(&path).unwrap();
     let saved = read_checkpoint(&path).unwrap();
     // The state the call returns with is the saved one (not the half-done iteration).
     let st = &stopped.trainer().state;
-    assert_eq!((st.step, st.iteration), (saved.meta.step, saved.meta.iteration));
+    assert_eq!(
+        (st.step, st.iteration),
+        (saved.meta.step, saved.meta.iteration)
+    );
     let here = st.to_checkpoint(CheckpointKind::Emergency);
     same_arrays(&saved, &here);
     drop(stopped); // releases the folder's lock
-    // No emergency copy of a step that already had a verified periodic checkpoint.
+                   // No emergency copy of a step that already had a verified periodic checkpoint.
     let periodic = dir.join(format!("step_{}.safetensors", saved.meta.step));
     if periodic.exists() {
         assert_eq!(path, periodic, "the periodic file is the checkpoint");
@@ -234,9 +255,18 @@ fn the_deadline_keeps_time_for_the_final_save() {
         out.abandoned_iteration
     );
     assert_eq!(out.summary.stopped, StopReason::WallTime);
-    assert!(out.abandoned_iteration, "the deadline came inside the first iteration");
+    assert!(
+        out.abandoned_iteration,
+        "the deadline came inside the first iteration"
+    );
     let path = out.summary.checkpoint.clone().unwrap();
     verify_checkpoint(&path).unwrap();
-    assert_eq!(read_checkpoint(&path).unwrap().meta.kind, CheckpointKind::Final);
-    assert!(took < Duration::from_secs(7), "overshot the limit: {took:?}");
+    assert_eq!(
+        read_checkpoint(&path).unwrap().meta.kind,
+        CheckpointKind::Final
+    );
+    assert!(
+        took < Duration::from_secs(7),
+        "overshot the limit: {took:?}"
+    );
 }

@@ -7,10 +7,10 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use emergence_lab::train::CheckpointedRun;
 use emergence_lab::config::Evolved;
 use emergence_lab::metrics::names;
 use emergence_lab::ppo::Backend;
+use emergence_lab::train::CheckpointedRun;
 use emergence_lab::{Config, TrainState};
 
 fn bench(iters: usize, backend: Backend) -> Result<()> {

@@ -43,23 +43,23 @@ mod access;
 mod budget;
 mod cli;
 mod device_spec;
-mod resume_from;
 mod duration;
 mod error;
 mod format;
 mod overrides;
 mod resume;
+mod resume_from;
 pub mod schema;
 mod validate;
 
 pub use budget::{format_bytes, machine_memory, max_threads, MemoryEstimate};
 pub use cli::split_args;
 pub use device_spec::DeviceSpec;
-pub use resume_from::ResumeFrom;
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use overrides::{ConfigOverrides, Origin, Override, ENV_VAR};
 pub use resume::{is_run_control, RUN_CONTROL_FIELDS};
+pub use resume_from::ResumeFrom;
 pub use validate::valid_device;
 
 use indexmap::IndexMap;

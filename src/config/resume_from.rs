@@ -88,7 +88,10 @@ mod tests {
             ("  ", ResumeFrom::Fresh),
             ("latest", ResumeFrom::Latest),
             (" auto ", ResumeFrom::Auto),
-            ("ck/step_5.safetensors", ResumeFrom::Path("ck/step_5.safetensors".into())),
+            (
+                "ck/step_5.safetensors",
+                ResumeFrom::Path("ck/step_5.safetensors".into()),
+            ),
         ] {
             assert_eq!(ResumeFrom::parse(s), r, "{s:?}");
             assert_eq!(ResumeFrom::parse(&r.to_string()), r);
@@ -96,6 +99,10 @@ mod tests {
             assert_eq!(json, format!("{:?}", s.trim()));
             assert_eq!(serde_json::from_str::<ResumeFrom>(&json).unwrap(), r);
         }
-        assert_ne!(ResumeFrom::parse("Auto"), ResumeFrom::Auto, "spellings are exact");
+        assert_ne!(
+            ResumeFrom::parse("Auto"),
+            ResumeFrom::Auto,
+            "spellings are exact"
+        );
     }
 }

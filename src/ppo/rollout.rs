@@ -294,8 +294,16 @@ pub fn collect(
     num_steps: usize,
     scratch: &mut RolloutScratch,
 ) -> Rollout {
-    collect_until(world, rng, policy, offsets, num_steps, scratch, &Interrupt::never())
-        .expect("a rollout that is never interrupted completes")
+    collect_until(
+        world,
+        rng,
+        policy,
+        offsets,
+        num_steps,
+        scratch,
+        &Interrupt::never(),
+    )
+    .expect("a rollout that is never interrupted completes")
 }
 
 /// [`collect`], polling `stop` before each tick: `None` when it was interrupted (the world,

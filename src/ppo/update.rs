@@ -11,8 +11,8 @@
 //! packs whole chunks up to the alive share of one minibatch, at least one chunk each), so
 //! the number of Adam steps does not depend on the population.
 
-use tch::Tensor;
 use crate::metrics::names;
+use tch::Tensor;
 
 use super::adam::Adam;
 use super::interrupt::Interrupt;
@@ -251,7 +251,9 @@ pub fn update_until(
     match native {
         Some(mut nat) => {
             let threads = crate::policy::native::threads();
-            nat.run(batch, cfg, lr, rng, mb_size, threads, &mut sums, &mut stats, stop)?
+            nat.run(
+                batch, cfg, lr, rng, mb_size, threads, &mut sums, &mut stats, stop,
+            )?
         }
         None => super::update_tch::run(
             policy, offsets, adam, batch, cfg, lr, rng, mb_size, &mut sums, &mut stats, stop,

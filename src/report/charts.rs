@@ -4,8 +4,8 @@
 //! Each series is one polyline; tracker events are drawn as thin vertical bands plus a
 //! triangle at the event's value, so a chart's SVG holds exactly one `<polyline>` per series.
 
-use plotters::coord::Shift;
 use crate::metrics::names;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::metrics::Metrics;
@@ -162,7 +162,11 @@ pub fn chart_specs() -> Vec<ChartSpec> {
                             "mean divergence",
                             ORANGE_,
                         ),
-                        s(names::SPECIALIZATION_MAX_DIVERGENCE, "max divergence", GREY_),
+                        s(
+                            names::SPECIALIZATION_MAX_DIVERGENCE,
+                            "max divergence",
+                            GREY_,
+                        ),
                     ],
                 )
             },

@@ -137,7 +137,10 @@ impl Trainer {
     }
 
     /// The loop (module docs); `saves`: the checkpoint layer's schedule and kept state.
-    pub(crate) fn run_loop(&mut self, mut saves: Option<&mut Saves>) -> Result<LoopEnd, TrainError> {
+    pub(crate) fn run_loop(
+        &mut self,
+        mut saves: Option<&mut Saves>,
+    ) -> Result<LoopEnd, TrainError> {
         self.started = Instant::now();
         let cfg = self.state.config.clone();
         let wall = cfg.max_wall_time();

@@ -398,8 +398,11 @@ impl CheckpointedRun {
             let ckpt = kept.ok_or_else(lost_state)?;
             let state = &self.trainer.state;
             let backend = state.update_backend;
-            let mut restored =
-                TrainState::from_checkpoint_with_config(&ckpt, state.config.clone(), state.device())?;
+            let mut restored = TrainState::from_checkpoint_with_config(
+                &ckpt,
+                state.config.clone(),
+                state.device(),
+            )?;
             restored.update_backend = backend;
             self.trainer.state = restored;
         }

@@ -4,8 +4,8 @@
 //! One iteration = rollout -> specialization bonus -> GAE -> PPO update -> metrics, in
 //! exactly the order of model.md section 6.
 
-use std::time::Instant;
 use crate::metrics::names;
+use std::time::Instant;
 
 use tch::Device;
 
@@ -303,7 +303,10 @@ impl TrainState {
             self.config.steps_per_iteration() as f64 / total_s,
         );
         m.set(names::PERF_ENV_TICKS, (e_n * t_n) as f64);
-        m.set(names::PERF_ALIVE_AGENT_STEPS, stats.alive_agent_steps as f64);
+        m.set(
+            names::PERF_ALIVE_AGENT_STEPS,
+            stats.alive_agent_steps as f64,
+        );
         m.set(names::PERF_ROLLOUT_S, rollout_s);
         m.set(names::PERF_UPDATE_S, update_s);
         m.set(names::PERF_WORLD_S, stats.world_s);
