@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use emergence_lab::checkpoint::{auto_resume, read_checkpoint, Checkpoint, CheckpointKind};
-use emergence_lab::config::ConfigOverrides;
+use emergence_lab::config::{ConfigOverrides, ResumeFrom};
 use emergence_lab::progress::Reporter;
 use emergence_lab::train::StopReason;
 use emergence_lab::train::{CheckpointedRun, RunError};
@@ -93,10 +93,12 @@ fn spawn_child(mode: &str, dir: &Path) -> std::process::Child {
 }
 
 /// Runs `tiny(dir)` to the end in this process and returns its final checkpoint.
-/// `tiny` with 8x longer rollouts (so a signal lands inside one) and the same 4 iterations.
+/// `tiny` with 64x longer rollouts (so a signal lands inside one) and the same 4 iterations.
 fn long(dir: &Path) -> Config {
     let mut c = tiny(dir);
-    c.train.num_steps = 128;
+    // Long enough that iterations 3 and 4 cannot both end before the signal arrives on a
+    // loaded machine (the run would then be over and the late SIGTERM kill it).
+    c.train.num_steps = 1024;
     let spi = c.steps_per_iteration();
     c.train.total_steps = 4 * spi;
     c.log.save_interval = spi as i64;
@@ -215,7 +217,11 @@ fn stop_by_sigterm_mid_rollout_then_resume_is_bit_identical() {
         .unwrap();
     assert!(kill.success());
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(128 + 15), "exit code 128 + SIGTERM");
+    assert_eq!(
+        status.code(),
+        Some(128 + 15),
+        "exit code 128 + SIGTERM: {status:?}"
+    );
     let info = auto_resume(std::slice::from_ref(&b_dir))
         .checkpoint
         .unwrap();
@@ -463,7 +469,7 @@ fn a_fresh_start_refuses_a_folder_holding_another_runs_checkpoints() {
     let before = std::fs::read_dir(dir.path()).unwrap().count();
     // Fresh start requested in the same folder: refused, nothing written or rotated.
     let mut fresh = cfg.clone();
-    fresh.train.resume_from = String::new();
+    fresh.train.resume_from = ResumeFrom::Fresh;
     let e = CheckpointedRun::start(fresh)
         .err()
         .expect("must refuse")
@@ -478,6 +484,6 @@ fn a_fresh_start_refuses_a_folder_holding_another_runs_checkpoints() {
     let other = tempfile::tempdir().unwrap();
     let mut fresh = tiny(other.path());
     fresh.train.total_steps = SPI;
-    fresh.train.resume_from = String::new();
+    fresh.train.resume_from = ResumeFrom::Fresh;
     assert!(CheckpointedRun::start(fresh).is_ok());
 }

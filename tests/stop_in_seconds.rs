@@ -212,7 +212,8 @@ fn a_stop_inside_an_iteration_continues_bit_exactly() {
     );
     let here = st.to_checkpoint(CheckpointKind::Emergency);
     same_arrays(&saved, &here);
-    // No emergency copy of a step that already had a verified periodic checkpoint.
+    drop(stopped); // releases the folder's lock
+                   // No emergency copy of a step that already had a verified periodic checkpoint.
     let periodic = dir.join(format!("step_{}.safetensors", saved.meta.step));
     if periodic.exists() {
         assert_eq!(path, periodic, "the periodic file is the checkpoint");

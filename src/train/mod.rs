@@ -15,7 +15,6 @@ mod signals;
 mod state;
 pub mod threads;
 
-pub use run::crossed;
 pub use session::{train_with_checkpoints, CheckpointedRun, RunError, RunOutcome};
 pub use signals::SignalGuard;
 pub use state::{check_config, TrainState};

@@ -31,7 +31,7 @@ use crate::progress::Progress;
 use crate::sinks::Sinks;
 
 /// Whether the step counter crossed a multiple of `interval` between `before` and `after`.
-pub fn crossed(interval: i64, before: u64, after: u64) -> bool {
+pub(crate) fn crossed(interval: i64, before: u64, after: u64) -> bool {
     interval > 0 && before / interval as u64 != after / interval as u64
 }
 

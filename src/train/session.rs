@@ -31,7 +31,7 @@ use crate::checkpoint::{
     AsyncSaver, CheckpointError, CheckpointInfo, CheckpointKind, CheckpointStore, FolderLock,
     SaverStats,
 };
-use crate::config::{Config, ConfigOverrides};
+use crate::config::{Config, ConfigOverrides, ResumeFrom};
 use crate::metrics::Metrics;
 
 /// Errors of a checkpointed run.
@@ -472,10 +472,11 @@ fn same_folder(a: &std::path::Path, b: &std::path::Path) -> bool {
 ///   which are never rotated and never resumed, do not.
 /// * Files this build cannot read refuse the folder in both cases, naming each file.
 fn refuse_to_mix_runs(config: &Config) -> Result<(), RunError> {
-    let from = config.train.resume_from.trim();
-    if !from.is_empty() && from != "auto" {
-        return Ok(());
-    }
+    let auto = match config.train.resume_from {
+        ResumeFrom::Fresh => false,
+        ResumeFrom::Auto => true,
+        ResumeFrom::Latest | ResumeFrom::Path(_) => return Ok(()),
+    };
     let dir = std::path::Path::new(&config.log.checkpoint_dir);
     if !dir.is_dir() {
         return Ok(());
@@ -486,7 +487,7 @@ fn refuse_to_mix_runs(config: &Config) -> Result<(), RunError> {
         .iter()
         .map(|(p, e)| (p.clone(), e.to_string()))
         .collect();
-    if from == "auto" {
+    if auto {
         files.extend(
             listing
                 .checkpoints

@@ -12,7 +12,7 @@ use super::format::CheckpointKind;
 use super::header::Header;
 use super::reader::{read_header, verify_checkpoint};
 use super::store::{is_temp_file_name, LATEST_NAME};
-use crate::config::Config;
+use crate::config::{Config, ResumeFrom};
 
 /// What a checkpoint file is, from its header.
 #[derive(Debug, Clone, PartialEq)]
@@ -202,11 +202,10 @@ pub fn pick_resume(verified: &[CheckpointInfo]) -> Option<&CheckpointInfo> {
 ///   `log.checkpoint_dir` and every `train.resume_search` folder; bad files are skipped
 ///   with a warning; none found means a fresh start. Nonfinite saves are never chosen.
 pub fn find_resume(config: &Config) -> Result<ResumeChoice> {
-    let from = config.train.resume_from.trim();
     let dir = Path::new(&config.log.checkpoint_dir);
-    match from {
-        "" => Ok(ResumeChoice::default()),
-        "latest" => {
+    match &config.train.resume_from {
+        ResumeFrom::Fresh => Ok(ResumeChoice::default()),
+        ResumeFrom::Latest => {
             let info = latest(dir)?;
             let info = verify_info(&info.path)?;
             Ok(ResumeChoice {
@@ -214,13 +213,13 @@ pub fn find_resume(config: &Config) -> Result<ResumeChoice> {
                 warnings: Vec::new(),
             })
         }
-        "auto" => {
+        ResumeFrom::Auto => {
             let mut roots = vec![dir.to_path_buf()];
             roots.extend(config.train.resume_search.iter().map(PathBuf::from));
             Ok(auto_resume(&roots))
         }
-        path => {
-            let p = Path::new(path);
+        ResumeFrom::Path(path) => {
+            let p = path.as_path();
             if p.is_dir() {
                 return Err(CheckpointError::BadResumePath {
                     path: p.to_path_buf(),

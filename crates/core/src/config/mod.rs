@@ -48,6 +48,7 @@ mod error;
 mod format;
 mod overrides;
 mod resume;
+mod resume_from;
 pub mod schema;
 mod validate;
 
@@ -58,6 +59,7 @@ pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use overrides::{ConfigOverrides, Origin, Override, ENV_VAR};
 pub use resume::{is_run_control, RUN_CONTROL_FIELDS};
+pub use resume_from::ResumeFrom;
 pub use validate::valid_device;
 
 use indexmap::IndexMap;
@@ -194,8 +196,9 @@ pub struct TrainConfig {
     /// Threads (libtorch and the native CPU pass); 0 measures at start-up and picks the
     /// fastest (the run reports the choice). On the CPU results do not depend on it.
     pub num_threads: usize,
-    /// Checkpoint to resume from: a path, `latest`, `auto`, or empty for a fresh start.
-    pub resume_from: String,
+    /// Checkpoint to resume from: a path, `latest`, `auto`, or empty for a fresh start
+    /// (written as those strings; `"auto".into()` in code).
+    pub resume_from: ResumeFrom,
     /// Extra folders searched by `resume_from = "auto"` (e.g. Kaggle inputs).
     pub resume_search: Vec<String>,
     /// Stop cleanly (and save) before this much wall time, e.g. `11h30m`; empty: no limit.
@@ -222,7 +225,7 @@ impl Default for TrainConfig {
             minibatch_size: 256,
             device: "auto".into(),
             num_threads: 0,
-            resume_from: String::new(),
+            resume_from: ResumeFrom::Fresh,
             resume_search: Vec::new(),
             max_wall_time: String::new(),
         }

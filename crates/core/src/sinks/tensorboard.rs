@@ -352,7 +352,10 @@ impl TensorBoardWriter {
             .iter()
             .map(|(k, v)| (k.clone(), *v as f32))
             .collect();
-        scalars.push(("charts/iteration".into(), m.iteration as f32));
+        scalars.push((
+            crate::metrics::names::CHARTS_ITERATION.into(),
+            m.iteration as f32,
+        ));
         let ev = Event {
             wall_time: unix_now(),
             step: m.step as i64,

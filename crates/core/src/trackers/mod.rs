@@ -266,15 +266,15 @@ impl Trackers {
 }
 
 /// Metric name of the emergence tracker's entropy.
-pub const METRIC_ENTROPY: &str = "emergence/entropy";
+pub const METRIC_ENTROPY: &str = crate::metrics::names::EMERGENCE_ENTROPY;
 /// Metric name of the emergence tracker's structure.
-pub const METRIC_STRUCTURE: &str = "emergence/structure";
+pub const METRIC_STRUCTURE: &str = crate::metrics::names::EMERGENCE_STRUCTURE;
 /// Metric name of the mean weight divergence.
-pub const METRIC_DIVERGENCE: &str = "specialization/weight_divergence";
+pub const METRIC_DIVERGENCE: &str = crate::metrics::names::SPECIALIZATION_WEIGHT_DIVERGENCE;
 /// Metric name of the max weight divergence.
-pub const METRIC_MAX_DIVERGENCE: &str = "specialization/max_divergence";
+pub const METRIC_MAX_DIVERGENCE: &str = crate::metrics::names::SPECIALIZATION_MAX_DIVERGENCE;
 /// Metric name of the number of alive agents measured.
-pub const METRIC_NUM_ALIVE: &str = "specialization/num_alive";
+pub const METRIC_NUM_ALIVE: &str = crate::metrics::names::SPECIALIZATION_NUM_ALIVE;
 
 impl Trackers {
     /// Every measurement as `(step, metric name, value)` under the `METRIC_*` names.
