@@ -81,9 +81,7 @@ fn floor(c: &mut Criterion) {
     tch::set_num_threads(1);
     let buf = vec![1f32; READ_BYTES / 4];
     group.throughput(Throughput::Bytes(READ_BYTES as u64));
-    group.bench_function("read_1GiB", |b| {
-        b.iter(|| floor::read_pass(&buf, threads))
-    });
+    group.bench_function("read_1GiB", |b| b.iter(|| floor::read_pass(&buf, threads)));
     group.finish();
 }
 

@@ -26,7 +26,10 @@ fn process_cpu_s() -> f64 {
         return f64::NAN;
     };
     let f: Vec<&str> = rest.split_whitespace().collect();
-    match (f.get(11).map(|v| v.parse::<f64>()), f.get(12).map(|v| v.parse::<f64>())) {
+    match (
+        f.get(11).map(|v| v.parse::<f64>()),
+        f.get(12).map(|v| v.parse::<f64>()),
+    ) {
         (Some(Ok(u)), Some(Ok(s))) => (u + s) / 100.0,
         _ => f64::NAN,
     }
@@ -53,7 +56,10 @@ fn bench(iters: usize, backend: Backend) -> Result<()> {
         let floor = MachineFloor::measure(threads);
         println!("# {label}: {}", floor.describe());
         let params = state.policy.num_params() as usize;
-        let offset_floats = state.offsets.as_ref().map_or(0, |o| o.per_slot_numel() as usize);
+        let offset_floats = state
+            .offsets
+            .as_ref()
+            .map_or(0, |o| o.per_slot_numel() as usize);
         for it in 0..iters {
             let (t, cpu0) = (Instant::now(), process_cpu_s());
             let m = state.iterate()?;
