@@ -15,6 +15,27 @@ use emergence_lab::train::floor::{IterationWork, MachineFloor};
 use emergence_lab::train::CheckpointedRun;
 use emergence_lab::{Config, TrainState};
 
+/// CPU seconds (user + system, all threads) this process has used so far, from
+/// `/proc/self/stat` (Linux; in USER_HZ = 100 ticks per second); NaN elsewhere. On a shared
+/// machine CPU time per iteration is steadier than wall time.
+fn process_cpu_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the command name `(...)`: state is field 3, utime 14, stime 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return f64::NAN;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    match (
+        f.get(11).map(|v| v.parse::<f64>()),
+        f.get(12).map(|v| v.parse::<f64>()),
+    ) {
+        (Some(Ok(u)), Some(Ok(s))) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
 fn bench(iters: usize, backend: Backend) -> Result<()> {
     let threads = emergence_lab::policy::native::threads();
     println!(
@@ -41,9 +62,10 @@ fn bench(iters: usize, backend: Backend) -> Result<()> {
             .as_ref()
             .map_or(0, |o| o.per_slot_numel() as usize);
         for it in 0..iters {
-            let t = Instant::now();
+            let (t, cpu0) = (Instant::now(), process_cpu_s());
             let m = state.iterate()?;
             let s = t.elapsed().as_secs_f64();
+            let cpu = process_cpu_s() - cpu0;
             let g = |k: &str| m.get(k).unwrap_or(f64::NAN);
             let work = IterationWork::new(
                 g(names::PERF_ALIVE_AGENT_STEPS),
@@ -53,7 +75,7 @@ fn bench(iters: usize, backend: Backend) -> Result<()> {
             );
             let floor_s = floor.total_s(&work);
             println!(
-                "{label:20} iter={} total_s={s:.3} slot_steps_per_s={:.0} floor_s={floor_s:.3} x_floor={:.2} rollout_x_floor={:.2} update_x_floor={:.2} alive_steps={} rollout_s={:.3} (world_s={:.3} network_s={:.3} offsets_s={:.3}) update_s={:.3} (batch_s={:.3} gather_s={:.3} forward_s={:.3} backward_s={:.3} adam_s={:.3} sync_s={:.3} host_syncs={}) minibatches={} pop={:.2}",
+                "{label:20} iter={} total_s={s:.3} cpu_s={cpu:.2} slot_steps_per_s={:.0} floor_s={floor_s:.3} x_floor={:.2} rollout_x_floor={:.2} update_x_floor={:.2} alive_steps={} rollout_s={:.3} (world_s={:.3} network_s={:.3} offsets_s={:.3}) update_s={:.3} (batch_s={:.3} gather_s={:.3} forward_s={:.3} backward_s={:.3} adam_s={:.3} sync_s={:.3} host_syncs={}) minibatches={} pop={:.2}",
                 it + 1,
                 c.steps_per_iteration() as f64 / s,
                 s / floor_s,
