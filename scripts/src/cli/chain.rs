@@ -11,7 +11,6 @@ use super::download::{self, DownloadArgs};
 use super::out::{say, shout};
 use super::publish::wait_reported;
 use super::push::{saved_source, warn_invalid, RunArgs};
-use super::source::send_source;
 use super::status::poll;
 use super::{human_bytes, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_CANCELLED, EXIT_RUN_FAILED};
 use crate::kaggle::api::{Ref, RunStatus, StatusAnswer};
@@ -152,16 +151,9 @@ pub fn run(args: RunArgs, sessions: u32) -> anyhow::Result<i32> {
     } else {
         None
     };
-    let (client, _) = args.common.connect()?;
-    if let Some((dataset, snap)) = &source {
-        send_source(
-            &client,
-            &mut meta,
-            dataset,
-            snap,
-            args.source.source_timeout,
-        )?;
-    }
+    let client = args
+        .source
+        .connect_and_send(&args.common, &mut meta, &source)?;
     let mut local = local;
     let interrupted = super::interrupt_flag()?;
     let interval = Duration::from_secs_f64(c.interval);

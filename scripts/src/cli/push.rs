@@ -2,7 +2,7 @@
 //! version): both validate the metadata and notebook before anything is sent.
 
 use super::out::{say, shout};
-use super::source::{send_source, SourceArgs};
+use super::source::SourceArgs;
 use super::{Common, AFTER_HELP, EXIT_OK};
 use crate::kaggle::api::SaveKernelAnswer;
 use crate::kaggle::client::ApiClient;
@@ -131,16 +131,9 @@ pub fn push(args: PushArgs) -> anyhow::Result<i32> {
     let mut meta = args.common.metadata()?;
     let text = local_text(&meta)?;
     let source = args.source.prepare(&meta)?;
-    let (client, _) = args.common.connect()?;
-    if let Some((dataset, snap)) = &source {
-        send_source(
-            &client,
-            &mut meta,
-            dataset,
-            snap,
-            args.source.source_timeout,
-        )?;
-    }
+    let client = args
+        .source
+        .connect_and_send(&args.common, &mut meta, &source)?;
     let req = meta.save_request(text, true, !args.new);
     let (ans, version) = client.save_kernel(&req)?;
     warn_invalid(&ans);
@@ -190,16 +183,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     } else {
         None
     };
-    let (client, _) = args.common.connect()?;
-    if let Some((dataset, snap)) = &source {
-        send_source(
-            &client,
-            &mut meta,
-            dataset,
-            snap,
-            args.source.source_timeout,
-        )?;
-    }
+    let client = args
+        .source
+        .connect_and_send(&args.common, &mut meta, &source)?;
     let text = match local {
         Some(t) => t,
         None => saved_source(&client, &meta)?,

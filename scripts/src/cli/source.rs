@@ -105,6 +105,23 @@ pub(crate) fn poll_interval() -> Duration {
     Duration::from_secs_f64(s)
 }
 
+impl SourceArgs {
+    /// Connects to Kaggle, then sends the source [`SourceArgs::prepare`] collected (if any):
+    /// the one sequence every command that pushes a notebook starts with.
+    pub fn connect_and_send(
+        &self,
+        common: &super::Common,
+        meta: &mut KernelMetadata,
+        source: &Option<(Ref, Snapshot)>,
+    ) -> anyhow::Result<ApiClient> {
+        let (client, _) = common.connect()?;
+        if let Some((dataset, snap)) = source {
+            send_source(&client, meta, dataset, snap, self.source_timeout)?;
+        }
+        Ok(client)
+    }
+}
+
 /// Upload the source when its content changed since the last upload to `dataset` (or the
 /// dataset is missing), wait until it is READY, and make sure the metadata file and `meta`
 /// list it in `dataset_sources`.

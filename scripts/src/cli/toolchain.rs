@@ -7,7 +7,6 @@
 use super::download::list_outputs;
 use super::out::{say, shout};
 use super::push::{local_text, warn_invalid, RunArgs};
-use super::source::send_source;
 use super::status::poll;
 use super::{EXIT_ERROR, EXIT_OK, EXIT_RUN_FAILED};
 use crate::kaggle::api::{Ref, RunStatus};
@@ -51,16 +50,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     if source.is_none() {
         shout!("warning: --no-source: the toolchain kernel needs the source (its Cargo.lock and the library's dependencies); attach it another way");
     }
-    let (client, _) = args.common.connect()?;
-    if let Some((dataset, snap)) = &source {
-        send_source(
-            &client,
-            &mut meta,
-            dataset,
-            snap,
-            args.source.source_timeout,
-        )?;
-    }
+    let client = args
+        .source
+        .connect_and_send(&args.common, &mut meta, &source)?;
     let k = Ref {
         owner: meta.id.owner.clone(),
         slug: TOOLCHAIN_SLUG.into(),
