@@ -313,7 +313,7 @@ fn deadline_stops_saves_final_and_says_how_to_continue() {
         "no periodic saves with save_interval = 0"
     );
     // Continuing with more time picks up where it stopped.
-    cfg.train.max_wall_time = String::new();
+    cfg.train.max_wall_time = "".into();
     let out2 = CheckpointedRun::start(cfg).unwrap().run().unwrap();
     assert_eq!(out2.summary.start_step, out.summary.final_step);
     assert_eq!(out2.summary.final_step, 4 * SPI);

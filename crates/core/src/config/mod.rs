@@ -51,6 +51,7 @@ mod resume;
 mod resume_from;
 pub mod schema;
 mod validate;
+mod wall_time;
 
 pub use budget::{format_bytes, machine_memory, max_threads, MemoryEstimate};
 pub use cli::split_args;
@@ -61,6 +62,7 @@ pub use overrides::{ConfigOverrides, Origin, Override, ENV_VAR};
 pub use resume::{is_run_control, RUN_CONTROL_FIELDS};
 pub use resume_from::ResumeFrom;
 pub use validate::valid_device;
+pub use wall_time::WallTimeLimit;
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -202,7 +204,7 @@ pub struct TrainConfig {
     /// Extra folders searched by `resume_from = "auto"` (e.g. Kaggle inputs).
     pub resume_search: Vec<String>,
     /// Stop cleanly (and save) before this much wall time, e.g. `11h30m`; empty: no limit.
-    pub max_wall_time: String,
+    pub max_wall_time: WallTimeLimit,
 }
 
 impl Default for TrainConfig {
@@ -227,7 +229,7 @@ impl Default for TrainConfig {
             num_threads: 0,
             resume_from: ResumeFrom::Fresh,
             resume_search: Vec::new(),
-            max_wall_time: String::new(),
+            max_wall_time: WallTimeLimit::none(),
         }
     }
 }
@@ -410,11 +412,6 @@ impl Config {
     /// `train.max_wall_time` as a duration; `None` when empty (no limit) or unreadable
     /// (which [`Config::validate`] reports).
     pub fn max_wall_time(&self) -> Option<std::time::Duration> {
-        let t = self.train.max_wall_time.trim();
-        if t.is_empty() {
-            None
-        } else {
-            parse_duration(t).ok()
-        }
+        self.train.max_wall_time.limit()
     }
 }

@@ -3,7 +3,6 @@
 //! Every problem names its field and is collected, so one run of `validate` reports all of
 //! them; single-field checks are also run by `Config::set` for the field it changes.
 
-use super::duration::parse_duration;
 use super::error::ConfigError;
 use super::Config;
 
@@ -164,15 +163,8 @@ fn run(c: &Config) -> Vec<Problem> {
             t.device
         )
     });
-    if !t.max_wall_time.trim().is_empty() {
-        match parse_duration(&t.max_wall_time) {
-            Ok(d) => k.check(&["train.max_wall_time"], !d.is_zero(), || {
-                "must be positive, or empty for no limit".into()
-            }),
-            Err(err) => k.check(&["train.max_wall_time"], false, || {
-                format!("{err}; or leave it empty for no limit")
-            }),
-        }
+    if let Some(problem) = t.max_wall_time.problem() {
+        k.check(&["train.max_wall_time"], false, || problem);
     }
     k.check(
         &["train.resume_search"],
