@@ -190,6 +190,11 @@ fn a_stop_inside_an_iteration_continues_bit_exactly() {
     for (i, frac) in [1.5, 2.5, 1.3, 2.7, 0.5, 3.5].iter().enumerate() {
         let dir = root.path().join(format!("b{i}"));
         let (out, stopped) = run(small(&dir), Some(per_iteration.mul_f64(*frac)));
+        // On a busy machine the timing run can be slower than this one, and the stop can come
+        // after the run has ended: that attempt proves nothing either way, try the next point.
+        if out.summary.stopped == StopReason::Completed {
+            continue;
+        }
         assert_eq!(out.summary.stopped, StopReason::StopRequested);
         if out.abandoned_iteration {
             abandoned = Some((dir, out, stopped));

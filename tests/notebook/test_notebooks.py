@@ -403,7 +403,7 @@ def test_plumbing():
     nb = nbformat.v4.new_notebook(metadata=copy.deepcopy(full.metadata))
     nb.cells = [copy.deepcopy(by_tag(full, "gpu")), copy.deepcopy(by_tag(full, "source"))]
     build = nbformat.v4.new_code_cell(
-        ':opt 2\n:dep emergence_lab = { path = "emergence-lab-src" }\n'
+        ':opt 3\n:dep emergence_lab = { path = "emergence-lab-src" }\n'
         'let mut config = emergence_lab::Config::kaggle_notebook();\n'
         'config.train.total_steps = 1234;\n'
         'println!("total_steps={} obs_dim={}", config.train.total_steps, config.obs_dim());')
