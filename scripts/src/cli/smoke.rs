@@ -9,7 +9,7 @@ use super::out::{say, shout};
 use super::push::{local_text, warn_invalid, RunArgs};
 use super::status::poll;
 use super::{EXIT_ERROR, EXIT_OK, EXIT_RUN_FAILED};
-use crate::kaggle::api::{Ref, RunStatus};
+use crate::kaggle::api::RunStatus;
 use crate::kaggle::chain::tail;
 use crate::kaggle::client::StorageClient;
 use crate::kaggle::download::{fetch_file, safe_join};
@@ -69,14 +69,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let client = args
         .source
         .connect_and_send(&args.common, &mut meta, &source)?;
-    let k = Ref {
-        owner: meta.id.owner.clone(),
-        slug: SMOKE_SLUG.into(),
-    };
-    let mut smoke = meta.clone();
-    smoke.id = k.clone();
-    smoke.id_no = None;
-    smoke.title = SMOKE_TITLE.into();
+    let mut smoke = meta.companion(SMOKE_SLUG, SMOKE_TITLE);
+    let k = smoke.id.clone();
     // Only the source and the toolchain cache: the smoke run starts fresh and must write its
     // own checkpoint (no checkpoints dataset, no previous output).
     let src = source.as_ref().map(|(d, _)| d.to_string());

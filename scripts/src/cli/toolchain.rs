@@ -9,7 +9,7 @@ use super::out::{say, shout};
 use super::push::{local_text, warn_invalid, RunArgs};
 use super::status::poll;
 use super::{EXIT_ERROR, EXIT_OK, EXIT_RUN_FAILED};
-use crate::kaggle::api::{Ref, RunStatus};
+use crate::kaggle::api::RunStatus;
 use crate::kaggle::chain::tail;
 use crate::kaggle::metadata::{add_kernel_source, now_unix};
 use crate::kaggle::progress::{human_duration, log_text, parse_log_json};
@@ -53,14 +53,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let client = args
         .source
         .connect_and_send(&args.common, &mut meta, &source)?;
-    let k = Ref {
-        owner: meta.id.owner.clone(),
-        slug: TOOLCHAIN_SLUG.into(),
-    };
-    let mut tk = meta.clone();
-    tk.id = k.clone();
-    tk.id_no = None;
-    tk.title = TOOLCHAIN_TITLE.into();
+    let mut tk = meta.companion(TOOLCHAIN_SLUG, TOOLCHAIN_TITLE);
+    let k = tk.id.clone();
     tk.enable_gpu = false;
     tk.enable_internet = true;
     tk.machine_shape = None;

@@ -144,6 +144,19 @@ fn opt_str(v: &Value, key: &str) -> Result<Option<String>, String> {
 }
 
 impl KernelMetadata {
+    /// The metadata of a companion kernel of the same owner (the smoke run, the toolchain
+    /// kernel): this one's settings under the slug `slug` and `title`, as a new kernel.
+    pub fn companion(&self, slug: &str, title: &str) -> KernelMetadata {
+        let mut k = self.clone();
+        k.id = Ref {
+            owner: self.id.owner.clone(),
+            slug: slug.into(),
+        };
+        k.id_no = None;
+        k.title = title.into();
+        k
+    }
+
     /// Read and validate `path`. Every problem is reported before any request is made.
     pub fn load(path: &Path) -> Result<Self, KaggleError> {
         let text = std::fs::read_to_string(path).map_err(|e| KaggleError::InvalidMetadata {
