@@ -17,6 +17,4 @@ pub use adam::Adam;
 pub use gae::{compute_gae, GaeInput};
 pub use interrupt::Interrupt;
 pub use rollout::{collect, collect_until, Rollout, RolloutStats};
-pub use update::{
-    build_batch, update, update_until, update_with, Backend, UpdateProfile, UpdateStats,
-};
+pub use update::{build_batch, update, update_until, Backend, UpdateProfile, UpdateStats};

@@ -191,21 +191,6 @@ pub fn update(
     lr: f64,
     rng: &mut Rng,
 ) -> Result<UpdateStats, NonFiniteLoss> {
-    update_with(policy, offsets, adam, batch, cfg, lr, rng, Backend::Auto)
-}
-
-/// [`update`] with an explicit [`Backend`].
-#[allow(clippy::too_many_arguments)]
-pub fn update_with(
-    policy: &Policy,
-    offsets: Option<&Offsets>,
-    adam: &mut Adam,
-    batch: &Batch,
-    cfg: &TrainConfig,
-    lr: f64,
-    rng: &mut Rng,
-    backend: Backend,
-) -> Result<UpdateStats, NonFiniteLoss> {
     update_until(
         policy,
         offsets,
@@ -214,12 +199,12 @@ pub fn update_with(
         cfg,
         lr,
         rng,
-        backend,
+        Backend::Auto,
         &Interrupt::never(),
     )
 }
 
-/// [`update_with`], polling `stop` before each minibatch; when it is requested the update
+/// [`update`] with an explicit [`Backend`], polling `stop` before each minibatch; when it is requested the update
 /// returns at once with [`UpdateStats::interrupted`] set (throw the weights away).
 #[allow(clippy::too_many_arguments)]
 pub fn update_until(

@@ -33,6 +33,21 @@ pub const EXIT_RUN_CANCELLED: i32 = 4;
 /// Exit code: watching was interrupted with Ctrl-C (the run goes on).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
+/// Checks a command's polling flags: `interval` (seconds) must be positive and `timeout`
+/// (seconds, 0 = none) non-negative, both finite; the error names the two flags.
+pub fn check_poll_times(
+    interval: f64,
+    timeout: f64,
+    interval_flag: &str,
+    timeout_flag: &str,
+) -> anyhow::Result<()> {
+    if interval.is_finite() && interval > 0.0 && timeout.is_finite() && timeout >= 0.0 {
+        Ok(())
+    } else {
+        anyhow::bail!("{interval_flag} must be positive and {timeout_flag} non-negative")
+    }
+}
+
 /// A flag set by the first Ctrl-C (SIGINT) or SIGTERM, so a command can stop following a run
 /// at its next check (the Kaggle run itself goes on); a second signal exits at once with
 /// [`EXIT_INTERRUPTED`]. signal-hook, like the library (one signal crate in the workspace).

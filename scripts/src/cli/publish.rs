@@ -57,13 +57,7 @@ pub struct PublishArgs {
 
 /// Run `kaggle_publish`.
 pub fn run(args: PublishArgs) -> anyhow::Result<i32> {
-    if !(args.interval.is_finite()
-        && args.interval > 0.0
-        && args.timeout.is_finite()
-        && args.timeout >= 0.0)
-    {
-        anyhow::bail!("--interval must be positive and --timeout non-negative");
-    }
+    super::check_poll_times(args.interval, args.timeout, "--interval", "--timeout")?;
     let meta = args.common.metadata()?;
     let dataset = match &args.dataset {
         Some(d) => Ref::parse(d)

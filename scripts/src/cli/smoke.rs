@@ -54,13 +54,12 @@ fn secs(d: Duration) -> String {
 /// Run `kaggle_run --smoke`.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let s = &args.smoke_args;
-    if !(s.smoke_interval.is_finite()
-        && s.smoke_interval > 0.0
-        && s.smoke_timeout.is_finite()
-        && s.smoke_timeout >= 0.0)
-    {
-        anyhow::bail!("--smoke-interval must be positive and --smoke-timeout non-negative");
-    }
+    super::check_poll_times(
+        s.smoke_interval,
+        s.smoke_timeout,
+        "--smoke-interval",
+        "--smoke-timeout",
+    )?;
     let mut meta = args.common.metadata()?;
     let text = smoke_notebook(&local_text(&meta)?, s.smoke_steps)
         .context("cannot add the smoke cell to the notebook")?;

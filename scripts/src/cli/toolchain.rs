@@ -37,13 +37,12 @@ pub struct ToolchainArgs {
 /// Run `kaggle_run --toolchain`.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let t = &args.toolchain_args;
-    if !(t.toolchain_interval.is_finite()
-        && t.toolchain_interval > 0.0
-        && t.toolchain_timeout.is_finite()
-        && t.toolchain_timeout >= 0.0)
-    {
-        anyhow::bail!("--toolchain-interval must be positive and --toolchain-timeout non-negative");
-    }
+    super::check_poll_times(
+        t.toolchain_interval,
+        t.toolchain_timeout,
+        "--toolchain-interval",
+        "--toolchain-timeout",
+    )?;
     let mut meta = args.common.metadata()?;
     let text = toolchain_notebook(&local_text(&meta)?, &t.torch)?;
     let source = args.source.prepare(&meta)?;

@@ -83,35 +83,16 @@ impl ChainState {
 
     /// Read the state; `Ok(None)` when there is none.
     pub fn load(path: &Path) -> Result<Option<Self>, KaggleError> {
-        match std::fs::read_to_string(path) {
-            Ok(t) => serde_json::from_str(&t)
-                .map(Some)
-                .map_err(|e| KaggleError::InvalidMetadata {
-                    path: path.to_path_buf(),
-                    detail: format!(
-                        "chain state is damaged ({e}); fix it or start over with --new-chain"
-                    ),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(KaggleError::Io {
-                action: "cannot read",
-                path: path.to_path_buf(),
-                source: e,
-            }),
-        }
+        super::metadata::load_state(
+            path,
+            "chain state is damaged",
+            "fix it or start over with --new-chain",
+        )
     }
 
     /// Write the state atomically.
     pub fn save(&self, path: &Path) -> Result<(), KaggleError> {
-        let tmp = path.with_extension("json.tmp");
-        let text = serde_json::to_string_pretty(self).expect("serialisable") + "\n";
-        std::fs::write(&tmp, text)
-            .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| KaggleError::Io {
-                action: "cannot write",
-                path: path.to_path_buf(),
-                source: e,
-            })
+        super::metadata::save_state(path, self)
     }
 }
 

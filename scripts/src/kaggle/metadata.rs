@@ -339,36 +339,53 @@ pub struct RunState {
 impl RunState {
     /// Read the state file; `Ok(None)` when absent.
     pub fn load(path: &Path) -> Result<Option<Self>, KaggleError> {
-        match std::fs::read_to_string(path) {
-            Ok(t) => serde_json::from_str(&t)
-                .map(Some)
-                .map_err(|e| KaggleError::InvalidMetadata {
-                    path: path.to_path_buf(),
-                    detail: format!(
-                        "run-state file is damaged ({e}); delete it or run kaggle_run again"
-                    ),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(KaggleError::Io {
-                action: "cannot read",
-                path: path.to_path_buf(),
-                source: e,
-            }),
-        }
+        load_state(
+            path,
+            "run-state file is damaged",
+            "delete it or run kaggle_run again",
+        )
     }
 
     /// Write the state file atomically.
     pub fn save(&self, path: &Path) -> Result<(), KaggleError> {
-        let tmp = path.with_extension("json.tmp");
-        let text = serde_json::to_string_pretty(self).expect("serialisable");
-        std::fs::write(&tmp, text + "\n")
-            .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| KaggleError::Io {
-                action: "cannot write",
-                path: path.to_path_buf(),
-                source: e,
-            })
+        save_state(path, self)
     }
+}
+
+/// Reads a helper's small JSON state file; `Ok(None)` when there is none. A file that does
+/// not parse is an error saying `what ({parse error}); {fix}`.
+pub(crate) fn load_state<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    fix: &str,
+) -> Result<Option<T>, KaggleError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => serde_json::from_str(&t)
+            .map(Some)
+            .map_err(|e| KaggleError::InvalidMetadata {
+                path: path.to_path_buf(),
+                detail: format!("{what} ({e}); {fix}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(KaggleError::Io {
+            action: "cannot read",
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+/// Writes a helper's JSON state file atomically (temporary file, then rename).
+pub(crate) fn save_state<T: serde::Serialize>(path: &Path, state: &T) -> Result<(), KaggleError> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(state).expect("serialisable") + "\n";
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| KaggleError::Io {
+            action: "cannot write",
+            path: path.to_path_buf(),
+            source: e,
+        })
 }
 
 /// Add `dataset` to `dataset_sources` of the metadata file, keeping everything else; returns
