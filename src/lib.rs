@@ -16,7 +16,9 @@ pub mod train;
 
 // What needs no tensors lives in the libtorch-free core crate; re-exported so a notebook cell
 // needs only `:dep emergence_lab`.
-pub use emergence_lab_core::{config, metrics, progress, rng, simulate, sinks, trackers, world};
+pub use emergence_lab_core::{
+    act, config, metrics, progress, rng, simulate, sinks, trackers, world,
+};
 
 pub use config::Config;
 pub use rng::Rng;

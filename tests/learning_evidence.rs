@@ -1,9 +1,10 @@
 //! Evidence that PPO learns: after a few iterations on a small world the trained shared
 //! policy eats more food per alive agent-tick than the untrained one, on the same seeds.
 
+use emergence_lab::act::{ActBuffers, Acting, Actor, Batch, BorrowedActor, Brain, Choice};
 use emergence_lab::policy::Policy;
-use emergence_lab::ppo::rollout::{evaluate, sample_action};
-use emergence_lab::world::{TickInfo, World, WorldParams};
+use emergence_lab::ppo::rollout::evaluate;
+use emergence_lab::world::{World, WorldParams};
 use emergence_lab::{Config, Rng, TrainState};
 use tch::Device;
 
@@ -30,35 +31,52 @@ fn config() -> Config {
     c
 }
 
+/// The shared policy (no offsets) acting through the shared acting step; counts foods and
+/// alive agent-ticks.
+struct Counter<'a> {
+    policy: &'a Policy,
+    logp: Vec<f32>,
+    foods: u64,
+    agent_ticks: u64,
+}
+
+impl<'w> Brain<BorrowedActor<'w>> for Counter<'_> {
+    fn scores(&mut self, batch: &Batch) -> &[f32] {
+        self.logp = evaluate(self.policy, None, &batch.rows, &batch.table_row, false).0;
+        self.agent_ticks += batch.len() as u64;
+        &self.logp
+    }
+
+    fn ticked(&mut self, _index: usize, actor: &BorrowedActor<'w>) {
+        let info = &actor.buffers().info;
+        self.foods += info.foods_eaten.iter().map(|&x| x as u64).sum::<u64>();
+    }
+}
+
 /// Foods eaten per alive agent-tick by the shared policy (no offsets), sampling actions,
 /// over `ticks` ticks of fresh worlds seeded with `seeds`.
 fn food_rate(c: &Config, policy: &Policy, seeds: &[u64], ticks: usize) -> f64 {
-    let (mut foods, mut agent_ticks) = (0u64, 0u64);
+    let mut counter = Counter {
+        policy,
+        logp: Vec::new(),
+        foods: 0,
+        agent_ticks: 0,
+    };
     for &seed in seeds {
         let mut rng = Rng::seed_from_u64(seed);
         let mut world = World::new(WorldParams::from_config(c), &mut rng);
-        let (n, d) = (world.num_envs() * world.num_slots(), world.obs_dim());
-        let mut obs = vec![0f32; n * d];
-        let mut actions = vec![0u8; n];
-        let mut info = TickInfo::default();
+        let mut buffers = ActBuffers::default();
+        let mut actors = [BorrowedActor {
+            world: &mut world,
+            rng: &mut rng,
+            buffers: &mut buffers,
+        }];
+        let mut acting = Acting::default();
         for _ in 0..ticks {
-            world.observe(&mut obs);
-            let slots: Vec<i64> = (0..n as i64).filter(|&k| world.alive[k as usize]).collect();
-            let rows: Vec<f32> = slots
-                .iter()
-                .flat_map(|&k| obs[k as usize * d..(k as usize + 1) * d].to_vec())
-                .collect();
-            let (lp, _, _) = evaluate(policy, None, &rows, &slots, false);
-            actions.fill(0);
-            for (j, &k) in slots.iter().enumerate() {
-                actions[k as usize] = sample_action(&lp[j * 6..(j + 1) * 6], &mut rng);
-            }
-            agent_ticks += slots.len() as u64;
-            world.step(&actions, &mut rng, &mut info);
-            foods += info.foods_eaten.iter().map(|&x| x as u64).sum::<u64>();
+            acting.step(&mut actors, Choice::Sampled, None, &mut counter, None);
         }
     }
-    foods as f64 / agent_ticks as f64
+    counter.foods as f64 / counter.agent_ticks as f64
 }
 
 #[test]

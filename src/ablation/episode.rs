@@ -6,16 +6,16 @@
 //! with rayon; each episode only touches its own state, so results do not depend on the
 //! number of threads.
 
-use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 use super::results::EpisodeResult;
 use super::{AblationOptions, Condition, ObservedBatch, Start};
+use crate::act::{ActBuffers, Acting, Actor, ActorParts, Batch, Brain, Choice, Lineage};
 use crate::checkpoint::copy_env_arrays;
-use crate::policy::{MutationSpec, Offsets, Policy};
+use crate::policy::{Offsets, Policy};
 use crate::rng::{Rng, RngState};
 use crate::train::TrainState;
-use crate::world::{TickInfo, World, WorldParams, NUM_ACTIONS};
+use crate::world::{World, WorldParams};
 
 /// The generator of stream `stream` of ChaCha8 seeded with `seed`.
 pub(crate) fn stream_rng(seed: u64, stream: u64) -> Rng {
@@ -27,24 +27,39 @@ pub(crate) fn stream_rng(seed: u64, stream: u64) -> Rng {
     })
 }
 
-/// One running episode.
+/// One running episode: a one-env world acting with its own generator.
 struct Episode {
     world: World,
     rng: Rng,
+    /// The `Random` condition's field values (a stream of their own).
     noise: Rng,
+    condition: Condition,
     start_field: Vec<f32>,
-    obs: Vec<f32>,
-    actions: Vec<u8>,
-    info: TickInfo,
-    /// Births of the last tick with their mutation: (parent slot, child slot, noise).
-    births: Vec<(usize, usize, Vec<Vec<f32>>)>,
+    buffers: ActBuffers,
     result: EpisodeResult,
 }
 
-impl Episode {
-    /// Applies the condition to the world's field and writes the observation.
-    fn observe(&mut self, condition: Condition) {
-        match condition {
+impl Actor for Episode {
+    fn parts(&mut self) -> ActorParts<'_> {
+        ActorParts {
+            world: &mut self.world,
+            rng: &mut self.rng,
+            buffers: &mut self.buffers,
+        }
+    }
+
+    fn world(&self) -> &World {
+        &self.world
+    }
+
+    fn buffers(&self) -> &ActBuffers {
+        &self.buffers
+    }
+
+    /// Applies the condition to the world's field, then observes (without the field for
+    /// `NoField`).
+    fn observe(&mut self) {
+        match self.condition {
             Condition::Normal | Condition::NoField => {}
             Condition::Zeroed => self.world.field.fill(0.0),
             Condition::Random => {
@@ -54,15 +69,14 @@ impl Episode {
             }
             Condition::Frozen => self.world.field.copy_from_slice(&self.start_field),
         }
+        let n = self.world.num_slots() * self.world.obs_dim();
+        self.buffers.obs.resize(n, 0.0);
         self.world
-            .observe_masked(&mut self.obs, condition == Condition::NoField);
+            .observe_masked(&mut self.buffers.obs, self.condition == Condition::NoField);
     }
 
-    /// One world tick with `self.actions`, then the mutation draws of its births.
-    fn step(&mut self, noise: Option<&MutationSpec>) {
-        self.world
-            .step(&self.actions, &mut self.rng, &mut self.info);
-        let info = &self.info;
+    fn ticked(&mut self) {
+        let info = &self.buffers.info;
         let r = &mut self.result;
         r.total_reward += info.rewards.iter().map(|&x| x as f64).sum::<f64>();
         r.foods_eaten += info.foods_eaten[0] as u64;
@@ -70,13 +84,6 @@ impl Episode {
         r.births += info.births.len() as u64;
         r.floor_respawns += info.floor_respawns.len() as u64;
         r.final_population = info.alive_count[0] as u64;
-        self.births.clear();
-        if let Some(spec) = noise {
-            for b in &info.births {
-                self.births
-                    .push((b.parent_slot, b.child_slot, spec.draw(&mut self.rng)));
-            }
-        }
     }
 }
 
@@ -145,41 +152,72 @@ fn initial_offsets(
     Some(table)
 }
 
-/// Greedy actions (first maximal logit) of `rows` (`[n, obs_dim]`) acting with the offsets
-/// of table rows `slots`.
-fn greedy(
-    policy: &Policy,
-    offsets: Option<&Offsets>,
-    rows: &[f32],
-    slots: &[i64],
-    out: &mut Vec<u8>,
-) {
-    out.clear();
-    if slots.is_empty() {
-        return;
+/// The ablation's side of the acting step: greedy actions of the shared policy with every
+/// episode's offsets (one batched forward pass per tick), the inspection hook, and the offsets
+/// of births and respawns.
+struct GreedyPolicy<'a> {
+    policy: &'a Policy,
+    offsets: Option<Offsets>,
+    condition: Condition,
+    /// Slots per episode (an episode's rows in the offsets table start at `index * slots`).
+    slots: usize,
+    tick: u32,
+    logits: Vec<f32>,
+    alive_ticks: Vec<u64>,
+    inspect: &'a mut dyn FnMut(&ObservedBatch),
+}
+
+impl Brain<Episode> for GreedyPolicy<'_> {
+    /// The logits of the living agents (first maximal logit wins).
+    fn scores(&mut self, batch: &Batch) -> &[f32] {
+        let x = Tensor::from_slice(&batch.rows)
+            .view([batch.len() as i64, 1, batch.obs_dim as i64])
+            .to_device(self.policy.device());
+        let logits = tch::no_grad(|| {
+            let d = self.offsets.as_ref().map(|o| o.by_slots(&batch.table_row));
+            self.policy.forward(&x, d.as_ref()).0
+        });
+        let logits = logits
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .flatten(0, -1);
+        self.logits = Vec::<f32>::try_from(&logits).expect("logits are f32");
+        &self.logits
     }
-    let n = slots.len() as i64;
-    let x = Tensor::from_slice(rows)
-        .view([n, 1, policy.obs_dim as i64])
-        .to_device(policy.device());
-    let logits = tch::no_grad(|| {
-        let d = offsets.map(|o| o.by_slots(slots));
-        policy.forward(&x, d.as_ref()).0
-    });
-    let logits = logits
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float)
-        .flatten(0, -1);
-    let logits = Vec::<f32>::try_from(&logits).expect("logits are f32");
-    out.extend(logits.chunks_exact(NUM_ACTIONS).map(|l| {
-        let mut best = 0;
-        for (k, &v) in l.iter().enumerate() {
-            if v > l[best] {
-                best = k;
-            }
+
+    fn chosen(&mut self, _actors: &[Episode], batch: &Batch, actions: &[u8]) {
+        for &k in &batch.actor {
+            self.alive_ticks[k] += 1;
         }
-        best as u8
-    }));
+        (self.inspect)(&ObservedBatch {
+            condition: self.condition,
+            tick: self.tick,
+            obs_dim: batch.obs_dim,
+            episode: &batch.actor,
+            obs: &batch.rows,
+            actions,
+        });
+    }
+
+    /// Children inherit + mutate (in birth order); floor respawns and the final reset start
+    /// from zero.
+    fn lineage(&mut self, index: usize, event: Lineage<'_>) {
+        let Some(o) = self.offsets.as_mut() else {
+            return;
+        };
+        let base = index * self.slots;
+        match event {
+            Lineage::Birth {
+                parent,
+                child,
+                mutation,
+            } => {
+                o.birth_with_noise(base + parent, base + child, mutation);
+            }
+            Lineage::Respawn { slot } => o.zero_rows(base + slot..base + slot + 1),
+            Lineage::Reset { slots } => o.zero_rows(base + slots.start..base + slots.end),
+        }
+    }
 }
 
 /// Runs all episodes of one condition; returns their results in episode order.
@@ -190,21 +228,8 @@ pub(super) fn run_condition(
     pool: Option<&rayon::ThreadPool>,
     inspect: &mut dyn FnMut(&ObservedBatch),
 ) -> Vec<EpisodeResult> {
-    // Runs `f` on every episode in parallel (in `pool` when given).
-    fn each(
-        pool: Option<&rayon::ThreadPool>,
-        eps: &mut [Episode],
-        f: impl Fn(&mut Episode) + Sync + Send,
-    ) {
-        match pool {
-            Some(p) => p.install(|| eps.par_iter_mut().for_each(f)),
-            None => eps.par_iter_mut().for_each(f),
-        }
-    }
     let mut params = WorldParams::from_config(&state.config);
     params.num_envs = 1;
-    let a = params.num_slots;
-    let d = params.obs_dim();
     let e_n = state.world.num_envs();
     let n = options.episodes;
 
@@ -223,10 +248,8 @@ pub(super) fn run_condition(
                 world,
                 rng,
                 noise: stream_rng(options.seed, 2 * k as u64 + 1),
-                obs: vec![0.0; a * d],
-                actions: vec![0; a],
-                info: TickInfo::default(),
-                births: Vec::new(),
+                condition,
+                buffers: ActBuffers::default(),
                 result: EpisodeResult::new(k, start_env),
             }
         })
@@ -235,62 +258,30 @@ pub(super) fn run_condition(
         Start::Fresh => eps.iter().map(|e| e.world.clone()).collect(),
         Start::Checkpoint => Vec::new(),
     };
-    let mut offsets = initial_offsets(state, options, &worlds);
-    let spec = offsets.as_ref().map(Offsets::mutation_spec);
-
-    let mut rows: Vec<f32> = Vec::new();
-    let mut slots: Vec<i64> = Vec::new();
-    let mut row_episode: Vec<usize> = Vec::new();
-    let mut actions: Vec<u8> = Vec::new();
-    let mut alive_ticks = vec![0u64; n];
+    let offsets = initial_offsets(state, options, &worlds);
+    let mutation = offsets.as_ref().map(Offsets::mutation_spec);
+    let mut brain = GreedyPolicy {
+        policy: &state.policy,
+        offsets,
+        condition,
+        slots: params.num_slots,
+        tick: 0,
+        logits: Vec::new(),
+        alive_ticks: vec![0; n],
+        inspect,
+    };
+    let mut acting = Acting::default();
     for tick in 0..params.max_steps {
-        each(pool, &mut eps, |ep| ep.observe(condition));
-
-        rows.clear();
-        slots.clear();
-        row_episode.clear();
-        for (k, ep) in eps.iter().enumerate() {
-            for i in 0..a {
-                if ep.world.alive[i] {
-                    rows.extend_from_slice(&ep.obs[i * d..(i + 1) * d]);
-                    slots.push((k * a + i) as i64);
-                    row_episode.push(k);
-                    alive_ticks[k] += 1;
-                }
-            }
-        }
-        greedy(&state.policy, offsets.as_ref(), &rows, &slots, &mut actions);
-        inspect(&ObservedBatch {
-            condition,
-            tick,
-            obs_dim: d,
-            episode: &row_episode,
-            obs: &rows,
-            actions: &actions,
-        });
-        for ep in eps.iter_mut() {
-            ep.actions.fill(0);
-        }
-        for (&s, &act) in slots.iter().zip(&actions) {
-            let s = s as usize;
-            eps[s / a].actions[s % a] = act;
-        }
-
-        let spec = spec.as_ref();
-        each(pool, &mut eps, |ep| ep.step(spec));
-
-        // Offsets: children inherit + mutate (in birth order), floor respawns start at 0.
-        if let Some(o) = offsets.as_mut() {
-            for (k, ep) in eps.iter().enumerate() {
-                for (parent, child, noise) in &ep.births {
-                    o.birth_with_noise(k * a + parent, k * a + child, noise);
-                }
-                for &(_, slot) in &ep.info.floor_respawns {
-                    o.zero_rows(k * a + slot..k * a + slot + 1);
-                }
-            }
-        }
+        brain.tick = tick;
+        acting.step(
+            &mut eps,
+            Choice::Greedy,
+            mutation.as_ref(),
+            &mut brain,
+            pool,
+        );
     }
+    let alive_ticks = brain.alive_ticks;
     eps.into_iter()
         .zip(alive_ticks)
         .map(|(ep, alive)| {

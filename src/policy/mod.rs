@@ -7,7 +7,7 @@
 pub mod native;
 pub(crate) mod offsets;
 
-pub use offsets::{MutationSpec, Offsets};
+pub use offsets::Offsets;
 
 use tch::{Device, Kind, Tensor};
 

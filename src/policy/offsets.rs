@@ -5,35 +5,8 @@
 
 use tch::{Device, Kind, Tensor};
 
-/// The shapes and standard deviations of one mutation (plain data). The one place a mutation
-/// is drawn: the rollout's births and the ablation's episodes both call [`MutationSpec::draw`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct MutationSpec {
-    /// Elements per slot of each evolved parameter.
-    pub numel: Vec<usize>,
-    /// Mutation std of each evolved parameter.
-    pub stds: Vec<f32>,
-}
-
-impl MutationSpec {
-    /// One mutation: `N(0, std^2)` per element, in parameter order then row-major element
-    /// order; parameters with std 0 draw nothing (zeros).
-    pub fn draw(&self, rng: &mut Rng) -> Vec<Vec<f32>> {
-        self.numel
-            .iter()
-            .zip(&self.stds)
-            .map(|(&n, &std)| {
-                if std == 0.0 {
-                    vec![0.0; n]
-                } else {
-                    (0..n).map(|_| rng.normal_f32() * std).collect()
-                }
-            })
-            .collect()
-    }
-}
-
 use super::{AgentOffsets, Policy};
+use crate::act::MutationSpec;
 use crate::config::{Config, Evolved};
 use crate::rng::Rng;
 

@@ -13,10 +13,11 @@ use tch::{Device, Kind, Tensor};
 
 use super::gae::GaeInput;
 use super::interrupt::Interrupt;
+use crate::act::{ActBuffers, Acting, Actor, Batch, BorrowedActor, Brain, Choice, Lineage};
 use crate::policy::native::{cpu_slice, thread_pool, Layout, Seg, Workspace};
 use crate::policy::{Offsets, Policy};
 use crate::rng::Rng;
-use crate::world::{TickInfo, World, NUM_ACTIONS};
+use crate::world::{World, NUM_ACTIONS};
 
 /// Everything recorded in one rollout.
 #[derive(Debug)]
@@ -56,33 +57,11 @@ pub struct RolloutStats {
     pub offsets_s: f64,
 }
 
-/// Reusable host buffers of the rollout.
+/// Reusable host buffers of the rollout (the acting step's buffers and batch).
 #[derive(Debug, Default)]
 pub struct RolloutScratch {
-    obs: Vec<f32>,
-    compact: Vec<f32>,
-    actions: Vec<u8>,
-    info: TickInfo,
-}
-
-impl RolloutScratch {
-    /// Observes every slot, then copies the alive slots' rows into `compact` and their
-    /// indices into `alive_slots` (dead slots never reach the network). Returns the seconds
-    /// spent in the world's `observe`.
-    fn observe_alive(&mut self, world: &World, alive_slots: &mut Vec<i64>) -> f64 {
-        let tw = Instant::now();
-        world.observe(&mut self.obs);
-        let world_s = tw.elapsed().as_secs_f64();
-        let d = world.obs_dim();
-        alive_slots.clear();
-        self.compact.clear();
-        for (k, _) in world.alive.iter().enumerate().filter(|(_, &a)| a) {
-            alive_slots.push(k as i64);
-            self.compact
-                .extend_from_slice(&self.obs[k * d..(k + 1) * d]);
-        }
-        world_s
-    }
+    buffers: ActBuffers,
+    acting: Acting,
 }
 
 /// Evaluates the policy for the slots `slots` whose observations are the rows `rows`
@@ -200,24 +179,6 @@ fn log_softmax_rows(logits: &[f32], out: &mut [f32]) {
     }
 }
 
-/// Samples an action from log-probabilities with one uniform draw (inverse CDF).
-pub fn sample_action(logp: &[f32], rng: &mut Rng) -> u8 {
-    let u = rng.uniform_f32();
-    let mut cum = 0f32;
-    let mut last_nonzero = 0;
-    for (k, &lp) in logp.iter().enumerate() {
-        let p = lp.exp();
-        if p > 0.0 {
-            last_nonzero = k;
-        }
-        cum += p;
-        if u < cum {
-            return k as u8;
-        }
-    }
-    last_nonzero as u8
-}
-
 /// Where the offsets of one version of a slot's content live after the rollout.
 #[derive(Debug, Clone, Copy)]
 enum Loc {
@@ -283,9 +244,9 @@ impl EntryBook {
     }
 }
 
-/// Runs `num_steps` ticks of every env. Random draws per tick: one `uniform_f32` per alive
-/// slot (slot order) for its action, then the world's draws, then the mutation noise of
-/// each birth in order.
+/// Runs `num_steps` ticks of every env with the shared acting step ([`crate::act`],
+/// [`Choice::Sampled`]). Random draws per tick: one `uniform_f32` per alive slot (slot order)
+/// for its action, then the world's draws, then the mutation noise of each birth in order.
 pub fn collect(
     world: &mut World,
     rng: &mut Rng,
@@ -306,79 +267,70 @@ pub fn collect(
     .expect("a rollout that is never interrupted completes")
 }
 
-/// [`collect`], polling `stop` before each tick: `None` when it was interrupted (the world,
-/// generator and offsets are then part-way through the rollout; throw them away).
-pub fn collect_until(
-    world: &mut World,
-    rng: &mut Rng,
-    policy: &Policy,
-    mut offsets: Option<&mut Offsets>,
-    num_steps: usize,
-    scratch: &mut RolloutScratch,
-    stop: &Interrupt,
-) -> Option<Rollout> {
-    let (e_n, a_n) = (world.num_envs(), world.num_slots());
-    let n = e_n * a_n;
-    let d = world.obs_dim();
-    let mut gae = GaeInput::new(num_steps, n);
-    let mut action = vec![0u8; num_steps * n];
-    let mut logp_out = vec![0f32; num_steps * n];
-    let mut entry = vec![0i64; num_steps * n];
-    let mut stats = RolloutStats::default();
-    let mut obs_ticks: Vec<Tensor> = Vec::with_capacity(num_steps);
-    scratch.obs.resize(n * d, 0.0);
-    scratch.actions.resize(n, 0);
+/// The rollout's side of the acting step: the network (sampled actions), the dense record for
+/// GAE, and the offsets bookkeeping of births, respawns and resets.
+struct Recorder<'a> {
+    policy: &'a Policy,
+    offsets: Option<&'a mut Offsets>,
+    /// The tick being recorded.
+    t: usize,
+    n: usize,
+    gae: GaeInput,
+    action: Vec<u8>,
+    logp: Vec<f32>,
+    entry: Vec<i64>,
+    obs_ticks: Vec<Tensor>,
+    book: EntryBook,
+    stats: RolloutStats,
+    /// Log-probabilities and values of the last scored batch.
+    scored_logp: Vec<f32>,
+    scored_value: Vec<f32>,
+}
 
-    let mut book = EntryBook::new(n);
-
-    let mut alive_slots: Vec<i64> = Vec::with_capacity(n);
-    for t in 0..num_steps {
-        if stop.requested() {
-            return None;
-        }
-        stats.world_s += scratch.observe_alive(world, &mut alive_slots);
+impl<'w> Brain<BorrowedActor<'w>> for Recorder<'_> {
+    fn scores(&mut self, batch: &Batch) -> &[f32] {
         let tn = Instant::now();
-        let (lp, val) = if alive_slots.is_empty() {
-            (Vec::new(), Vec::new())
-        } else {
-            let (lp, val, x) = evaluate(
-                policy,
-                offsets.as_deref(),
-                &scratch.compact,
-                &alive_slots,
-                true,
-            );
-            obs_ticks.push(x.unwrap());
-            (lp, val)
-        };
-        stats.network_s += tn.elapsed().as_secs_f64();
+        let (lp, val, x) = evaluate(
+            self.policy,
+            self.offsets.as_deref(),
+            &batch.rows,
+            &batch.table_row,
+            true,
+        );
+        self.obs_ticks.extend(x);
+        self.scored_logp = lp;
+        self.scored_value = val;
+        self.stats.network_s += tn.elapsed().as_secs_f64();
+        &self.scored_logp
+    }
 
-        scratch.actions.fill(0);
-        for (j, &k) in alive_slots.iter().enumerate() {
-            let k = k as usize;
-            let row = &lp[j * NUM_ACTIONS..(j + 1) * NUM_ACTIONS];
-            let act = sample_action(row, rng);
-            scratch.actions[k] = act;
-            let i = t * n + k;
-            gae.alive[i] = true;
-            gae.agent_id[i] = world.agent_id[k];
-            gae.value[i] = val[j];
-            action[i] = act;
-            logp_out[i] = row[act as usize];
-            entry[i] = book.use_slot(k);
+    fn chosen(&mut self, actors: &[BorrowedActor<'w>], batch: &Batch, actions: &[u8]) {
+        let world = actors[0].world();
+        for (j, (&k, &act)) in batch.slot.iter().zip(actions).enumerate() {
+            let i = self.t * self.n + k;
+            self.gae.alive[i] = true;
+            self.gae.agent_id[i] = world.agent_id[k];
+            self.gae.value[i] = self.scored_value[j];
+            self.action[i] = act;
+            self.logp[i] = self.scored_logp[j * NUM_ACTIONS + act as usize];
+            self.entry[i] = self.book.use_slot(k);
         }
-        stats.alive_agent_steps += alive_slots.len() as u64;
+        self.stats.alive_agent_steps += batch.len() as u64;
+    }
 
-        let tw = Instant::now();
-        world.step(&scratch.actions, rng, &mut scratch.info);
-        stats.world_s += tw.elapsed().as_secs_f64();
-        let info = &scratch.info;
+    fn ticked(&mut self, _index: usize, actor: &BorrowedActor<'w>) {
+        let (t, n) = (self.t, self.n);
+        let a_n = actor.world().num_slots();
+        let d = actor.world().obs_dim();
+        let info = &actor.buffers().info;
+        let gae = &mut self.gae;
         for k in 0..n {
             let i = t * n + k;
             gae.reward[i] = info.rewards[k];
             gae.died[i] = info.died[k];
             gae.truncated[i] = gae.alive[i] && info.truncated[k / a_n];
         }
+        let stats = &mut self.stats;
         stats.deaths += info.deaths.iter().map(|&x| x as u64).sum::<u64>();
         stats.foods_eaten += info.foods_eaten.iter().map(|&x| x as u64).sum::<u64>();
         stats.births += info.births.len() as u64;
@@ -386,70 +338,140 @@ pub fn collect_until(
 
         // Time-limit truncation: value of the final pre-reset observation of each agent
         // that acted this tick and survived it, with its own (pre-reset) offsets.
-        if info.truncated.iter().any(|&x| x) {
-            let mut rows = Vec::new();
-            let mut which = Vec::new();
-            for k in 0..n {
-                let i = t * n + k;
-                if gae.truncated[i] && !gae.died[i] {
-                    rows.extend_from_slice(&info.terminal_obs[k * d..(k + 1) * d]);
-                    which.push(k as i64);
-                }
-            }
-            if !which.is_empty() {
-                let tn = Instant::now();
-                let (_, tv, _) = evaluate(policy, offsets.as_deref(), &rows, &which, false);
-                for (j, &k) in which.iter().enumerate() {
-                    gae.terminal_value[t * n + k as usize] = tv[j];
-                }
-                stats.network_s += tn.elapsed().as_secs_f64();
+        if !info.truncated.iter().any(|&x| x) {
+            return;
+        }
+        let mut rows = Vec::new();
+        let mut which = Vec::new();
+        for k in 0..n {
+            let i = t * n + k;
+            if gae.truncated[i] && !gae.died[i] {
+                rows.extend_from_slice(&info.terminal_obs[k * d..(k + 1) * d]);
+                which.push(k as i64);
             }
         }
+        if !which.is_empty() {
+            let tn = Instant::now();
+            let (_, tv, _) = evaluate(self.policy, self.offsets.as_deref(), &rows, &which, false);
+            for (j, &k) in which.iter().enumerate() {
+                gae.terminal_value[t * n + k as usize] = tv[j];
+            }
+            stats.network_s += tn.elapsed().as_secs_f64();
+        }
+    }
 
-        // Offsets: births inherit + mutate, floor respawns and resets start from zero.
-        if let Some(o) = offsets.as_deref_mut() {
-            let to = Instant::now();
-            for b in &info.births {
-                let (parent, child) = (b.env * a_n + b.parent_slot, b.env * a_n + b.child_slot);
+    fn lineage(&mut self, _index: usize, event: Lineage<'_>) {
+        let Some(o) = self.offsets.as_deref_mut() else {
+            return;
+        };
+        let to = Instant::now();
+        let book = &mut self.book;
+        match event {
+            Lineage::Birth {
+                parent,
+                child,
+                mutation,
+            } => {
                 book.before_overwrite(child, o, false);
-                o.birth(parent, child, rng);
+                o.birth_with_noise(parent, child, mutation);
             }
-            for &(env, slot) in &info.floor_respawns {
-                let k = env * a_n + slot;
-                book.before_overwrite(k, o, true);
-                o.zero_rows(k..k + 1);
+            Lineage::Respawn { slot } => {
+                book.before_overwrite(slot, o, true);
+                o.zero_rows(slot..slot + 1);
             }
-            for env in 0..e_n {
-                if info.truncated[env] {
-                    for k in env * a_n..(env + 1) * a_n {
-                        book.before_overwrite(k, o, true);
-                    }
-                    o.zero_rows(env * a_n..(env + 1) * a_n);
+            Lineage::Reset { slots } => {
+                for k in slots.clone() {
+                    book.before_overwrite(k, o, true);
                 }
+                o.zero_rows(slots);
             }
-            stats.offsets_s += to.elapsed().as_secs_f64();
         }
+        self.stats.offsets_s += to.elapsed().as_secs_f64();
+    }
+}
+
+/// [`collect`], polling `stop` before each tick: `None` when it was interrupted (the world,
+/// generator and offsets are then part-way through the rollout; throw them away).
+pub fn collect_until(
+    world: &mut World,
+    rng: &mut Rng,
+    policy: &Policy,
+    offsets: Option<&mut Offsets>,
+    num_steps: usize,
+    scratch: &mut RolloutScratch,
+    stop: &Interrupt,
+) -> Option<Rollout> {
+    let n = world.num_envs() * world.num_slots();
+    let d = world.obs_dim();
+    let mutation = offsets.as_deref().map(Offsets::mutation_spec);
+    let mut rec = Recorder {
+        policy,
+        offsets,
+        t: 0,
+        n,
+        gae: GaeInput::new(num_steps, n),
+        action: vec![0u8; num_steps * n],
+        logp: vec![0f32; num_steps * n],
+        entry: vec![0i64; num_steps * n],
+        obs_ticks: Vec::with_capacity(num_steps),
+        book: EntryBook::new(n),
+        stats: RolloutStats::default(),
+        scored_logp: Vec::new(),
+        scored_value: Vec::new(),
+    };
+    let RolloutScratch { buffers, acting } = scratch;
+    let mut actors = [BorrowedActor {
+        world,
+        rng,
+        buffers,
+    }];
+    for t in 0..num_steps {
+        if stop.requested() {
+            return None;
+        }
+        rec.t = t;
+        let times = acting.step(
+            &mut actors,
+            Choice::Sampled,
+            mutation.as_ref(),
+            &mut rec,
+            None,
+        );
+        rec.stats.world_s += times.world_s;
     }
 
     // Bootstrap values of the final observation.
-    stats.world_s += scratch.observe_alive(world, &mut alive_slots);
-    gae.final_alive.copy_from_slice(&world.alive);
-    gae.final_agent_id.copy_from_slice(&world.agent_id);
-    if !alive_slots.is_empty() {
+    rec.stats.world_s += acting.observe(&mut actors, None);
+    let world = actors[0].world();
+    rec.gae.final_alive.copy_from_slice(&world.alive);
+    rec.gae.final_agent_id.copy_from_slice(&world.agent_id);
+    let batch = acting.batch();
+    if !batch.is_empty() {
         let tn = Instant::now();
         let (_, fv, _) = evaluate(
             policy,
-            offsets.as_deref(),
-            &scratch.compact,
-            &alive_slots,
+            rec.offsets.as_deref(),
+            &batch.rows,
+            &batch.table_row,
             false,
         );
-        for (j, &k) in alive_slots.iter().enumerate() {
-            gae.final_value[k as usize] = fv[j];
+        for (&k, v) in batch.slot.iter().zip(fv) {
+            rec.gae.final_value[k] = v;
         }
-        stats.network_s += tn.elapsed().as_secs_f64();
+        rec.stats.network_s += tn.elapsed().as_secs_f64();
     }
 
+    let Recorder {
+        offsets,
+        gae,
+        action,
+        logp,
+        mut entry,
+        obs_ticks,
+        book,
+        mut stats,
+        ..
+    } = rec;
     let to = Instant::now();
     let extra = offsets.as_deref().map(|o| {
         let resolved = book.resolve(n);
@@ -475,7 +497,7 @@ pub fn collect_until(
     Some(Rollout {
         gae,
         action,
-        logp: logp_out,
+        logp,
         entry,
         obs,
         extra,

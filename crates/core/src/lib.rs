@@ -10,6 +10,7 @@
 //! (`scripts/`) and the `simulate` and `checkpoint` binaries use this crate alone, so they build
 //! and run without libtorch.
 
+pub mod act;
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;

@@ -8,8 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::act::{ActBuffers, Acting, Actor, Batch, BorrowedActor, Brain, Choice};
 use crate::rng::Rng;
-use crate::world::{ParamsError, TickInfo, World, WorldParams, NUM_ACTIONS};
+use crate::world::{ParamsError, TickInfo, World, WorldParams};
 
 /// Statistics of one tick over all envs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,8 +125,9 @@ pub struct SimulationReport {
 /// acting uniformly at random over the [`NUM_ACTIONS`] actions; `field_threshold` is the field
 /// value above which a cell counts in `field_above`.
 ///
-/// One [`Rng`] drives everything: `World::new`, then per tick `below(NUM_ACTIONS)` for each
-/// of the `E*A` slots in order (dead slots too), then that tick's world draws.
+/// One [`Rng`] drives everything: `World::new`, then per tick the acting step's
+/// [`Choice::Uniform`] (`below(NUM_ACTIONS)` for each of the `E*A` slots in order, dead slots
+/// too), then that tick's world draws.
 pub fn simulate(
     params: &WorldParams,
     ticks: u64,
@@ -135,23 +137,29 @@ pub fn simulate(
     params.check()?;
     let mut rng = Rng::seed_from_u64(seed);
     let mut world = World::new(params.clone(), &mut rng);
-    let n = params.num_envs * params.num_slots;
-    let mut actions = vec![0u8; n];
-    let mut info = TickInfo::default();
-    let mut per_tick = Vec::with_capacity(ticks as usize);
-    let mut per_env: Vec<EnvSeries> = (0..params.num_envs)
-        .map(|env| EnvSeries {
-            env,
-            ..EnvSeries::default()
-        })
-        .collect();
-    for t in 1..=ticks {
-        for a in actions.iter_mut() {
-            *a = rng.below(NUM_ACTIONS) as u8;
-        }
-        world.step(&actions, &mut rng, &mut info);
-        per_tick.push(tick_stats(t, &world, &info, field_threshold, &mut per_env));
+    let mut buffers = ActBuffers::default();
+    let mut recorder = Recorder {
+        field_threshold,
+        per_tick: Vec::with_capacity(ticks as usize),
+        per_env: (0..params.num_envs)
+            .map(|env| EnvSeries {
+                env,
+                ..EnvSeries::default()
+            })
+            .collect(),
+    };
+    let mut acting = Acting::default();
+    let mut actors = [BorrowedActor {
+        world: &mut world,
+        rng: &mut rng,
+        buffers: &mut buffers,
+    }];
+    for _ in 1..=ticks {
+        acting.step(&mut actors, Choice::Uniform, None, &mut recorder, None);
     }
+    let Recorder {
+        per_tick, per_env, ..
+    } = recorder;
     Ok(SimulationReport {
         params: params.clone(),
         ticks,
@@ -160,6 +168,32 @@ pub fn simulate(
         per_tick,
         per_env,
     })
+}
+
+/// Records every tick's statistics (the acting step's observer; it chooses nothing).
+struct Recorder {
+    field_threshold: f32,
+    per_tick: Vec<TickStats>,
+    per_env: Vec<EnvSeries>,
+}
+
+impl<A: Actor> Brain<A> for Recorder {
+    fn scores(&mut self, _batch: &Batch) -> &[f32] {
+        // Choice::Uniform never asks for scores.
+        &[]
+    }
+
+    fn ticked(&mut self, _index: usize, actor: &A) {
+        let t = self.per_tick.len() as u64 + 1;
+        let stats = tick_stats(
+            t,
+            actor.world(),
+            &actor.buffers().info,
+            self.field_threshold,
+            &mut self.per_env,
+        );
+        self.per_tick.push(stats);
+    }
 }
 
 /// End-of-tick energy and field sums of one env (end-of-episode values for a reset env).
@@ -340,6 +374,7 @@ impl SimulationReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::world::NUM_ACTIONS;
     use crate::Config;
 
     fn small() -> WorldParams {
