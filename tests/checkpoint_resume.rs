@@ -27,7 +27,7 @@ fn tiny(dir: &Path) -> Config {
     c.train.total_steps = 4 * SPI;
     c.train.seed = 11;
     c.train.resume_from = "auto".into();
-    c.log.save_interval = SPI as i64;
+    c.log.save_interval = (SPI as i64).into();
     c.log.checkpoint_dir = dir.to_string_lossy().into_owned();
     c.log.metrics_path = String::new();
     c.log.tensorboard_dir = String::new();
@@ -101,7 +101,7 @@ fn long(dir: &Path) -> Config {
     c.train.num_steps = 1024;
     let spi = c.steps_per_iteration();
     c.train.total_steps = 4 * spi;
-    c.log.save_interval = spi as i64;
+    c.log.save_interval = (spi as i64).into();
     c
 }
 
@@ -297,7 +297,7 @@ fn deadline_stops_saves_final_and_says_how_to_continue() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = tiny(dir.path());
     cfg.train.max_wall_time = "0.001".into();
-    cfg.log.save_interval = 0;
+    cfg.log.save_interval = 0.into();
     let out = CheckpointedRun::start(cfg.clone()).unwrap().run().unwrap();
     assert_eq!(out.summary.stopped, StopReason::WallTime);
     assert_eq!(out.exit_code(), 0);

@@ -27,8 +27,8 @@ fn small_config() -> Config {
     c.evolution.mutation_std = 0.05;
     c.specialization.diversity_bonus = 0.1;
     c.specialization.niche_pressure = 0.05;
-    c.analysis.emergence_check_interval = 1;
-    c.analysis.specialization_check_interval = 1;
+    c.analysis.emergence_check_interval = 1.into();
+    c.analysis.specialization_check_interval = 1.into();
     c.analysis.event_window = 1;
     c
 }

@@ -123,7 +123,7 @@ fn writes_metrics_jsonl_and_reports_lines() {
     let mut c = tiny();
     c.train.total_steps = 2 * c.steps_per_iteration();
     c.log.metrics_path = dir.path().join("m.jsonl").to_string_lossy().into_owned();
-    c.log.log_interval = 1;
+    c.log.log_interval = 1.into();
     let buf = emergence_lab::progress::SharedBuffer::new();
     let mut t = Trainer::new(c)
         .unwrap()

@@ -22,7 +22,7 @@ const SPI: u64 = 2 * 16 * 4;
 fn tiny(dir: &Path) -> Config {
     let mut c = Config::tiny();
     c.train.total_steps = 2 * SPI;
-    c.log.save_interval = SPI as i64;
+    c.log.save_interval = (SPI as i64).into();
     c.log.checkpoint_dir = dir.join("ckpt").to_string_lossy().into_owned();
     c.log.metrics_path = String::new();
     c.log.tensorboard_dir = String::new();
@@ -403,7 +403,7 @@ fn a_metrics_disk_failure_saves_the_good_state_before_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = tiny(dir.path());
     c.log.metrics_path = "/dev/full".into(); // every write: "No space left on device"
-    c.log.save_interval = 0;
+    c.log.save_interval = 0.into();
     let e = CheckpointedRun::start(c)
         .unwrap()
         .run()

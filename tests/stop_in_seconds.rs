@@ -144,7 +144,7 @@ fn small(dir: &Path) -> Config {
     c.train.num_threads = 1;
     c.train.total_steps = 4 * c.steps_per_iteration();
     c.train.resume_from = "auto".into();
-    c.log.save_interval = 2 * c.steps_per_iteration() as i64;
+    c.log.save_interval = (2 * c.steps_per_iteration() as i64).into();
     c.log.checkpoint_dir = dir.to_string_lossy().into_owned();
     c.log.metrics_path = String::new();
     c.log.tensorboard_dir = String::new();
@@ -244,7 +244,7 @@ fn the_deadline_keeps_time_for_the_final_save() {
     c.train.num_steps = 512; // one iteration takes longer than the whole limit
     c.train.total_steps = 1 << 40;
     c.train.max_wall_time = "7s".into();
-    c.log.save_interval = 0;
+    c.log.save_interval = 0.into();
     c.log.checkpoint_dir = root.path().join("ck").to_string_lossy().into_owned();
     c.log.metrics_path = String::new();
     c.log.tensorboard_dir = String::new();

@@ -25,15 +25,11 @@ use std::time::{Duration, Instant};
 
 use super::{threads, StopReason, TrainError, TrainState, TrainSummary, Trainer};
 use crate::checkpoint::{AsyncSaver, Checkpoint, CheckpointError, CheckpointKind};
+use crate::config::StepInterval;
 use crate::metrics::{names, Metrics};
 use crate::ppo::Interrupt;
 use crate::progress::Progress;
 use crate::sinks::Sinks;
-
-/// Whether the step counter crossed a multiple of `interval` between `before` and `after`.
-pub(crate) fn crossed(interval: i64, before: u64, after: u64) -> bool {
-    interval > 0 && before / interval as u64 != after / interval as u64
-}
 
 /// Disk speed assumed for the first save's time before any save was measured (bytes/s).
 const ASSUMED_WRITE_BYTES_PER_S: f64 = 100e6;
@@ -42,7 +38,7 @@ const ASSUMED_WRITE_BYTES_PER_S: f64 = 100e6;
 /// of the last completed iteration, converted and ready to write.
 pub(crate) struct Saves<'a> {
     saver: &'a AsyncSaver,
-    interval: i64,
+    interval: StepInterval,
     /// The last completed iteration as a checkpoint (kind periodic until written).
     ready: Option<Checkpoint>,
     /// Step of the last periodic save that was queued.
@@ -81,7 +77,7 @@ impl<'a> Saves<'a> {
     fn after_iteration(&mut self, state: &TrainState) -> bool {
         let old = self.ready.take().or_else(|| self.saver.take_spare());
         self.keep(state, old);
-        if crossed(self.interval, self.saved_step, state.step) {
+        if self.interval.crossed(self.saved_step, state.step) {
             self.saved_step = state.step;
             let ckpt = self.ready.take().expect("kept above");
             if let Err(e) = self.saver.submit(ckpt) {
@@ -207,8 +203,7 @@ impl Trainer {
             sinks.write(&m)?;
 
             // Reporter.
-            if crate::trackers::due(prev_step, self.state.step, cfg.log.log_interval)
-                || self.state.step >= total
+            if cfg.log.log_interval.crossed(prev_step, self.state.step) || self.state.step >= total
             {
                 let sps = (self.state.step - start_step) as f64
                     / self.started.elapsed().as_secs_f64().max(1e-9);

@@ -371,7 +371,7 @@ fn tricky_config() -> Config {
         .insert("with space".into(), 0.0);
     c.train.resume_search = vec!["/kaggle/input/a b".into(), "c\"d".into()];
     c.train.max_wall_time = "11h30m".into();
-    c.log.save_interval = -5;
+    c.log.save_interval = (-5).into();
     c
 }
 

@@ -2,7 +2,7 @@
 
 use emergence_lab_core::config::AnalysisConfig;
 use emergence_lab_core::trackers::{
-    due, field_entropy, field_structure, weight_divergence, TrackerError, Trackers,
+    field_entropy, field_structure, weight_divergence, TrackerError, Trackers,
 };
 
 const G: usize = 20;
@@ -149,25 +149,4 @@ fn bad_shapes_are_clear_errors() {
     );
     assert!(t.emergence.history.is_empty() && t.specialization.history.is_empty());
     assert!(Trackers::from_json("{\"emergence\": 3}").is_err());
-}
-
-#[test]
-fn intervals_fire_after_crossing_a_multiple() {
-    let per_iter = 131_072u64;
-    // Interval shorter than an iteration: fires every iteration.
-    for k in 0..5 {
-        assert!(due(k * per_iter, (k + 1) * per_iter, 10_000));
-    }
-    // Interval of 1e6 steps: fires in the iterations that cross 1e6, 2e6, ...
-    let fired: Vec<u64> = (0..20)
-        .filter(|k| due(k * per_iter, (k + 1) * per_iter, 1_000_000))
-        .map(|k| k + 1)
-        .collect();
-    assert_eq!(fired, vec![8, 16]);
-    // Landing exactly on a multiple counts; staying below does not.
-    assert!(due(0, 10, 10));
-    assert!(due(10, 20, 10));
-    assert!(!due(10, 19, 10));
-    assert!(!due(0, 1_000_000, 0));
-    assert!(!due(0, 1_000_000, -5));
 }

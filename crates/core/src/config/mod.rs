@@ -46,6 +46,7 @@ mod device_spec;
 mod duration;
 mod error;
 mod format;
+mod interval;
 mod overrides;
 mod resume;
 mod resume_from;
@@ -58,6 +59,7 @@ pub use cli::split_args;
 pub use device_spec::DeviceSpec;
 pub use duration::parse_duration;
 pub use error::ConfigError;
+pub use interval::StepInterval;
 pub use overrides::{ConfigOverrides, Origin, Override, ENV_VAR};
 pub use resume::{is_run_control, RUN_CONTROL_FIELDS};
 pub use resume_from::ResumeFrom;
@@ -244,9 +246,9 @@ pub struct LogConfig {
     /// Steps between periodic checkpoints (<= 0 disables). The default, 5,000,000 (about 38
     /// iterations of the Kaggle config), keeps the 150 MB checkpoints to one every few
     /// minutes at full CPU speed; 100,000 wrote one every iteration.
-    pub save_interval: i64,
+    pub save_interval: StepInterval,
     /// Steps between progress lines (<= 0 disables).
-    pub log_interval: i64,
+    pub log_interval: StepInterval,
     /// JSON Lines metrics file (one object per iteration); empty disables.
     pub metrics_path: String,
     /// TensorBoard event folder; empty disables.
@@ -258,8 +260,8 @@ impl Default for LogConfig {
         Self {
             checkpoint_dir: "checkpoints".into(),
             keep_checkpoints: 5,
-            save_interval: 5_000_000,
-            log_interval: 10_000,
+            save_interval: StepInterval::every(5_000_000),
+            log_interval: StepInterval::every(10_000),
             metrics_path: "runs/metrics.jsonl".into(),
             tensorboard_dir: "runs/tensorboard".into(),
         }
@@ -270,8 +272,10 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnalysisConfig {
-    pub emergence_check_interval: i64,
-    pub specialization_check_interval: i64,
+    /// Steps between emergence measurements (`<= 0` disables).
+    pub emergence_check_interval: StepInterval,
+    /// Steps between specialization measurements (`<= 0` disables).
+    pub specialization_check_interval: StepInterval,
     /// Previous values an event is judged against.
     pub event_window: usize,
     /// Z-score above which a value is an event.
@@ -281,8 +285,8 @@ pub struct AnalysisConfig {
 impl Default for AnalysisConfig {
     fn default() -> Self {
         Self {
-            emergence_check_interval: 10_000,
-            specialization_check_interval: 10_000,
+            emergence_check_interval: StepInterval::every(10_000),
+            specialization_check_interval: StepInterval::every(10_000),
             event_window: 20,
             event_threshold: 3.0,
         }

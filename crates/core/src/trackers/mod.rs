@@ -56,7 +56,7 @@ mod specialization;
 pub use emergence::{field_entropy, field_structure, EmergenceRecord, EmergenceTracker};
 pub use specialization::{weight_divergence, SpecializationRecord, SpecializationTracker};
 
-use crate::config::AnalysisConfig;
+use crate::config::{AnalysisConfig, StepInterval};
 
 /// Errors of the trackers: inputs of the wrong shape, or JSON that is not a tracker state.
 #[derive(Debug, thiserror::Error)]
@@ -81,24 +81,13 @@ pub enum TrackerError {
     Json(#[from] serde_json::Error),
 }
 
-/// Whether an interval `interval` fires after an iteration that moved the step counter
-/// from `prev_step` to `step`: it fires when the counter crossed (or reached) a multiple
-/// of `interval`; `interval <= 0` never fires (model.md section 1).
-pub fn due(prev_step: u64, step: u64, interval: i64) -> bool {
-    if interval <= 0 {
-        return false;
-    }
-    let i = interval as u64;
-    step / i > prev_step / i
-}
-
 /// One tracker: its schedule, the full history of its measurements (`R`, one record per
 /// check) and every event raised. [`EmergenceTracker`] and [`SpecializationTracker`] are its
 /// two kinds; they differ only in what they measure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tracker<R> {
     /// Steps between measurements (`<= 0` disables).
-    pub interval: i64,
+    pub interval: StepInterval,
     /// Previous values an event is judged against.
     pub window: usize,
     /// Z-score above which a value is an event.
@@ -112,7 +101,7 @@ pub struct Tracker<R> {
 
 impl<R> Tracker<R> {
     /// An empty tracker.
-    pub fn new(interval: i64, window: usize, threshold: f64) -> Self {
+    pub fn new(interval: StepInterval, window: usize, threshold: f64) -> Self {
         Self {
             interval,
             window,
@@ -207,12 +196,12 @@ impl Trackers {
 
     /// Whether the emergence tracker is due after an iteration from `prev_step` to `step`.
     pub fn emergence_due(&self, prev_step: u64, step: u64) -> bool {
-        due(prev_step, step, self.emergence.interval)
+        self.emergence.interval.crossed(prev_step, step)
     }
 
     /// Whether the specialization tracker is due after an iteration from `prev_step` to `step`.
     pub fn specialization_due(&self, prev_step: u64, step: u64) -> bool {
-        due(prev_step, step, self.specialization.interval)
+        self.specialization.interval.crossed(prev_step, step)
     }
 
     /// Measures env 0's field (`[G*G*C]`, channel innermost) at `step`; returns new events.
