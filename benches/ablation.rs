@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, Criterion};
 use emergence_lab::ablation::{run_state, AblationOptions, Condition};
-use emergence_lab::{Config, TrainState};
+use emergence_lab::{config::Config, train::TrainState};
 
 fn state(max_steps: u32) -> TrainState {
     let mut c = Config::kaggle_notebook();

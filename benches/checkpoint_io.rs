@@ -12,7 +12,7 @@ use emergence_lab::checkpoint::{
     read_checkpoint, verify_checkpoint, write_checkpoint, AsyncSaver, Checkpoint, CheckpointKind,
     CheckpointStore,
 };
-use emergence_lab::{Config, TrainState};
+use emergence_lab::{config::Config, train::TrainState};
 
 /// A real training state of the Kaggle notebook's config, one iteration in: the arrays are
 /// exactly what the trainer writes (the saved state is declared once, by the parts).
@@ -141,7 +141,7 @@ fn train_state_conversion(cr: &mut Criterion) {
     g.bench_function("from_checkpoint", |b| {
         b.iter(|| {
             black_box(
-                emergence_lab::TrainState::from_checkpoint_with_config(
+                emergence_lab::train::TrainState::from_checkpoint_with_config(
                     &ckpt,
                     cfg.clone(),
                     tch::Device::Cpu,

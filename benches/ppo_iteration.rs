@@ -16,7 +16,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use emergence_lab::config::Evolved;
 use emergence_lab::train::floor::{self, IterationWork, MachineFloor, MATMUL_DIM, READ_BYTES};
-use emergence_lab::{Config, TrainState};
+use emergence_lab::{config::Config, train::TrainState};
 
 fn threads() -> usize {
     std::env::var("EMERGENCE_LAB_BENCH_THREADS")

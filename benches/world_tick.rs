@@ -6,7 +6,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use emergence_lab::world::{TickInfo, World, WorldParams, NUM_ACTIONS};
-use emergence_lab::{Config, Rng};
+use emergence_lab::{config::Config, rng::Rng};
 
 /// A world warmed up for a few hundred ticks, plus pre-drawn random action sets.
 fn setup() -> (World, Vec<Vec<u8>>, Rng) {

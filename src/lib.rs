@@ -19,7 +19,3 @@ pub mod train;
 pub use emergence_lab_core::{
     act, config, metrics, progress, rng, simulate, sinks, trackers, world,
 };
-
-pub use config::Config;
-pub use rng::Rng;
-pub use train::{train, StopReason, TrainError, TrainState, TrainSummary, Trainer};

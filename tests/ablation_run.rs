@@ -12,7 +12,7 @@ use emergence_lab::ablation::{
     Start, METRICS,
 };
 use emergence_lab::checkpoint::read_checkpoint;
-use emergence_lab::{Config, TrainState};
+use emergence_lab::{config::Config, train::TrainState};
 use tch::Tensor;
 
 fn options(path: &std::path::Path, episodes: usize, conditions: &[Condition]) -> AblationOptions {

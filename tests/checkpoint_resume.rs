@@ -8,11 +8,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use emergence_lab::checkpoint::{auto_resume, read_checkpoint, Checkpoint, CheckpointKind};
+use emergence_lab::config::Config;
 use emergence_lab::config::{ConfigOverrides, ResumeFrom};
 use emergence_lab::progress::Reporter;
 use emergence_lab::train::StopReason;
 use emergence_lab::train::{CheckpointedRun, RunError};
-use emergence_lab::Config;
 
 const CHILD_VAR: &str = "EMERGENCE_LAB_RESUME_TEST_CHILD";
 const SPI: u64 = 2 * 16 * 4; // steps per iteration of `tiny`
@@ -442,7 +442,8 @@ fn kill9_during_training_never_breaks_resume() {
 fn reusing_the_previous_saves_buffers_gives_the_same_checkpoint() {
     tch::set_num_threads(1);
     let dir = tempfile::tempdir().unwrap();
-    let mut state = emergence_lab::TrainState::new(tiny(dir.path()), tch::Device::Cpu).unwrap();
+    let mut state =
+        emergence_lab::train::TrainState::new(tiny(dir.path()), tch::Device::Cpu).unwrap();
     state.iterate().unwrap();
     let old = state.to_checkpoint(CheckpointKind::Periodic);
     state.iterate().unwrap();

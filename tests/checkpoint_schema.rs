@@ -5,7 +5,7 @@
 
 use emergence_lab::checkpoint::CheckpointKind;
 use emergence_lab::rng::SavedRng;
-use emergence_lab::{Config, TrainState};
+use emergence_lab::{config::Config, train::TrainState};
 use tch::Device;
 
 fn trained_state() -> TrainState {

@@ -3,7 +3,7 @@
 //! allocation that aborts the process.
 
 use emergence_lab::config::{machine_memory, max_threads, ConfigError};
-use emergence_lab::{Config, TrainState};
+use emergence_lab::{config::Config, train::TrainState};
 use proptest::prelude::*;
 
 /// A size: mostly small, sometimes huge, sometimes at the type's edge.

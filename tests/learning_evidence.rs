@@ -3,9 +3,9 @@
 
 use emergence_lab::act::{ActBuffers, Acting, Actor, Batch, BorrowedActor, Brain, Choice};
 use emergence_lab::policy::Policy;
-use emergence_lab::ppo::rollout::evaluate;
+use emergence_lab::ppo::evaluate;
 use emergence_lab::world::{World, WorldParams};
-use emergence_lab::{Config, Rng, TrainState};
+use emergence_lab::{config::Config, rng::Rng, train::TrainState};
 use tch::Device;
 
 fn config() -> Config {

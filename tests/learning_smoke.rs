@@ -1,5 +1,5 @@
 //! Quick end-to-end checks of TrainState::iterate on a tiny config.
-use emergence_lab::{Config, TrainState};
+use emergence_lab::{config::Config, train::TrainState};
 
 #[test]
 fn iterate_small_config_produces_finite_metrics() {

@@ -3,8 +3,8 @@
 
 use emergence_lab::checkpoint::CheckpointKind;
 use emergence_lab::policy::{Offsets, Policy};
-use emergence_lab::ppo::rollout::evaluate;
-use emergence_lab::{Config, Rng, TrainState};
+use emergence_lab::ppo::evaluate;
+use emergence_lab::{config::Config, rng::Rng, train::TrainState};
 use tch::Device;
 
 fn small_config() -> Config {

@@ -6,7 +6,9 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use emergence_lab::progress::Reporter;
-use emergence_lab::{Config, StopReason, TrainError, TrainState, Trainer};
+use emergence_lab::{
+    config::Config, train::StopReason, train::TrainError, train::TrainState, train::Trainer,
+};
 use tch::Device;
 
 fn tiny() -> Config {
@@ -31,6 +33,20 @@ fn tiny() -> Config {
 
 fn trainer(c: Config) -> Trainer {
     Trainer::new(c).unwrap().with_reporter(Reporter::silent())
+}
+
+#[test]
+fn the_library_prints_nothing_unless_given_a_reporter() {
+    let t = Trainer::new(tiny()).unwrap();
+    assert!(
+        format!("{:?}", t.reporter).contains("silent"),
+        "a new trainer must be silent: {:?}",
+        t.reporter
+    );
+    let t = Trainer::new(tiny())
+        .unwrap()
+        .with_reporter(Reporter::new(emergence_lab::progress::ReportMode::Lines));
+    assert!(format!("{:?}", t.reporter).contains("lines"));
 }
 
 #[test]

@@ -10,7 +10,7 @@ use emergence_lab::policy::{Offsets, Policy};
 use emergence_lab::ppo::update_native::{finish_metrics, loss_and_grad, LossCoefs, LossRows, Norm};
 use emergence_lab::ppo::update_tch::{minibatch_loss, MinibatchData, HOST_SYNCS};
 use emergence_lab::ppo::Backend;
-use emergence_lab::{Config, Rng, TrainState};
+use emergence_lab::{config::Config, rng::Rng, train::TrainState};
 use tch::{Device, Kind, Tensor};
 
 const OBS: usize = 10;
@@ -275,7 +275,7 @@ fn both_backends_learn_the_same_and_tch_reads_the_host_once_per_epoch() {
 
 #[test]
 fn native_rollout_evaluation_matches_libtorch_forward() {
-    use emergence_lab::ppo::rollout::evaluate;
+    use emergence_lab::ppo::evaluate;
     tch::set_num_threads(1);
     let mut rng = Rng::seed_from_u64(21);
     let policy = Policy::new(OBS, &HIDDEN, &mut rng, Device::Cpu);

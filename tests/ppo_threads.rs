@@ -3,7 +3,7 @@
 //! same way whatever the split, so 1 and 2 threads train bit-identically. (One test per
 //! process: the libtorch thread count is global.)
 
-use emergence_lab::{Config, TrainState};
+use emergence_lab::{config::Config, train::TrainState};
 use tch::Device;
 
 fn run(threads: usize) -> (Vec<f32>, Vec<Vec<f32>>) {

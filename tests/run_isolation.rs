@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use emergence_lab::checkpoint::{
     read_checkpoint, write_checkpoint, CheckpointKind, LOCK_FILE_NAME,
 };
+use emergence_lab::progress::Reporter;
 use emergence_lab::sinks::read_metrics_jsonl;
 use emergence_lab::train::{train_with_checkpoints, CheckpointedRun, RunError};
-use emergence_lab::{Config, TrainState};
+use emergence_lab::{config::Config, train::TrainState};
 
 const SPI: u64 = 2 * 16 * 4;
 
@@ -179,7 +180,7 @@ fn the_notebook_call_takes_the_same_lock_and_releases_it_when_it_returns() {
     let held = CheckpointedRun::start(cfg.clone()).unwrap();
     let mut other = cfg.clone();
     other.train.resume_from = "auto".into();
-    match train_with_checkpoints(other.clone()) {
+    match train_with_checkpoints(other.clone(), Reporter::silent()) {
         Err(RunError::Checkpoint(e)) => assert_eq!(e.check(), "locked", "{e}"),
         r => panic!(
             "expected the folder to be locked: {:?}",
@@ -187,11 +188,13 @@ fn the_notebook_call_takes_the_same_lock_and_releases_it_when_it_returns() {
         ),
     }
     drop(held);
-    train_with_checkpoints(other.clone()).expect("free once the holder is dropped");
+    train_with_checkpoints(other.clone(), Reporter::silent())
+        .expect("free once the holder is dropped");
     // ... and free again after the call returned.
     let mut more = other;
     more.train.total_steps = 3 * SPI;
-    let out = train_with_checkpoints(more).expect("released when the call returned");
+    let out =
+        train_with_checkpoints(more, Reporter::silent()).expect("released when the call returned");
     assert_eq!(out.summary.final_step, 3 * SPI);
 }
 

@@ -3,9 +3,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use emergence_lab::config::Config;
 use emergence_lab::progress::Reporter;
 use emergence_lab::train::{train_with_checkpoints, CheckpointedRun, StopReason};
-use emergence_lab::Config;
 
 static CAUGHT: AtomicUsize = AtomicUsize::new(0);
 
@@ -40,7 +40,7 @@ fn train_calls_leave_the_signal_handling_as_they_found_it() {
         libc::signal(libc::SIGTERM, libc::SIG_DFL);
     }
     let root = tempfile::tempdir().unwrap();
-    train_with_checkpoints(config(&root.path().join("a"))).unwrap();
+    train_with_checkpoints(config(&root.path().join("a")), Reporter::silent()).unwrap();
     assert_eq!(
         handler_of(libc::SIGINT),
         count as *const () as libc::sighandler_t

@@ -10,9 +10,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use emergence_lab::checkpoint::{read_checkpoint, verify_checkpoint, Checkpoint, CheckpointKind};
+use emergence_lab::config::Config;
 use emergence_lab::progress::Reporter;
 use emergence_lab::train::{CheckpointedRun, RunOutcome, StopReason};
-use emergence_lab::Config;
 
 /// The `train` binary's settings of a run whose iterations take well over 10 s on a
 /// 2-core CPU (the default population, 640-tick rollouts, one thread; 152 MB checkpoints).

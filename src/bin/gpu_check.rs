@@ -13,8 +13,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use emergence_lab::ablation::{self, AblationOptions};
 use emergence_lab::checkpoint::{read_checkpoint, write_checkpoint, Checkpoint, CheckpointKind};
-use emergence_lab::device::{resolve, DeviceSpec};
-use emergence_lab::{Config, TrainState};
+use emergence_lab::config::DeviceSpec;
+use emergence_lab::device::resolve;
+use emergence_lab::{config::Config, train::TrainState};
 use serde_json::{json, Value};
 use tch::Device;
 

@@ -11,9 +11,10 @@ use anyhow::{Context, Result};
 use emergence_lab::config::Evolved;
 use emergence_lab::metrics::names;
 use emergence_lab::ppo::Backend;
+use emergence_lab::progress::{ReportMode, Reporter};
 use emergence_lab::train::floor::{IterationWork, MachineFloor};
 use emergence_lab::train::CheckpointedRun;
-use emergence_lab::{Config, TrainState};
+use emergence_lab::{config::Config, train::TrainState};
 
 /// CPU seconds (user + system, all threads) this process has used so far, from
 /// `/proc/self/stat` (Linux; in USER_HZ = 100 ticks per second); NaN elsewhere. On a shared
@@ -143,7 +144,9 @@ fn run() -> Result<std::process::ExitCode> {
     }
     let (config, overrides) = Config::load_cli_with_overrides(args.iter().cloned())?;
     // Resume (train.resume_from), periodic/final/emergency checkpoints, SIGINT/SIGTERM.
-    let mut run = CheckpointedRun::start_with_overrides(config, &overrides)?.handle_signals(true);
+    let mut run = CheckpointedRun::start_with_overrides(config, &overrides)?
+        .with_reporter(Reporter::new(ReportMode::Auto))
+        .handle_signals(true);
     for w in run.warnings().to_vec() {
         run.trainer_mut().reporter.warn(&w);
     }

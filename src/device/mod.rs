@@ -12,7 +12,7 @@ use std::fmt;
 
 use tch::{Device, Kind, Tensor};
 
-pub use crate::config::DeviceSpec;
+use crate::config::DeviceSpec;
 pub use diagnose::{classify_torch_error, decide, CudaFacts, Decision, DeviceError};
 pub use gpu::{parse_driver_cuda, parse_list, parse_query_gpu, CudaVersion, GpuInfo, HostGpus};
 pub use load::{ensure_cuda_loaded, CudaLoad};

@@ -350,7 +350,7 @@ mod tests {
 
     #[test]
     fn default_param_count_is_37063() {
-        let c = crate::Config::default();
+        let c = crate::config::Config::default();
         let p = Policy::new(
             c.obs_dim(),
             &c.agent.hidden_dims,
@@ -419,7 +419,7 @@ mod tests {
     #[test]
     fn runs_over_slot_table_equal_gathered_offsets() {
         tch::set_num_threads(1);
-        let mut c = crate::Config::default();
+        let mut c = crate::config::Config::default();
         c.evolution.mutation_std = 0.3;
         let mut rng = Rng::seed_from_u64(8);
         let p = Policy::new(10, &[8, 8], &mut rng, Device::Cpu);

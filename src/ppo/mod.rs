@@ -4,17 +4,17 @@
 //! The pieces are plain functions over plain data so the update reads top to bottom like
 //! CleanRL's `ppo.py`; [`crate::train::TrainState::iterate`] strings them together.
 
-pub mod adam;
-pub mod gae;
-pub mod interrupt;
-pub mod rollout;
+mod adam;
+mod gae;
+mod interrupt;
+mod rollout;
 pub mod specialization;
-pub mod update;
+mod update;
 pub mod update_native;
 pub mod update_tch;
 
 pub use adam::Adam;
 pub use gae::{compute_gae, GaeInput};
 pub use interrupt::Interrupt;
-pub use rollout::{collect, collect_until, Rollout, RolloutStats};
+pub use rollout::{collect, collect_until, evaluate, Rollout, RolloutScratch, RolloutStats};
 pub use update::{build_batch, update, update_until, Backend, UpdateProfile, UpdateStats};

@@ -93,8 +93,8 @@ pub fn bonus_from_distances(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::rng::Rng;
-    use crate::Config;
 
     #[test]
     fn identical_weights_have_zero_distance_and_get_niche_penalty() {

@@ -17,7 +17,7 @@ pub use charts::{chart_specs, format_steps, series_points, ChartSpec, PanelSpec,
 pub use source::{load_checkpoint_history, load_run, RunData};
 
 use crate::metrics::Metrics;
-pub use crate::sinks::read_metrics_jsonl;
+use crate::sinks::read_metrics_jsonl;
 use crate::trackers::TrackerEvent;
 
 /// Errors while building a report.

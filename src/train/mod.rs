@@ -3,9 +3,11 @@
 //! driven by [`Trainer`]; [`CheckpointedRun`] around it (resume, saves, signals, deadline);
 //! [`train`] and [`train_with_checkpoints`] for notebook cells.
 //!
-//! Only the trainer's [`Reporter`] writes to the terminal (progress lines or a bar by
-//! default; [`Reporter::silent`] for none); the outcome is returned as a [`TrainSummary`] /
-//! [`RunOutcome`].
+//! The library prints nothing unless the caller gives a [`Reporter`]
+//! ([`Trainer::with_reporter`], [`CheckpointedRun::with_reporter`], the `reporter` argument of
+//! [`train_with_checkpoints`]): it is silent by default, and the outcome is returned as a
+//! [`TrainSummary`] / [`RunOutcome`]. The `train` binary and the notebook ask for
+//! `Reporter::new(ReportMode::Auto)` (a bar on a terminal, plain lines otherwise).
 
 mod checkpoint;
 pub mod floor;
@@ -26,7 +28,7 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::progress::{ReportMode, Reporter};
+use crate::progress::Reporter;
 
 /// Errors of a training run.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +102,7 @@ pub type ProgressFn = Box<dyn FnMut(&TrainState, &Metrics)>;
 pub struct Trainer {
     /// The state being trained (public: the checkpoint layer saves it).
     pub state: TrainState,
-    /// Where progress, events and messages go (default: [`ReportMode::Auto`]).
+    /// Where progress, events and messages go (default: [`Reporter::silent`]).
     pub reporter: Reporter,
     stop: Arc<AtomicBool>,
     on_progress: Option<ProgressFn>,
@@ -145,7 +147,7 @@ impl Trainer {
     pub fn from_state(state: TrainState) -> Trainer {
         Trainer {
             state,
-            reporter: Reporter::new(ReportMode::Auto),
+            reporter: Reporter::silent(),
             stop: Arc::new(AtomicBool::new(false)),
             on_progress: None,
             started: Instant::now(),
@@ -160,7 +162,7 @@ impl Trainer {
         self.stop.clone()
     }
 
-    /// Replaces the reporter (e.g. [`Reporter::silent`] in tests).
+    /// Replaces the reporter (e.g. `Reporter::new(ReportMode::Auto)` to see progress).
     pub fn with_reporter(mut self, reporter: Reporter) -> Self {
         self.reporter = reporter;
         self
@@ -186,7 +188,7 @@ pub fn new_run_id() -> String {
     format!("{:016x}", h.finish())
 }
 
-/// Trains a fresh run of `config` to the end: `Trainer::new(config)?.run()`.
+/// Trains a fresh run of `config` to the end, silently: `Trainer::new(config)?.run()`.
 pub fn train(config: Config) -> Result<TrainSummary, TrainError> {
     Trainer::new(config)?.run()
 }

@@ -14,7 +14,8 @@
 //! config.train.resume_from = "auto".into();          // newest good checkpoint, or fresh
 //! config.train.resume_search = vec!["/kaggle/input".into()];
 //! config.train.max_wall_time = "11h30m".into();      // stop, save, return before this
-//! let outcome = train_with_checkpoints(config)?;     // or CheckpointedRun for progress hooks
+//! // Progress as a bar on a terminal, plain lines otherwise; or CheckpointedRun for hooks.
+//! let outcome = train_with_checkpoints(config, Reporter::new(ReportMode::Auto))?;
 //! println!("{}", outcome.message);
 //! ```
 
@@ -33,6 +34,7 @@ use crate::checkpoint::{
 };
 use crate::config::{Config, ConfigOverrides, ResumeFrom};
 use crate::metrics::Metrics;
+use crate::progress::Reporter;
 
 /// Errors of a checkpointed run.
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +208,12 @@ impl CheckpointedRun {
             warnings,
             handle_signals: false,
         })
+    }
+
+    /// Sends progress, events and messages to `reporter` (the run is silent without one).
+    pub fn with_reporter(mut self, reporter: Reporter) -> Self {
+        self.trainer.reporter = reporter;
+        self
     }
 
     /// Install SIGINT/SIGTERM handling while [`CheckpointedRun::run`] runs (default off).
@@ -448,10 +456,12 @@ fn lost_state() -> RunError {
     ))
 }
 
-/// Notebook entry point: resume per `train.resume_from`, train with checkpoints, handle
-/// SIGINT/SIGTERM only for the duration of the call.
-pub fn train_with_checkpoints(config: Config) -> Result<RunOutcome, RunError> {
-    let mut run = CheckpointedRun::start(config)?.handle_signals(true);
+/// Notebook entry point: resume per `train.resume_from`, train with checkpoints reporting to
+/// `reporter`, handle SIGINT/SIGTERM only for the duration of the call.
+pub fn train_with_checkpoints(config: Config, reporter: Reporter) -> Result<RunOutcome, RunError> {
+    let mut run = CheckpointedRun::start(config)?
+        .with_reporter(reporter)
+        .handle_signals(true);
     run.run()
 }
 

@@ -13,7 +13,7 @@ use super::TrainError;
 use crate::config::{Config, LrSchedule};
 use crate::metrics::Metrics;
 use crate::policy::{Offsets, Policy};
-use crate::ppo::rollout::RolloutScratch;
+use crate::ppo::RolloutScratch;
 use crate::ppo::{self, specialization, Adam};
 use crate::rng::Rng;
 use crate::trackers::{TrackerEvent, Trackers};

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use emergence_lab::checkpoint::{write_checkpoint, CheckpointKind};
-use emergence_lab::{Config, TrainState};
+use emergence_lab::{config::Config, train::TrainState};
 
 /// A tiny, fast config (6x6 grid, 4 slots, 2 envs, 30-tick episodes).
 pub fn tiny() -> Config {

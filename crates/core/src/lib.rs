@@ -20,6 +20,3 @@ pub mod simulate;
 pub mod sinks;
 pub mod trackers;
 pub mod world;
-
-pub use config::Config;
-pub use rng::Rng;

@@ -374,8 +374,8 @@ impl SimulationReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::world::NUM_ACTIONS;
-    use crate::Config;
 
     fn small() -> WorldParams {
         let mut c = Config::kaggle_notebook();

@@ -10,7 +10,7 @@ use emergence_lab_core::checkpoint::{
     auto_resume, find_resume, inspect, latest, list_checkpoints, parse_checkpoint_file_name,
     read_checkpoint, AsyncSaver, CheckpointKind, CheckpointStore, LatestMode,
 };
-use emergence_lab_core::Config;
+use emergence_lab_core::config::Config;
 
 use CheckpointKind::{Emergency, Final, Nonfinite, Periodic};
 

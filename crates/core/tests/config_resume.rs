@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
+use emergence_lab_core::config::Config;
 use emergence_lab_core::config::{ConfigError, ConfigOverrides, RUN_CONTROL_FIELDS};
-use emergence_lab_core::Config;
 
 fn args(s: &str) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()

@@ -6,8 +6,8 @@
 
 use std::path::PathBuf;
 
+use emergence_lab_core::config::Config;
 use emergence_lab_core::config::{split_args, ConfigOverrides, ENV_VAR};
-use emergence_lab_core::Config;
 use proptest::prelude::*;
 
 fn args(s: &str) -> Vec<String> {

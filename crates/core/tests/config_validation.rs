@@ -1,8 +1,8 @@
 //! Every config error case produces a message that names the field (and, for unknown keys,
 //! the closest valid one), and all problems are reported together.
 
+use emergence_lab_core::config::Config;
 use emergence_lab_core::config::ConfigError;
-use emergence_lab_core::Config;
 
 /// The error message of defaults + `EMERGENCE_LAB_OVERRIDES`-style settings.
 fn err(overrides: &str) -> String {

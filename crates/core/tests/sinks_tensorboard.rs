@@ -4,8 +4,7 @@
 use std::io::Write;
 
 use emergence_lab_core::metrics::Metrics;
-use emergence_lab_core::sinks::tensorboard::{event_files, read_events};
-use emergence_lab_core::sinks::TensorBoardWriter;
+use emergence_lab_core::sinks::tensorboard::{event_files, read_events, TensorBoardWriter};
 
 fn metrics(iteration: u64) -> Metrics {
     let mut m = Metrics::new(iteration * 131_072, iteration);

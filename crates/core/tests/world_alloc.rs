@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use emergence_lab_core::world::{TickInfo, World, WorldParams, NUM_ACTIONS};
-use emergence_lab_core::{Config, Rng};
+use emergence_lab_core::{config::Config, rng::Rng};
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);

@@ -1,7 +1,7 @@
 //! Observation layout (model.md section 4) checked index by index on a hand-built state.
 
+use emergence_lab_core::rng::Rng;
 use emergence_lab_core::world::{World, WorldParams};
-use emergence_lab_core::Rng;
 
 fn params() -> WorldParams {
     WorldParams {
@@ -240,7 +240,7 @@ fn food_selection_matches_a_full_sort_for_small_and_large_k() {
 fn observing_envs_in_parallel_equals_observe() {
     use emergence_lab_core::world::{TickInfo, NUM_ACTIONS};
     use rayon::prelude::*;
-    let params = WorldParams::from_config(&emergence_lab_core::Config::kaggle_notebook());
+    let params = WorldParams::from_config(&emergence_lab_core::config::Config::kaggle_notebook());
     let mut rng = Rng::seed_from_u64(11);
     let mut w = World::new(params, &mut rng);
     let n = w.num_envs() * w.num_slots();

@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
+use emergence_lab_core::rng::Rng;
 use emergence_lab_core::world::{TickInfo, World, WorldParams, NUM_ACTIONS};
-use emergence_lab_core::Rng;
 use proptest::prelude::*;
 
 fn params_strategy() -> impl Strategy<Value = WorldParams> {

@@ -3,8 +3,8 @@
 //! configs and actions. Everything must match exactly. (The field update reuses the public
 //! `diffuse_decay`, which is checked against a direct 3x3 convolution in its unit tests.)
 
+use emergence_lab_core::rng::Rng;
 use emergence_lab_core::world::{diffuse_decay, Birth, TickInfo, World, WorldParams, NUM_ACTIONS};
-use emergence_lab_core::Rng;
 use proptest::prelude::*;
 
 /// One tick, written as plainly as possible from the spec (same random draw order).

@@ -1,7 +1,7 @@
 //! Hand-built states checking each rule of the tick (model.md section 2, steps 1-10).
 
+use emergence_lab_core::rng::Rng;
 use emergence_lab_core::world::{Birth, TickInfo, World, WorldParams, ACTION_REPRODUCE, NO_PARENT};
-use emergence_lab_core::Rng;
 
 /// A tiny deterministic world: 1 env, 4 slots, 5x5 grid, 1 channel, no agents at reset,
 /// no respawn, no field dynamics, no floor.

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
+use emergence_lab_core::config::Config;
 use emergence_lab_core::config::{split_args, ConfigOverrides};
 use emergence_lab_core::simulate::simulate;
 use emergence_lab_core::world::WorldParams;
-use emergence_lab_core::Config;
 
 /// Runs the world alone with a uniformly random policy and prints population dynamics.
 ///

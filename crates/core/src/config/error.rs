@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong while building, loading or validating a [`crate::Config`].
+/// Everything that can go wrong while building, loading or validating a [`crate::config::Config`].
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A key whose group part is not one of the config groups.

@@ -452,7 +452,7 @@ fn parse_map_text(s: &str) -> Option<Vec<(String, RawValue)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Config;
+    use crate::config::Config;
 
     /// The table lists exactly the struct's leaves, in order, with matching kinds.
     #[test]

@@ -12,7 +12,7 @@ pub mod tfrecord;
 use std::path::{Path, PathBuf};
 
 pub use jsonl::{metrics_to_json_line, parse_metrics_line, read_metrics_jsonl, MetricsJsonl};
-pub use tensorboard::TensorBoardWriter;
+use tensorboard::TensorBoardWriter;
 
 use crate::config::LogConfig;
 use crate::metrics::Metrics;

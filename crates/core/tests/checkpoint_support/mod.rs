@@ -4,7 +4,7 @@
 use emergence_lab_core::checkpoint::{
     Checkpoint, CheckpointKind, CheckpointMeta, DType, NamedArray,
 };
-use emergence_lab_core::Config;
+use emergence_lab_core::config::Config;
 
 /// Deterministic pseudo-random bytes (splitmix64).
 pub fn bytes(seed: u64, n: usize) -> Vec<u8> {
