@@ -205,18 +205,7 @@ impl Brain<Episode> for GreedyPolicy<'_> {
         let Some(o) = self.offsets.as_mut() else {
             return;
         };
-        let base = index * self.slots;
-        match event {
-            Lineage::Birth {
-                parent,
-                child,
-                mutation,
-            } => {
-                o.birth_with_noise(base + parent, base + child, mutation);
-            }
-            Lineage::Respawn { slot } => o.zero_rows(base + slot..base + slot + 1),
-            Lineage::Reset { slots } => o.zero_rows(base + slots.start..base + slots.end),
-        }
+        o.apply(index * self.slots, &event);
     }
 }
 

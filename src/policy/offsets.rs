@@ -6,7 +6,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::{AgentOffsets, Policy};
-use crate::act::MutationSpec;
+use crate::act::{Lineage, MutationSpec};
 use crate::config::{Config, Evolved};
 use crate::rng::Rng;
 
@@ -159,6 +159,24 @@ impl Offsets {
             .collect();
         self.set_row(child, &row);
         row
+    }
+
+    /// Applies what a tick did to a world whose slot 0 is row `base` of this table: a birth
+    /// copies the parent's row plus its mutation, a respawn or reset zeroes the rows.
+    pub fn apply(&mut self, base: usize, event: &Lineage<'_>) {
+        match *event {
+            Lineage::Birth {
+                parent,
+                child,
+                mutation,
+            } => {
+                self.birth_with_noise(base + parent, base + child, mutation);
+            }
+            Lineage::Respawn { .. } | Lineage::Reset { .. } => {
+                let (rows, _) = event.overwrites();
+                self.zero_rows(base + rows.start..base + rows.end);
+            }
+        }
     }
 
     /// Zeroes the rows of `slots` (floor respawns, episode resets).

@@ -365,27 +365,11 @@ impl<'w> Brain<BorrowedActor<'w>> for Recorder<'_> {
             return;
         };
         let to = Instant::now();
-        let book = &mut self.book;
-        match event {
-            Lineage::Birth {
-                parent,
-                child,
-                mutation,
-            } => {
-                book.before_overwrite(child, o, false);
-                o.birth_with_noise(parent, child, mutation);
-            }
-            Lineage::Respawn { slot } => {
-                book.before_overwrite(slot, o, true);
-                o.zero_rows(slot..slot + 1);
-            }
-            Lineage::Reset { slots } => {
-                for k in slots.clone() {
-                    book.before_overwrite(k, o, true);
-                }
-                o.zero_rows(slots);
-            }
+        let (rows, zero) = event.overwrites();
+        for k in rows {
+            self.book.before_overwrite(k, o, zero);
         }
+        o.apply(0, &event);
         self.stats.offsets_s += to.elapsed().as_secs_f64();
     }
 }

@@ -86,6 +86,17 @@ pub enum Lineage<'a> {
     Reset { slots: Range<usize> },
 }
 
+impl Lineage<'_> {
+    /// The slots whose weights the event overwrites, and whether with zeros.
+    pub fn overwrites(&self) -> (Range<usize>, bool) {
+        match self {
+            Lineage::Birth { child, .. } => (*child..*child + 1, false),
+            Lineage::Respawn { slot } => (*slot..*slot + 1, true),
+            Lineage::Reset { slots } => (slots.clone(), true),
+        }
+    }
+}
+
 /// Reusable buffers of one acting world.
 #[derive(Debug, Default)]
 pub struct ActBuffers {
@@ -401,6 +412,141 @@ pub fn greedy_action(scores: &[f32]) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::world::WorldParams;
+
+    /// A world that breeds quickly, with its own generator and buffers.
+    struct Own {
+        world: World,
+        rng: Rng,
+        buffers: ActBuffers,
+    }
+
+    impl Actor for Own {
+        fn parts(&mut self) -> ActorParts<'_> {
+            ActorParts {
+                world: &mut self.world,
+                rng: &mut self.rng,
+                buffers: &mut self.buffers,
+            }
+        }
+        fn world(&self) -> &World {
+            &self.world
+        }
+        fn buffers(&self) -> &ActBuffers {
+            &self.buffers
+        }
+    }
+
+    fn own(seed: u64) -> Own {
+        let mut c = Config::tiny();
+        c.train.num_envs = 2;
+        c.env.max_steps = 7;
+        c.evolution.max_agents = 8;
+        c.env.num_food = 8;
+        c.evolution.starting_energy = 200.0;
+        c.evolution.food_energy = 100.0;
+        c.evolution.reproduce_threshold = 120.0;
+        c.evolution.reproduce_cost = 50.0;
+        let mut rng = Rng::seed_from_u64(seed);
+        let world = World::new(WorldParams::from_config(&c), &mut rng);
+        Own {
+            world,
+            rng,
+            buffers: ActBuffers::default(),
+        }
+    }
+
+    /// Scores from the observation (a fixed function), recording every lineage event.
+    #[derive(Default)]
+    struct Log {
+        scores: Vec<f32>,
+        events: Vec<(usize, String)>,
+    }
+
+    impl<A: Actor> Brain<A> for Log {
+        fn scores(&mut self, batch: &Batch) -> &[f32] {
+            self.scores = batch
+                .rows
+                .chunks(batch.obs_dim)
+                .flat_map(|r| {
+                    let s: f32 = r.iter().enumerate().map(|(i, v)| v * (i % 7) as f32).sum();
+                    let preferred = (s.abs() * 1000.0) as usize % NUM_ACTIONS;
+                    // Log-probabilities: 0.5 for the preferred action, 0.1 for the others.
+                    (0..NUM_ACTIONS).map(move |k| {
+                        if k == preferred {
+                            0.5f32.ln()
+                        } else {
+                            0.1f32.ln()
+                        }
+                    })
+                })
+                .collect();
+            &self.scores
+        }
+        fn lineage(&mut self, index: usize, event: Lineage<'_>) {
+            let name = match &event {
+                Lineage::Birth { mutation, .. } => format!("birth {}", mutation.len()),
+                Lineage::Respawn { .. } => "respawn".into(),
+                Lineage::Reset { slots } => format!("reset {slots:?}"),
+            };
+            self.events.push((index, name));
+        }
+    }
+
+    #[test]
+    fn worlds_stepped_together_equal_worlds_stepped_alone_and_events_come_in_order() {
+        let spec = MutationSpec {
+            numel: vec![3, 2],
+            stds: vec![0.1, 0.0],
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for choice in [Choice::Sampled, Choice::Greedy, Choice::Uniform] {
+            let mut together = vec![own(1), own(2)];
+            let mut log = Log::default();
+            let mut acting = Acting::default();
+            for _ in 0..20 {
+                acting.step(&mut together, choice, Some(&spec), &mut log, Some(&pool));
+            }
+            for (i, seed) in [1u64, 2].into_iter().enumerate() {
+                let mut alone = vec![own(seed)];
+                let mut log1 = Log::default();
+                let mut acting1 = Acting::default();
+                for _ in 0..20 {
+                    acting1.step(&mut alone, choice, Some(&spec), &mut log1, None);
+                }
+                let w = &alone[0].world;
+                assert_eq!(w.alive, together[i].world.alive, "{choice:?}");
+                assert_eq!(w.energy, together[i].world.energy, "{choice:?}");
+                assert_eq!(w.field, together[i].world.field, "{choice:?}");
+                assert_eq!(alone[0].rng.state(), together[i].rng.state(), "{choice:?}");
+                let mine: Vec<&String> = log
+                    .events
+                    .iter()
+                    .filter(|e| e.0 == i)
+                    .map(|e| &e.1)
+                    .collect();
+                let want: Vec<&String> = log1.events.iter().map(|e| &e.1).collect();
+                assert_eq!(mine, want, "{choice:?}");
+            }
+            // Births carry the drawn mutation; 20 ticks of 7-tick episodes reset both envs
+            // of each world twice.
+            assert!(
+                log.events.iter().any(|e| e.1 == "birth 2"),
+                "{:?}",
+                log.events
+            );
+            let resets = log
+                .events
+                .iter()
+                .filter(|e| e.1.starts_with("reset"))
+                .count();
+            assert_eq!(resets, 2 * 2 * 2, "{:?}", log.events);
+        }
+    }
 
     #[test]
     fn sampling_follows_the_probabilities() {
