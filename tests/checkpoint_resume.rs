@@ -488,3 +488,23 @@ fn a_fresh_start_refuses_a_folder_holding_another_runs_checkpoints() {
     fresh.train.resume_from = ResumeFrom::Fresh;
     assert!(CheckpointedRun::start(fresh).is_ok());
 }
+
+#[test]
+fn min_save_interval_holds_back_periodic_saves_but_not_the_final_one() {
+    tch::set_num_threads(1);
+    let dir = tempfile::tempdir().unwrap();
+    // save_interval = one iteration: a periodic file every iteration without a minimum ...
+    let mut cfg = tiny(dir.path().join("every").as_path());
+    let out = CheckpointedRun::start(cfg.clone()).unwrap().run().unwrap();
+    assert!(out.saver.written >= 2, "periodic saves and the final one: {:?}", out.saver);
+    // ... and none with an hour's minimum (the final save still comes).
+    cfg = tiny(dir.path().join("gated").as_path());
+    cfg.log.min_save_interval = "1h".into();
+    let out = CheckpointedRun::start(cfg.clone()).unwrap().run().unwrap();
+    assert_eq!(out.saver.written, 1, "only the final save");
+    assert_eq!(out.summary.final_step, 4 * SPI);
+    // A bad duration is refused with the key and how to write it.
+    cfg.log.min_save_interval = "often".into();
+    let e = CheckpointedRun::start(cfg).err().unwrap().to_string();
+    assert!(e.contains("log.min_save_interval"), "{e}");
+}

@@ -39,6 +39,10 @@ const ASSUMED_WRITE_BYTES_PER_S: f64 = 100e6;
 pub(crate) struct Saves<'a> {
     saver: &'a AsyncSaver,
     interval: StepInterval,
+    /// `log.min_save_interval`: least time between periodic saves.
+    min_gap: Option<Duration>,
+    /// When the last periodic save was queued (or the run started).
+    saved_at: Instant,
     /// The last completed iteration as a checkpoint (kind periodic until written).
     ready: Option<Checkpoint>,
     /// Step of the last periodic save that was queued.
@@ -56,6 +60,8 @@ impl<'a> Saves<'a> {
         let mut s = Saves {
             saver,
             interval: state.config.log.save_interval,
+            min_gap: state.config.log.min_save_interval.limit(),
+            saved_at: Instant::now(),
             ready: None,
             saved_step: state.step,
             convert_s: 0.0,
@@ -72,13 +78,16 @@ impl<'a> Saves<'a> {
     }
 
     /// The checkpoint schedule after a completed iteration: keep its state ready, and queue
-    /// a periodic save when the step crossed a multiple of `log.save_interval`. False when a
-    /// save failed (the run must stop).
+    /// a periodic save when the step crossed a multiple of `log.save_interval` since the last
+    /// one and `log.min_save_interval` has passed. False when a save failed (the run must
+    /// stop).
     fn after_iteration(&mut self, state: &TrainState) -> bool {
         let old = self.ready.take().or_else(|| self.saver.take_spare());
         self.keep(state, old);
-        if self.interval.crossed(self.saved_step, state.step) {
+        let waited = self.min_gap.is_none_or(|gap| self.saved_at.elapsed() >= gap);
+        if waited && self.interval.crossed(self.saved_step, state.step) {
             self.saved_step = state.step;
+            self.saved_at = Instant::now();
             let ckpt = self.ready.take().expect("kept above");
             if let Err(e) = self.saver.submit(ckpt) {
                 self.failure.get_or_insert(e);

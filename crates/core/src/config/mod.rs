@@ -247,6 +247,12 @@ pub struct LogConfig {
     /// iterations of the Kaggle config), keeps the 150 MB checkpoints to one every few
     /// minutes at full CPU speed; 100,000 wrote one every iteration.
     pub save_interval: StepInterval,
+    /// Least wall-clock time between periodic checkpoints (a duration like `5m`; empty: none).
+    /// A periodic save waits until both this time has passed since the last one (or the run's
+    /// start) and the step counter crossed a multiple of `save_interval` since the last one:
+    /// at full speed a short `save_interval` then writes one file per this time, not one per
+    /// iteration. Final, emergency and stop saves ignore it.
+    pub min_save_interval: WallTimeLimit,
     /// Steps between progress lines (<= 0 disables).
     pub log_interval: StepInterval,
     /// JSON Lines metrics file (one object per iteration); empty disables.
@@ -261,6 +267,7 @@ impl Default for LogConfig {
             checkpoint_dir: "checkpoints".into(),
             keep_checkpoints: 5,
             save_interval: StepInterval::every(5_000_000),
+            min_save_interval: WallTimeLimit::none(),
             log_interval: StepInterval::every(10_000),
             metrics_path: "runs/metrics.jsonl".into(),
             tensorboard_dir: "runs/tensorboard".into(),
@@ -383,6 +390,9 @@ impl Config {
         c.evolution.food_energy = 100.0;
         c.evolution.reproduce_threshold = 120.0;
         c.evolution.reproduce_cost = 50.0;
+        // The notebook saves every 100,000 steps (about one iteration): at most one 150 MB
+        // periodic file per 5 minutes.
+        c.log.min_save_interval = "5m".into();
         c.specialization.diversity_bonus = 0.1;
         c.specialization.niche_pressure = 0.05;
         c

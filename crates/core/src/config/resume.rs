@@ -14,6 +14,7 @@ use super::{access::render, Config};
 pub const RUN_CONTROL_FIELDS: &[&str] = &[
     "train.total_steps",
     "log.save_interval",
+    "log.min_save_interval",
     "log.log_interval",
     "log.checkpoint_dir",
     "log.keep_checkpoints",

@@ -126,6 +126,7 @@ fields! {
     log.checkpoint_dir: Kind::Str,
     log.keep_checkpoints: Kind::UInt,
     log.save_interval: Kind::Int,
+    log.min_save_interval: Kind::Str,
     log.log_interval: Kind::Int,
     log.metrics_path: Kind::Str,
     log.tensorboard_dir: Kind::Str,

@@ -166,6 +166,9 @@ fn run(c: &Config) -> Vec<Problem> {
     if let Some(problem) = t.max_wall_time.problem() {
         k.check(&["train.max_wall_time"], false, || problem);
     }
+    if let Some(problem) = c.log.min_save_interval.problem() {
+        k.check(&["log.min_save_interval"], false, || problem);
+    }
     k.check(
         &["train.resume_search"],
         t.resume_search.iter().all(|p| !p.trim().is_empty()),
