@@ -496,7 +496,11 @@ fn min_save_interval_holds_back_periodic_saves_but_not_the_final_one() {
     // save_interval = one iteration: a periodic file every iteration without a minimum ...
     let mut cfg = tiny(dir.path().join("every").as_path());
     let out = CheckpointedRun::start(cfg.clone()).unwrap().run().unwrap();
-    assert!(out.saver.written >= 2, "periodic saves and the final one: {:?}", out.saver);
+    assert!(
+        out.saver.written >= 2,
+        "periodic saves and the final one: {:?}",
+        out.saver
+    );
     // ... and none with an hour's minimum (the final save still comes).
     cfg = tiny(dir.path().join("gated").as_path());
     cfg.log.min_save_interval = "1h".into();

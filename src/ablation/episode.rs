@@ -10,7 +10,9 @@ use tch::{Device, Kind, Tensor};
 
 use super::results::EpisodeResult;
 use super::{AblationOptions, Condition, ObservedBatch, Start};
-use crate::act::{ActBuffers, Acting, Actor, ActorParts, Batch, Brain, Choice, Lineage};
+use crate::act::{
+    ActBuffers, Acting, Actor, ActorParts, Batch, Brain, Choice, Lineage, OwnedActor,
+};
 use crate::checkpoint::copy_env_arrays;
 use crate::policy::{Offsets, Policy};
 use crate::rng::{Rng, RngState};
@@ -29,54 +31,48 @@ pub(crate) fn stream_rng(seed: u64, stream: u64) -> Rng {
 
 /// One running episode: a one-env world acting with its own generator.
 struct Episode {
-    world: World,
-    rng: Rng,
+    /// The world, its generator and buffers.
+    own: OwnedActor,
     /// The `Random` condition's field values (a stream of their own).
     noise: Rng,
     condition: Condition,
     start_field: Vec<f32>,
-    buffers: ActBuffers,
     result: EpisodeResult,
 }
 
 impl Actor for Episode {
     fn parts(&mut self) -> ActorParts<'_> {
-        ActorParts {
-            world: &mut self.world,
-            rng: &mut self.rng,
-            buffers: &mut self.buffers,
-        }
+        self.own.parts()
     }
 
     fn world(&self) -> &World {
-        &self.world
+        &self.own.world
     }
 
     fn buffers(&self) -> &ActBuffers {
-        &self.buffers
+        &self.own.buffers
     }
 
     /// Applies the condition to the world's field, then observes (without the field for
     /// `NoField`).
     fn observe(&mut self) {
+        let OwnedActor { world, buffers, .. } = &mut self.own;
         match self.condition {
             Condition::Normal | Condition::NoField => {}
-            Condition::Zeroed => self.world.field.fill(0.0),
+            Condition::Zeroed => world.field.fill(0.0),
             Condition::Random => {
-                for v in self.world.field.iter_mut() {
+                for v in world.field.iter_mut() {
                     *v = self.noise.uniform_f32();
                 }
             }
-            Condition::Frozen => self.world.field.copy_from_slice(&self.start_field),
+            Condition::Frozen => world.field.copy_from_slice(&self.start_field),
         }
-        let n = self.world.num_slots() * self.world.obs_dim();
-        self.buffers.obs.resize(n, 0.0);
-        self.world
-            .observe_masked(&mut self.buffers.obs, self.condition == Condition::NoField);
+        buffers.obs.resize(world.num_slots() * world.obs_dim(), 0.0);
+        world.observe_masked(&mut buffers.obs, self.condition == Condition::NoField);
     }
 
     fn ticked(&mut self) {
-        let info = &self.buffers.info;
+        let info = &self.own.buffers.info;
         let r = &mut self.result;
         r.total_reward += info.rewards.iter().map(|&x| x as f64).sum::<f64>();
         r.foods_eaten += info.foods_eaten[0] as u64;
@@ -234,17 +230,19 @@ pub(super) fn run_condition(
             };
             Episode {
                 start_field: world.field.clone(),
-                world,
-                rng,
+                own: OwnedActor {
+                    world,
+                    rng,
+                    buffers: ActBuffers::default(),
+                },
                 noise: stream_rng(options.seed, 2 * k as u64 + 1),
                 condition,
-                buffers: ActBuffers::default(),
                 result: EpisodeResult::new(k, start_env),
             }
         })
         .collect();
     let worlds: Vec<World> = match options.start {
-        Start::Fresh => eps.iter().map(|e| e.world.clone()).collect(),
+        Start::Fresh => eps.iter().map(|e| e.own.world.clone()).collect(),
         Start::Checkpoint => Vec::new(),
     };
     let offsets = initial_offsets(state, options, &worlds);

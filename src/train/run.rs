@@ -84,7 +84,9 @@ impl<'a> Saves<'a> {
     fn after_iteration(&mut self, state: &TrainState) -> bool {
         let old = self.ready.take().or_else(|| self.saver.take_spare());
         self.keep(state, old);
-        let waited = self.min_gap.is_none_or(|gap| self.saved_at.elapsed() >= gap);
+        let waited = self
+            .min_gap
+            .is_none_or(|gap| self.saved_at.elapsed() >= gap);
         if waited && self.interval.crossed(self.saved_step, state.step) {
             self.saved_step = state.step;
             self.saved_at = Instant::now();

@@ -169,6 +169,33 @@ impl Actor for BorrowedActor<'_> {
     }
 }
 
+/// A world that owns its generator and buffers.
+#[derive(Debug)]
+pub struct OwnedActor {
+    /// The world.
+    pub world: World,
+    /// Its generator.
+    pub rng: Rng,
+    /// Its buffers.
+    pub buffers: ActBuffers,
+}
+
+impl Actor for OwnedActor {
+    fn parts(&mut self) -> ActorParts<'_> {
+        ActorParts {
+            world: &mut self.world,
+            rng: &mut self.rng,
+            buffers: &mut self.buffers,
+        }
+    }
+    fn world(&self) -> &World {
+        &self.world
+    }
+    fn buffers(&self) -> &ActBuffers {
+        &self.buffers
+    }
+}
+
 /// The living agents' observations of all worlds at one tick, world by world in slot order.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -416,29 +443,7 @@ mod tests {
     use crate::world::WorldParams;
 
     /// A world that breeds quickly, with its own generator and buffers.
-    struct Own {
-        world: World,
-        rng: Rng,
-        buffers: ActBuffers,
-    }
-
-    impl Actor for Own {
-        fn parts(&mut self) -> ActorParts<'_> {
-            ActorParts {
-                world: &mut self.world,
-                rng: &mut self.rng,
-                buffers: &mut self.buffers,
-            }
-        }
-        fn world(&self) -> &World {
-            &self.world
-        }
-        fn buffers(&self) -> &ActBuffers {
-            &self.buffers
-        }
-    }
-
-    fn own(seed: u64) -> Own {
+    fn own(seed: u64) -> OwnedActor {
         let mut c = Config::tiny();
         c.train.num_envs = 2;
         c.env.max_steps = 7;
@@ -450,7 +455,7 @@ mod tests {
         c.evolution.reproduce_cost = 50.0;
         let mut rng = Rng::seed_from_u64(seed);
         let world = World::new(WorldParams::from_config(&c), &mut rng);
-        Own {
+        OwnedActor {
             world,
             rng,
             buffers: ActBuffers::default(),
