@@ -15,7 +15,7 @@ use emergence_lab::progress::Reporter;
 use emergence_lab::train::{CheckpointedRun, RunOutcome, StopReason};
 
 /// The `train` binary's settings of a run whose iterations take well over 10 s on a
-/// 2-core CPU (the default population, 640-tick rollouts, one thread; 152 MB checkpoints).
+/// 2-core CPU (the default population, 1536-tick rollouts, one thread; 152 MB checkpoints).
 fn long_iteration_args(dir: &Path) -> Vec<String> {
     [
         "--train.device",
@@ -23,7 +23,7 @@ fn long_iteration_args(dir: &Path) -> Vec<String> {
         "--train.num-threads",
         "1",
         "--train.num-steps",
-        "640",
+        "1536",
         "--train.total-steps",
         "100000000",
         "--log.log-interval",
