@@ -7,7 +7,7 @@
 //! one product per chunk of rows that reads the agent's offset rows in place
 //! (`w + d_i` is never formed). Tests check it against tch autograd.
 
-use super::{param_shapes, LAYER_NORM_EPS};
+use super::{gemm, param_shapes, LAYER_NORM_EPS};
 use crate::world::NUM_ACTIONS;
 
 static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
@@ -181,8 +181,10 @@ pub struct Workspace {
     pub value: Vec<f32>,
     da: Vec<f32>,
     dz: Vec<f32>,
-    /// Scratch for one chunk's effective weight matrix `W + D_s`.
+    /// Scratch for one chunk's effective weight matrix `W + D_s` (or its transpose).
     eff: Vec<f32>,
+    /// Scratch for a transposed weight matrix (see [`gemm_abt`]).
+    bt: Vec<f32>,
     /// Evolved weight matrices: `false` forms `W + D_s` per chunk in one reused scratch
     /// and multiplies once (half the arithmetic); `true` computes `x W^T` for all rows plus
     /// `x_s D_s^T` per chunk.
@@ -204,6 +206,7 @@ fn per_chunk_product<'r>(
     a: &[f32],
     c: &mut [f32],
     eff: &mut Vec<f32>,
+    bt: &mut Vec<f32>,
     transpose_b: bool,
     shared_done: bool,
 ) {
@@ -227,26 +230,49 @@ fn per_chunk_product<'r>(
             }
             continue;
         }
+        let fast_t = transpose_b && gemm::fast();
         if s.entry != last {
             let d = rows(s.entry);
-            for ((e, &x), &y) in eff.iter_mut().zip(w).zip(d) {
-                *e = x + y;
+            if fast_t {
+                // `(W + D_s)^T`, the layout the kernels read: no further copy.
+                gemm::transpose_add(n, k, w, Some(d), eff);
+            } else {
+                for ((e, &x), &y) in eff.iter_mut().zip(w).zip(d) {
+                    *e = x + y;
+                }
             }
             last = s.entry;
         }
         let a_s = &a[s.start * k..(s.start + s.len) * k];
         let c_s = &mut c[s.start * n..];
-        if transpose_b {
-            gemm_abt(s.len, k, n, a_s, eff, 0.0, c_s);
+        if fast_t {
+            gemm::product(s.len, k, n, a_s, k, 1, eff, 0.0, c_s);
+        } else if transpose_b {
+            gemm_abt(s.len, k, n, a_s, eff, 0.0, c_s, bt);
         } else {
             gemm_ab(s.len, k, n, a_s, eff, 0.0, c_s);
         }
     }
 }
 
-/// `c = beta * c + a b^T` for row-major `a` `[m, k]`, `b` `[n, k]`, `c` `[m, n]`.
-fn gemm_abt(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
+/// `c = beta * c + a b^T` for row-major `a` `[m, k]`, `b` `[n, k]`, `c` `[m, n]`; `bt` is
+/// scratch for `b^T` (the AVX-512 kernels of [`super::gemm`] read `B` by rows).
+#[allow(clippy::too_many_arguments)]
+fn gemm_abt(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+    bt: &mut Vec<f32>,
+) {
     assert!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n);
+    if gemm::fast() {
+        gemm::transpose(n, k, b, bt);
+        return gemm::product(m, k, n, a, k, 1, bt, beta, c);
+    }
     // SAFETY: the slices hold the strided extents checked above.
     unsafe {
         matrixmultiply::sgemm(
@@ -271,6 +297,9 @@ fn gemm_abt(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32, c: &m
 /// `c = beta * c + a b` for row-major `a` `[m, k]`, `b` `[k, n]`, `c` `[m, n]`.
 fn gemm_ab(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    if gemm::fast() {
+        return gemm::product(m, k, n, a, k, 1, b, beta, c);
+    }
     // SAFETY: the slices hold the strided extents checked above.
     unsafe {
         matrixmultiply::sgemm(
@@ -295,6 +324,9 @@ fn gemm_ab(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32, c: &mu
 /// `c = a^T b` for row-major `a` `[k, m]`, `b` `[k, n]`, `c` `[m, n]` (overwritten).
 fn gemm_atb(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    if gemm::fast() {
+        return gemm::product(m, k, n, a, 1, m, b, 0.0, c);
+    }
     // SAFETY: the slices hold the strided extents checked above.
     unsafe {
         matrixmultiply::sgemm(
@@ -439,20 +471,21 @@ impl Workspace {
                 let rows = |e: usize| o.row(wi, lay.len[wi], e).unwrap();
                 let w = lay.param(p, wi);
                 let all_small = segs.iter().all(|s| s.len <= SMALL_CHUNK);
+                let (eff, bt) = (&mut self.eff, &mut self.bt);
                 if all_small {
-                    gemm_abt(n, w_in, h, input, w, 0.0, z);
+                    gemm_abt(n, w_in, h, input, w, 0.0, z, bt);
                 }
-                let eff = &mut self.eff;
-                per_chunk_product(segs, &rows, w, w_in, h, input, z, eff, true, all_small);
+                per_chunk_product(segs, &rows, w, w_in, h, input, z, eff, bt, true, all_small);
             } else {
                 // z = x W^T (+ x_s D_s^T per chunk s).
-                gemm_abt(n, w_in, h, input, lay.param(p, wi), 0.0, z);
+                gemm_abt(n, w_in, h, input, lay.param(p, wi), 0.0, z, &mut self.bt);
             }
             if let (Some(o), true) = (off, self.split_offsets) {
                 for s in segs {
                     if let Some(d) = o.row(wi, lay.len[wi], s.entry) {
                         let xs = &input[s.start * w_in..(s.start + s.len) * w_in];
-                        gemm_abt(s.len, w_in, h, xs, d, 1.0, &mut z[s.start * h..]);
+                        let bt = &mut self.bt;
+                        gemm_abt(s.len, w_in, h, xs, d, 1.0, &mut z[s.start * h..], bt);
                     }
                 }
             }
@@ -652,7 +685,8 @@ impl Workspace {
                 if let (Some(o), false) = (evolved, self.split_offsets) {
                     let rows = |e: usize| o.row(wi, lay.len[wi], e).unwrap();
                     let (w, dz, da) = (lay.param(p, wi), &self.dz, &mut self.da);
-                    per_chunk_product(segs, &rows, w, h, w_in, dz, da, &mut self.eff, false, false);
+                    let (eff, bt) = (&mut self.eff, &mut self.bt);
+                    per_chunk_product(segs, &rows, w, h, w_in, dz, da, eff, bt, false, false);
                 } else {
                     gemm_ab(n, h, w_in, &self.dz, lay.param(p, wi), 0.0, &mut self.da);
                 }

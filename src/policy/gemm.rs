@@ -1,0 +1,326 @@
+//! Small row-major fp32 matrix products for the native passes, without packing.
+//!
+//! `matrixmultiply` packs both operands on every call; at this network's shapes (a few
+//! hundred rows, 64 columns) packing and its buffer allocation cost a third of the product.
+//! Here every product is written as `C[m, n] (+)= A(r, k) B[k, n]` with `B`'s rows
+//! contiguous: vectors run along `n`, elements of `A` are broadcast, so `A` is read in place
+//! (any strides) and `B` needs no copy (`A B`, `A^T B`) or one transposed copy (`A B^T`,
+//! made by the caller once and reused: [`transpose`]).
+//!
+//! **The same bits as `matrixmultiply`.** Its kernels compute each element of `C` as a
+//! sequential fused multiply-add over `k` starting from zero, in blocks of
+//! [`KC`] = 256 values of `k`; the first block is stored (`beta = 0`) or added to `C`
+//! (`beta = 1`), every later block added to `C`. These kernels do exactly that, so every
+//! result (and the format-v1 checkpoint fixture's bit-exact continuation) is unchanged;
+//! `tests` compare them bit for bit with `matrixmultiply` on odd shapes. They run on CPUs
+//! with AVX-512F; elsewhere `matrixmultiply` runs as before.
+
+/// `k` block of `matrixmultiply`'s sgemm (`S_KC`): the float order of every product.
+pub const KC: usize = 256;
+
+/// Whether the AVX-512 kernels run on this CPU (else `matrixmultiply`).
+#[inline]
+pub fn fast() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `out[k, n] = b[n, k]^T` (row-major), resizing `out`.
+pub fn transpose(n: usize, k: usize, b: &[f32], out: &mut Vec<f32>) {
+    out.resize(n * k, 0.0);
+    transpose_add(n, k, b, None, out);
+}
+
+/// `out[k, n] = (b + d)[n, k]^T`: the sum rounded once per element, as `b + d`.
+pub fn transpose_add(n: usize, k: usize, b: &[f32], d: Option<&[f32]>, out: &mut [f32]) {
+    assert!(b.len() >= n * k && out.len() >= n * k && d.is_none_or(|d| d.len() >= n * k));
+    const T: usize = 16;
+    for j0 in (0..n).step_by(T) {
+        let j1 = (j0 + T).min(n);
+        for k0 in (0..k).step_by(T) {
+            let k1 = (k0 + T).min(k);
+            for j in j0..j1 {
+                let row = &b[j * k..(j + 1) * k];
+                match d {
+                    Some(d) => {
+                        let drow = &d[j * k..(j + 1) * k];
+                        for kk in k0..k1 {
+                            out[kk * n + j] = row[kk] + drow[kk];
+                        }
+                    }
+                    None => {
+                        for kk in k0..k1 {
+                            out[kk * n + j] = row[kk];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `c = beta c + A B` with `A(r, kk) = a[r * rsa + kk * csa]` (`r < m`, `kk < k`), `B`
+/// row-major `[k, n]`, `c` row-major `[m, n]`; `beta` 0 or 1. Requires [`fast`].
+///
+/// # Panics
+/// If a slice is shorter than its extent, `beta` is neither 0 nor 1, or the CPU lacks
+/// AVX-512F.
+#[allow(clippy::too_many_arguments)]
+pub fn product(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+) {
+    assert!(beta == 0.0 || beta == 1.0, "beta must be 0 or 1");
+    assert!(fast(), "the AVX-512 kernels need AVX-512F");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(c.len() >= m * n && b.len() >= k * n);
+    if k == 0 {
+        if beta == 0.0 {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    assert!(a.len() > (m - 1) * rsa + (k - 1) * csa);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F is present (asserted) and the extents are checked above.
+    unsafe {
+        avx512::product(m, k, n, a.as_ptr(), rsa, csa, b.as_ptr(), beta, c.as_mut_ptr())
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::KC;
+    use std::arch::x86_64::*;
+
+    /// Rows of `C` per tile.
+    const MR: usize = 4;
+    /// 16-float vectors of `C` columns per tile.
+    const NV: usize = 4;
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn product(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const f32,
+        rsa: usize,
+        csa: usize,
+        b: *const f32,
+        beta: f32,
+        c: *mut f32,
+    ) {
+        let mut r0 = 0;
+        while r0 < m {
+            let mr = (m - r0).min(MR);
+            let mut j0 = 0;
+            while j0 < n {
+                let cols = (n - j0).min(16 * NV);
+                let nv = cols.div_ceil(16);
+                let rem = cols - 16 * (nv - 1);
+                let mask: __mmask16 = if rem == 16 { 0xffff } else { (1u16 << rem) - 1 };
+                let mut k0 = 0;
+                while k0 < k {
+                    let k1 = (k0 + KC).min(k);
+                    let add = k0 > 0 || beta != 0.0;
+                    let ap = a.add(r0 * rsa + k0 * csa);
+                    let bp = b.add(k0 * n + j0);
+                    let cp = c.add(r0 * n + j0);
+                    macro_rules! go {
+                        ($($mr:literal, $nv:literal);*) => {
+                            match (mr, nv) {
+                                $(($mr, $nv) => tile::<$mr, $nv>(k1 - k0, ap, rsa, csa, bp, n, mask, cp, add),)*
+                                _ => unreachable!(),
+                            }
+                        };
+                    }
+                    go!(4, 4; 4, 3; 4, 2; 4, 1; 3, 4; 3, 3; 3, 2; 3, 1;
+                        2, 4; 2, 3; 2, 2; 2, 1; 1, 4; 1, 3; 1, 2; 1, 1);
+                    k0 = k1;
+                }
+                j0 += cols;
+            }
+            r0 += mr;
+        }
+    }
+
+    /// One `[R, 16 V]` tile of `C` over `kc` values of `k`: each element a sequential FMA
+    /// chain from zero, then stored or added to `C` (one rounding). The last vector is
+    /// masked by `mask`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile<const R: usize, const V: usize>(
+        kc: usize,
+        a: *const f32,
+        rsa: usize,
+        csa: usize,
+        b: *const f32,
+        ldb: usize,
+        mask: __mmask16,
+        c: *mut f32,
+        add: bool,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        for kk in 0..kc {
+            let brow = b.add(kk * ldb);
+            let mut bv = [_mm512_setzero_ps(); V];
+            for v in 0..V {
+                bv[v] = if v + 1 == V {
+                    _mm512_maskz_loadu_ps(mask, brow.add(16 * v))
+                } else {
+                    _mm512_loadu_ps(brow.add(16 * v))
+                };
+            }
+            let ak = a.add(kk * csa);
+            for r in 0..R {
+                let av = _mm512_set1_ps(*ak.add(r * rsa));
+                for v in 0..V {
+                    acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+                }
+            }
+        }
+        for r in 0..R {
+            for v in 0..V {
+                let p = c.add(r * ldb + 16 * v);
+                let m = if v + 1 == V { mask } else { 0xffff };
+                let out = if add {
+                    _mm512_add_ps(_mm512_maskz_loadu_ps(m, p), acc[r][v])
+                } else {
+                    acc[r][v]
+                };
+                _mm512_mask_storeu_ps(p, m, out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// `matrixmultiply`'s `c = beta c + A B` with strides.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f32],
+        (rsa, csa): (usize, usize),
+        b: &[f32],
+        (rsb, csb): (usize, usize),
+        beta: f32,
+        c: &mut [f32],
+    ) {
+        // SAFETY: the test's slices hold the strided extents.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr(),
+                rsa as isize,
+                csa as isize,
+                b.as_ptr(),
+                rsb as isize,
+                csb as isize,
+                beta,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            )
+        }
+    }
+
+    #[test]
+    fn products_equal_matrixmultiply_bit_for_bit() {
+        if !fast() {
+            eprintln!("no AVX-512F: the kernels do not run here");
+            return;
+        }
+        let mut checked = 0;
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (3, 7, 5),
+            (128, 502, 64),
+            (33, 257, 17),
+            (64, 128, 502),
+            (6, 300, 64),
+            (5, 513, 70),
+            (130, 64, 6),
+            (7, 6, 64),
+            (2, 0, 3),
+        ] {
+            let a = data(m * k.max(1), (m * 31 + k) as u32);
+            let b = data(k.max(1) * n, (n * 17 + k) as u32);
+            let c0 = data(m * n, 99);
+            for beta in [0.0f32, 1.0] {
+                // A B (a row-major [m, k]).
+                let (mut want, mut got) = (c0.clone(), c0.clone());
+                reference(m, k, n, &a, (k, 1), &b, (n, 1), beta, &mut want);
+                product(m, k, n, &a, k, 1, &b, beta, &mut got);
+                assert_eq!(bits(&got), bits(&want), "A B {m}x{k}x{n} beta {beta}");
+                // A^T B (a row-major [k, m]).
+                let (mut want, mut got) = (c0.clone(), c0.clone());
+                reference(m, k, n, &a, (1, m), &b, (n, 1), beta, &mut want);
+                product(m, k, n, &a, 1, m, &b, beta, &mut got);
+                assert_eq!(bits(&got), bits(&want), "A^T B {m}x{k}x{n} beta {beta}");
+                // A B^T (b row-major [n, k], transposed once).
+                let (mut want, mut got) = (c0.clone(), c0.clone());
+                reference(m, k, n, &a, (k, 1), &b, (1, k), beta, &mut want);
+                let mut bt = Vec::new();
+                transpose(n, k, &b, &mut bt);
+                product(m, k, n, &a, k, 1, &bt, beta, &mut got);
+                assert_eq!(bits(&got), bits(&want), "A B^T {m}x{k}x{n} beta {beta}");
+                checked += 3;
+            }
+        }
+        assert_eq!(checked, 60);
+    }
+
+    #[test]
+    fn transpose_add_rounds_the_sum_once() {
+        let (n, k) = (5, 37);
+        let (b, d) = (data(n * k, 1), data(n * k, 2));
+        let mut out = vec![0f32; n * k];
+        transpose_add(n, k, &b, Some(&d), &mut out);
+        for j in 0..n {
+            for kk in 0..k {
+                assert_eq!(out[kk * n + j].to_bits(), (b[j * k + kk] + d[j * k + kk]).to_bits());
+            }
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+}
