@@ -7,7 +7,9 @@
 //! one product per chunk of rows that reads the agent's offset rows in place
 //! (`w + d_i` is never formed). Tests check it against tch autograd.
 
-use super::{gemm, param_shapes, LAYER_NORM_EPS};
+use super::gemm;
+use super::param_shapes;
+use super::rows::{norm_backward, norm_forward, Affine, NormGrads};
 use crate::world::NUM_ACTIONS;
 
 static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
@@ -185,6 +187,12 @@ pub struct Workspace {
     eff: Vec<f32>,
     /// Scratch for a transposed weight matrix (see [`gemm_abt`]).
     bt: Vec<f32>,
+    /// One chunk's LayerNorm constants (bias, scale, shift: shared + offsets).
+    bias: Vec<f32>,
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    /// Shared LayerNorm gradient accumulators of one layer.
+    acc: Vec<f32>,
     /// Evolved weight matrices: `false` forms `W + D_s` per chunk in one reused scratch
     /// and multiplies once (half the arithmetic); `true` computes `x W^T` for all rows plus
     /// `x_s D_s^T` per chunk.
@@ -402,39 +410,7 @@ fn add_offset(out: &mut [f32], w: &[f32], d: Option<&[f32]>) {
     }
 }
 
-/// Sum with eight independent partial sums (vectorisable, fixed order).
-fn sum_lanes(v: impl Iterator<Item = f32>) -> f32 {
-    let mut acc = [0f32; 8];
-    for (i, x) in v.enumerate() {
-        acc[i % 8] += x;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
-}
-
-/// `tanh` of every element in place: Eigen's rational approximation (odd degree-13 over
-/// even degree-6 polynomial, clamped): within 1e-6 relative of `tanh`, and vectorisable.
-pub fn tanh_in_place(v: &mut [f32]) {
-    const CLAMP: f32 = 7.905_311;
-    const A: [f32; 7] = [
-        4.893_524_6e-3,
-        6.372_619_3e-4,
-        1.485_722_4e-5,
-        5.122_297e-8,
-        -8.604_672e-11,
-        2.000_187_9e-13,
-        -2.760_768_5e-16,
-    ];
-    const B: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347e-4, 1.198_258_4e-6];
-    for x in v.iter_mut() {
-        let c = x.clamp(-CLAMP, CLAMP);
-        let x2 = c * c;
-        let p = ((((((A[6] * x2 + A[5]) * x2 + A[4]) * x2 + A[3]) * x2 + A[2]) * x2 + A[1]) * x2
-            + A[0])
-            * c;
-        let q = ((B[3] * x2 + B[2]) * x2 + B[1]) * x2 + B[0];
-        *x = if c.abs() < 4e-4 { c } else { p / q };
-    }
-}
+pub use super::rows::tanh_in_place;
 
 impl Workspace {
     /// Sizes the buffers for `rows` rows and returns the input rows `[rows, obs_dim]` to fill.
@@ -492,31 +468,22 @@ impl Workspace {
             let (b, g, t) = (lay.param(p, bi), lay.param(p, gi), lay.param(p, ti));
             let act = &mut rest[0];
             let rstd = &mut self.rstd[k];
-            let (mut bias, mut scale, mut shift) = (vec![0f32; h], vec![0f32; h], vec![0f32; h]);
+            let (bias, scale, shift) = (&mut self.bias, &mut self.scale, &mut self.shift);
+            for v in [&mut *bias, &mut *scale, &mut *shift] {
+                v.resize(h, 0.0);
+            }
             let mut run = |rows: std::ops::Range<usize>, entry: Option<usize>| {
                 let row = |i: usize| entry.and_then(|e| off.and_then(|o| o.row(i, h, e)));
-                add_offset(&mut bias, b, row(bi));
-                add_offset(&mut scale, g, row(gi));
-                add_offset(&mut shift, t, row(ti));
-                for r in rows {
-                    let zr = &mut z[r * h..(r + 1) * h];
-                    zr.iter_mut().zip(&bias).for_each(|(z, b)| *z += b);
-                    let mean = sum_lanes(zr.iter().copied()) / h as f32;
-                    let var = sum_lanes(zr.iter().map(|v| (v - mean) * (v - mean))) / h as f32;
-                    let rs = 1.0 / (var + LAYER_NORM_EPS as f32).sqrt();
-                    rstd[r] = rs;
-                    let ar = &mut act[r * h..(r + 1) * h];
-                    for ((a, z), (sc, sh)) in ar
-                        .iter_mut()
-                        .zip(zr.iter_mut())
-                        .zip(scale.iter().zip(&shift))
-                    {
-                        let nh = (*z - mean) * rs;
-                        *z = nh;
-                        *a = nh * sc + sh;
-                    }
-                    tanh_in_place(ar);
-                }
+                add_offset(bias, b, row(bi));
+                add_offset(scale, g, row(gi));
+                add_offset(shift, t, row(ti));
+                let aff = Affine {
+                    bias,
+                    scale,
+                    shift,
+                };
+                let (zs, acts) = (&mut z[rows.start * h..rows.end * h], &mut act[rows.start * h..rows.end * h]);
+                norm_forward(h, zs, acts, &mut rstd[rows], &aff);
             };
             match off {
                 Some(_) => segs
@@ -636,35 +603,35 @@ impl Workspace {
             let (da, dz) = (&self.da, &mut self.dz);
             let g = lay.param(p, gi);
             // Shared gradients of the LayerNorm scale, shift and the linear bias.
-            let mut acc = vec![0f32; 3 * h];
+            let acc = &mut self.acc;
+            acc.clear();
+            acc.resize(3 * h, 0.0);
             let (acc_g, acc_rest) = acc.split_at_mut(h);
             let (acc_t, acc_b) = acc_rest.split_at_mut(h);
-            let mut scale = vec![0f32; h];
+            let mut grads = NormGrads {
+                g: acc_g,
+                t: acc_t,
+                b: acc_b,
+            };
+            let scale = &mut self.scale;
+            scale.resize(h, 0.0);
             let mut run = |rows: std::ops::Range<usize>, entry: Option<usize>| {
                 add_offset(
-                    &mut scale,
+                    scale,
                     g,
                     entry.and_then(|e| off.and_then(|o| o.row(gi, h, e))),
                 );
-                for r in rows {
-                    let (ar, nr) = (&a[r * h..(r + 1) * h], &nhat[r * h..(r + 1) * h]);
-                    let dar = &da[r * h..(r + 1) * h];
-                    let dzr = &mut dz[r * h..(r + 1) * h];
-                    for j in 0..h {
-                        let dpre = dar[j] * (1.0 - ar[j] * ar[j]);
-                        acc_g[j] += dpre * nr[j];
-                        acc_t[j] += dpre;
-                        dzr[j] = dpre * scale[j];
-                    }
-                    let m1 = dzr.iter().sum::<f32>() / h as f32;
-                    let m2 = dzr.iter().zip(nr).map(|(x, y)| x * y).sum::<f32>() / h as f32;
-                    let rs = rstd[r];
-                    for j in 0..h {
-                        let v = rs * (dzr[j] - m1 - nr[j] * m2);
-                        dzr[j] = v;
-                        acc_b[j] += v;
-                    }
-                }
+                let span = rows.start * h..rows.end * h;
+                norm_backward(
+                    h,
+                    &a[span.clone()],
+                    &nhat[span.clone()],
+                    &rstd[rows],
+                    &da[span.clone()],
+                    &mut dz[span],
+                    scale,
+                    &mut grads,
+                );
             };
             match off {
                 Some(_) => segs
@@ -672,6 +639,11 @@ impl Workspace {
                     .for_each(|s| run(s.start..s.start + s.len, Some(s.entry))),
                 None => run(0..n, None),
             }
+            let NormGrads {
+                g: acc_g,
+                t: acc_t,
+                b: acc_b,
+            } = grads;
             for (i, part) in [(gi, &*acc_g), (ti, &*acc_t), (bi, &*acc_b)] {
                 grad[lay.start[i]..lay.start[i] + h].copy_from_slice(part);
             }
