@@ -184,27 +184,103 @@ pub fn adam_step_scaled(
     (beta1, beta2, eps): (f64, f64, f64),
 ) {
     let t = step as i32;
-    let step_size = (lr / (1.0 - beta1.powi(t))) as f32;
-    let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt() as f32;
-    let (b1, b2, eps) = (beta1 as f32, beta2 as f32, eps as f32);
-    let n = p.len().min(g.len()).min(m.len()).min(v.len());
-    for (((pi, &gi), mi), vi) in p[..n]
-        .iter_mut()
-        .zip(&g[..n])
-        .zip(&mut m[..n])
-        .zip(&mut v[..n])
+    let k = AdamConsts {
+        step_size: (lr / (1.0 - beta1.powi(t))) as f32,
+        bc2_sqrt: (1.0 - beta2.powi(t)).sqrt() as f32,
+        b1: beta1 as f32,
+        b2: beta2 as f32,
+        eps: eps as f32,
+        coef,
+    };
+    #[cfg(target_arch = "x86_64")]
     {
-        let gi = if coef < 1.0 { gi * coef } else { gi };
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the enabled features.
+            return unsafe { adam_avx512(p, g, m, v, k) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the enabled features.
+            return unsafe { adam_avx2(p, g, m, v, k) };
+        }
+    }
+    adam_body(p, g, m, v, k)
+}
+
+/// The per-step constants of [`adam_step_scaled`].
+#[derive(Clone, Copy)]
+struct AdamConsts {
+    step_size: f32,
+    bc2_sqrt: f32,
+    b1: f32,
+    b2: f32,
+    eps: f32,
+    coef: f32,
+}
+
+// The same loop compiled for wider vectors (chosen at run time): element-wise, so the same
+// bits (no multiply-add is fused).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn adam_avx512(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: AdamConsts) {
+    adam_body(p, g, m, v, k)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn adam_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: AdamConsts) {
+    adam_body(p, g, m, v, k)
+}
+
+#[inline(always)]
+fn adam_body(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: AdamConsts) {
+    let AdamConsts {
+        step_size,
+        bc2_sqrt,
+        b1,
+        b2,
+        eps,
+        coef,
+    } = k;
+    let n = p.len().min(g.len()).min(m.len()).min(v.len());
+    let (p, g, m, v) = (&mut p[..n], &g[..n], &mut m[..n], &mut v[..n]);
+    let step = |pi: &mut f32, gi: f32, mi: &mut f32, vi: &mut f32| {
         *mi += (1.0 - b1) * (gi - *mi);
         *vi = b2 * *vi + (1.0 - b2) * gi * gi;
         let denom = vi.sqrt() / bc2_sqrt + eps;
         *pi -= step_size * (*mi / denom);
+    };
+    if coef < 1.0 {
+        for i in 0..n {
+            step(&mut p[i], g[i] * coef, &mut m[i], &mut v[i]);
+        }
+    } else {
+        for i in 0..n {
+            step(&mut p[i], g[i], &mut m[i], &mut v[i]);
+        }
     }
 }
 
 /// `grad = parts[0] + parts[1] + ...` (in part order), returning the squared L2 norm of
 /// the sum (f64, eight partial sums in a fixed order: vectorisable).
 pub fn reduce_grad(grad: &mut [f32], parts: &[&[f32]]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the enabled features.
+            return unsafe { reduce_grad_avx512(grad, parts) };
+        }
+    }
+    reduce_grad_body(grad, parts)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn reduce_grad_avx512(grad: &mut [f32], parts: &[&[f32]]) -> f64 {
+    reduce_grad_body(grad, parts)
+}
+
+#[inline(always)]
+fn reduce_grad_body(grad: &mut [f32], parts: &[&[f32]]) -> f64 {
     let n = grad.len();
     grad.copy_from_slice(&parts[0][..n]);
     for q in &parts[1..] {
