@@ -91,6 +91,25 @@ pub fn product(
     beta: f32,
     c: &mut [f32],
 ) {
+    product_prefetching(m, k, n, a, rsa, csa, b, beta, c, &[])
+}
+
+/// [`product`] that also asks for the cache lines of `ahead` (data the caller reads next,
+/// e.g. the next chunk's offsets from main memory), spread over the product's tiles so the
+/// loads overlap the arithmetic. A hint: no effect on any result.
+#[allow(clippy::too_many_arguments)]
+pub fn product_prefetching(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+    ahead: &[f32],
+) {
     assert!(beta == 0.0 || beta == 1.0, "beta must be 0 or 1");
     assert!(fast(), "the AVX-512 kernels need AVX-512F");
     if m == 0 || n == 0 {
@@ -107,7 +126,7 @@ pub fn product(
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512F is present (asserted) and the extents are checked above.
     unsafe {
-        avx512::product(m, k, n, a.as_ptr(), rsa, csa, b.as_ptr(), beta, c.as_mut_ptr())
+        avx512::product(m, k, n, a.as_ptr(), rsa, csa, b.as_ptr(), beta, c.as_mut_ptr(), ahead)
     }
 }
 
@@ -133,7 +152,12 @@ mod avx512 {
         b: *const f32,
         beta: f32,
         c: *mut f32,
+        ahead: &[f32],
     ) {
+        // Cache lines of `ahead` to ask for before each tile.
+        let tiles = m.div_ceil(MR) * n.div_ceil(16 * NV) * k.div_ceil(KC);
+        let per_tile = ahead.len().div_ceil(16).div_ceil(tiles);
+        let mut line = 0;
         let mut r0 = 0;
         while r0 < m {
             let mr = (m - r0).min(MR);
@@ -150,6 +174,13 @@ mod avx512 {
                     let ap = a.add(r0 * rsa + k0 * csa);
                     let bp = b.add(k0 * n + j0);
                     let cp = c.add(r0 * n + j0);
+                    for _ in 0..per_tile {
+                        if line * 16 < ahead.len() {
+                            let p = ahead.as_ptr().add(line * 16) as *const i8;
+                            _mm_prefetch::<_MM_HINT_T1>(p);
+                        }
+                        line += 1;
+                    }
                     macro_rules! go {
                         ($($mr:literal, $nv:literal);*) => {
                             match (mr, nv) {

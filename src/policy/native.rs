@@ -220,7 +220,7 @@ fn per_chunk_product<'r>(
 ) {
     eff.resize(w.len(), 0.0);
     let mut last = usize::MAX;
-    for s in segs {
+    for (si, s) in segs.iter().enumerate() {
         if transpose_b && s.len <= SMALL_CHUNK {
             // A few rows: dot products read D_s once, nothing is formed; `x W^T` comes from
             // one product over all rows when every chunk is small (rollout ticks).
@@ -254,7 +254,10 @@ fn per_chunk_product<'r>(
         let a_s = &a[s.start * k..(s.start + s.len) * k];
         let c_s = &mut c[s.start * n..];
         if fast_t {
-            gemm::product(s.len, k, n, a_s, k, 1, eff, 0.0, c_s);
+            // The next chunk's offsets (main memory) load while this chunk is multiplied.
+            let next = segs[si + 1..].iter().find(|t| t.entry != s.entry);
+            let ahead = next.map_or(&[][..], |t| rows(t.entry));
+            gemm::product_prefetching(s.len, k, n, a_s, k, 1, eff, 0.0, c_s, ahead);
         } else if transpose_b {
             gemm_abt(s.len, k, n, a_s, eff, 0.0, c_s, bt);
         } else {
