@@ -401,6 +401,72 @@ fn dot_lanes(a: &[f32], b: &[f32], fma: impl Fn(f32, f32, f32) -> f32) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
+/// The heads' parameters for one chunk: shared `[actor W, actor b, critic W, critic b]`
+/// and the chunk's offsets of each.
+struct Heads<'a> {
+    h: usize,
+    w: [&'a [f32]; 4],
+    d: [Option<&'a [f32]>; 4],
+}
+
+impl Heads<'_> {
+    /// Logits `[rows, 6]` and values `[rows]` of the activations `a` `[rows, h]`: per output
+    /// `dot(a, W_o) + b_o (+ dot(a, D_o)) (+ d_o)` with [`dot`]'s order.
+    fn run(&self, a: &[f32], logits: &mut [f32], value: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU supports the enabled features.
+                return unsafe { self.run_fma(a, logits, value) };
+            }
+        }
+        self.run_with(dot, a, logits, value)
+    }
+
+    /// [`Heads::run`] with the fused dot product inlined (what [`dot`] runs on such CPUs).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_fma(&self, a: &[f32], logits: &mut [f32], value: &mut [f32]) {
+        self.run_with(
+            |x, y| dot_lanes(x, y, |p, q, acc| p.mul_add(q, acc)),
+            a,
+            logits,
+            value,
+        )
+    }
+
+    #[inline(always)]
+    fn run_with(
+        &self,
+        dot: impl Fn(&[f32], &[f32]) -> f32,
+        a: &[f32],
+        logits: &mut [f32],
+        value: &mut [f32],
+    ) {
+        let h = self.h;
+        let [wa, ba, wc, bc] = self.w;
+        let [dwa, dba, dwc, dbc] = self.d;
+        for ((ar, lr), v) in a
+            .chunks_exact(h)
+            .zip(logits.chunks_exact_mut(NUM_ACTIONS))
+            .zip(value.iter_mut())
+        {
+            for o in 0..NUM_ACTIONS {
+                let mut s = dot(ar, &wa[o * h..(o + 1) * h]) + ba[o];
+                if let Some(d) = dwa {
+                    s += dot(ar, &d[o * h..(o + 1) * h]);
+                }
+                lr[o] = s + dba.map_or(0.0, |d| d[o]);
+            }
+            let mut x = dot(ar, wc) + bc[0];
+            if let Some(d) = dwc {
+                x += dot(ar, d);
+            }
+            *v = x + dbc.map_or(0.0, |d| d[0]);
+        }
+    }
+}
+
 /// `out = w (+ d)`.
 fn add_offset(out: &mut [f32], w: &[f32], d: Option<&[f32]>) {
     match d {
@@ -512,22 +578,13 @@ impl Workspace {
         let (logits, value) = (&mut self.logits, &mut self.value);
         let mut run = |rows: std::ops::Range<usize>, entry: Option<usize>| {
             let row = |i: usize| entry.and_then(|e| off.and_then(|o| o.row(i, lay.len[i], e)));
-            let (dwa, dba, dwc, dbc) = (row(ai), row(ai + 1), row(ai + 2), row(ai + 3));
-            for r in rows {
-                let ar = &a[r * h..(r + 1) * h];
-                for o in 0..NUM_ACTIONS {
-                    let mut s = dot(ar, &wa[o * h..(o + 1) * h]) + ba[o];
-                    if let Some(d) = dwa {
-                        s += dot(ar, &d[o * h..(o + 1) * h]);
-                    }
-                    logits[r * NUM_ACTIONS + o] = s + dba.map_or(0.0, |d| d[o]);
-                }
-                let mut v = dot(ar, wc) + bc[0];
-                if let Some(d) = dwc {
-                    v += dot(ar, d);
-                }
-                value[r] = v + dbc.map_or(0.0, |d| d[0]);
-            }
+            let heads = Heads {
+                h,
+                w: [wa, ba, wc, bc],
+                d: [row(ai), row(ai + 1), row(ai + 2), row(ai + 3)],
+            };
+            let (lg, v) = (&mut logits[rows.start * NUM_ACTIONS..rows.end * NUM_ACTIONS], &mut value[rows.clone()]);
+            heads.run(&a[rows.start * h..rows.end * h], lg, v);
         };
         match off {
             Some(_) => segs
