@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use super::adam::Adam;
+use super::pair::SpinPair;
 use super::update::{add_epoch_sums, plan_epoch, Batch, NonFiniteLoss, UpdateStats};
 use crate::config::TrainConfig;
 use crate::policy::native::{cpu_slice, cpu_slice_mut, Layout, OffsetRows, Seg, Workspace};
@@ -382,7 +383,12 @@ impl<'a> NativeUpdate<'a> {
             vf_coef: cfg.vf_coef,
             ent_coef: cfg.ent_coef,
         };
-        let pool = crate::policy::native::thread_pool(threads);
+        // Two threads: this one and a spinning helper (see `super::pair`).
+        let pair = if threads > 1 {
+            SpinPair::<Part>::new()
+        } else {
+            None
+        };
         let nparts = PARTS;
         let mut parts: Vec<Part> = (0..nparts).map(|_| Part::new(self.lay.total)).collect();
         let mut grad = vec![0f32; self.lay.total];
@@ -433,12 +439,9 @@ impl<'a> NativeUpdate<'a> {
                     part.fill_s = tf.elapsed().as_secs_f64();
                     part.compute(lay, params, off, norm, coefs)
                 };
-                match &pool {
-                    Some(pool) => pool.install(|| {
-                        use rayon::prelude::*;
-                        parts.par_iter_mut().for_each(work)
-                    }),
-                    None => parts.iter_mut().for_each(work),
+                match (&pair, &mut parts[..]) {
+                    (Some(pair), [a, b]) => pair.run_two(&work, a, b),
+                    (_, parts) => parts.iter_mut().for_each(work),
                 }
                 let t_reduce_start = t.elapsed().as_secs_f64();
                 let mut loss_sums = [0f64; 5];
