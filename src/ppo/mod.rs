@@ -7,7 +7,7 @@
 pub mod adam;
 pub mod gae;
 pub mod interrupt;
-mod pair;
+pub(crate) mod pair;
 pub mod rollout;
 pub mod specialization;
 pub mod update;

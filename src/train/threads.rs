@@ -13,7 +13,8 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::policy::native::{thread_pool, Layout, Seg, Workspace};
+use crate::policy::native::{Layout, Seg, Workspace};
+use crate::ppo::pair::SpinPair;
 use crate::ppo::update_native::PARTS;
 
 /// The outcome of the start-up measurement.
@@ -83,15 +84,13 @@ fn time_minibatch(lay: &Layout, threads: usize) -> f64 {
     };
     // Buffers sized before the clock starts.
     parts.iter_mut().for_each(work);
-    let pool = thread_pool(threads);
+    // As the update runs them (`NativeUpdate::run`): inline, or this thread plus a helper.
+    let pair = if threads > 1 { SpinPair::new() } else { None };
     let t = Instant::now();
     for _ in 0..4 {
-        match &pool {
-            Some(pool) => pool.install(|| {
-                use rayon::prelude::*;
-                parts.par_iter_mut().for_each(work)
-            }),
-            None => parts.iter_mut().for_each(work),
+        match (&pair, &mut parts[..]) {
+            (Some(pair), [a, b]) => pair.run_two(&work, a, b),
+            (_, parts) => parts.iter_mut().for_each(work),
         }
     }
     t.elapsed().as_secs_f64() / 4.0
