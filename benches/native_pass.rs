@@ -56,7 +56,12 @@ impl Case {
                     Evo::Heads => i >= 4 * nh,
                     Evo::All => true,
                 };
-                on.then(|| (r.vec(num_slots * lay.len[i], 0.05), r.vec(4 * lay.len[i], 0.05)))
+                on.then(|| {
+                    (
+                        r.vec(num_slots * lay.len[i], 0.05),
+                        r.vec(4 * lay.len[i], 0.05),
+                    )
+                })
             })
             .collect();
         let rows: usize = segs.iter().map(|s| s.len).sum();
@@ -88,7 +93,8 @@ impl Case {
     /// Forward + backward; returns every output.
     fn run(&self, ws: &mut Workspace, grad: &mut Vec<f32>, backward: bool) -> Vec<f32> {
         let off = self.off();
-        ws.input_mut(&self.lay, self.rows()).copy_from_slice(&self.x);
+        ws.input_mut(&self.lay, self.rows())
+            .copy_from_slice(&self.x);
         ws.forward(&self.lay, &self.params, &self.segs, off.as_ref());
         let mut out = ws.logits.clone();
         out.extend_from_slice(&ws.value);
@@ -137,11 +143,19 @@ fn ticks(rows: usize, entries: usize) -> Vec<Seg> {
 
 fn cases() -> Vec<(String, Case, bool)> {
     let mut v = Vec::new();
-    for (obs, hidden) in [(502usize, vec![64usize, 64]), (31, vec![8, 8]), (300, vec![16, 24])] {
+    for (obs, hidden) in [
+        (502usize, vec![64usize, 64]),
+        (31, vec![8, 8]),
+        (300, vec![16, 24]),
+    ] {
         for evo in [Evo::None, Evo::Heads, Evo::All] {
             let name = format!(
                 "obs{obs}_{}_{}",
-                hidden.iter().map(|h| h.to_string()).collect::<Vec<_>>().join("x"),
+                hidden
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join("x"),
                 match evo {
                     Evo::None => "none",
                     Evo::Heads => "heads",
@@ -156,7 +170,13 @@ fn cases() -> Vec<(String, Case, bool)> {
             ));
             v.push((
                 format!("{name}_update_odd"),
-                Case::new(obs, &hidden, evo, chunks(&[20, 1, 2, 32, 45, 3, 17, 9], 12), seed + 1),
+                Case::new(
+                    obs,
+                    &hidden,
+                    evo,
+                    chunks(&[20, 1, 2, 32, 45, 3, 17, 9], 12),
+                    seed + 1,
+                ),
                 true,
             ));
             v.push((
@@ -170,7 +190,10 @@ fn cases() -> Vec<(String, Case, bool)> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let mode = args.first().map(String::as_str).unwrap_or("time");
     let mut ws = Workspace::default();
     let mut grad = Vec::new();
@@ -183,7 +206,10 @@ fn main() {
                 // Twice on the same workspace: reused buffers must not change anything.
                 let a = case.run(&mut ws, &mut grad, bwd);
                 let b = case.run(&mut ws, &mut grad, bwd);
-                assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{name}: rerun differs");
+                assert!(
+                    a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{name}: rerun differs"
+                );
                 names.push((name, bits.len(), a.len()));
                 bits.extend(a.iter().map(|x| x.to_bits()));
             }
@@ -199,14 +225,23 @@ fn main() {
                     .collect();
                 let mut bad = 0;
                 for (name, s, n) in names {
-                    let diff = (s..s + n).filter(|&i| want.get(i) != Some(&bits[i])).count();
+                    let diff = (s..s + n)
+                        .filter(|&i| want.get(i) != Some(&bits[i]))
+                        .count();
                     if diff > 0 {
                         bad += 1;
                         println!("{name}: {diff} of {n} values differ");
                     }
                 }
                 assert_eq!(want.len(), bits.len(), "value count");
-                println!("{}", if bad == 0 { "all bit-identical" } else { "DIFFERENT" });
+                println!(
+                    "{}",
+                    if bad == 0 {
+                        "all bit-identical"
+                    } else {
+                        "DIFFERENT"
+                    }
+                );
                 if bad > 0 {
                     std::process::exit(1);
                 }
@@ -236,18 +271,32 @@ fn main() {
                     }
                     let off = case.off();
                     let t = Instant::now();
-                    ws.input_mut(&case.lay, case.rows()).copy_from_slice(&case.x);
+                    ws.input_mut(&case.lay, case.rows())
+                        .copy_from_slice(&case.x);
                     ws.forward(&case.lay, &case.params, &case.segs, off.as_ref());
                     tf += t.elapsed().as_secs_f64();
                     let t = Instant::now();
                     grad.resize(case.lay.total, 0.0);
-                    ws.backward(&case.lay, &case.params, &case.segs, off.as_ref(), &case.dlogits, &case.dvalue, &mut grad);
+                    ws.backward(
+                        &case.lay,
+                        &case.params,
+                        &case.segs,
+                        off.as_ref(),
+                        &case.dlogits,
+                        &case.dvalue,
+                        &mut grad,
+                    );
                     tb += t.elapsed().as_secs_f64();
                 }
                 best_f = best_f.min(tf / reps as f64);
                 best_b = best_b.min(tb / reps as f64);
             }
-            println!("{:32} forward {:8.1} us  backward {:8.1} us", "obs502_64x64_all_update128_dram", best_f * 1e6, best_b * 1e6);
+            println!(
+                "{:32} forward {:8.1} us  backward {:8.1} us",
+                "obs502_64x64_all_update128_dram",
+                best_f * 1e6,
+                best_b * 1e6
+            );
         }
         _ => {
             let filter = args.get(1).cloned().unwrap_or_default();
@@ -262,20 +311,33 @@ fn main() {
                     let (mut tf, mut tb) = (0.0, 0.0);
                     for _ in 0..reps {
                         let t = Instant::now();
-                        ws.input_mut(&case.lay, case.rows()).copy_from_slice(&case.x);
+                        ws.input_mut(&case.lay, case.rows())
+                            .copy_from_slice(&case.x);
                         ws.forward(&case.lay, &case.params, &case.segs, off.as_ref());
                         tf += t.elapsed().as_secs_f64();
                         if bwd {
                             let t = Instant::now();
                             grad.resize(case.lay.total, 0.0);
-                            ws.backward(&case.lay, &case.params, &case.segs, off.as_ref(), &case.dlogits, &case.dvalue, &mut grad);
+                            ws.backward(
+                                &case.lay,
+                                &case.params,
+                                &case.segs,
+                                off.as_ref(),
+                                &case.dlogits,
+                                &case.dvalue,
+                                &mut grad,
+                            );
                             tb += t.elapsed().as_secs_f64();
                         }
                     }
                     best_f = best_f.min(tf / reps as f64);
                     best_b = best_b.min(tb / reps as f64);
                 }
-                println!("{name:32} forward {:8.1} us  backward {:8.1} us", best_f * 1e6, best_b * 1e6);
+                println!(
+                    "{name:32} forward {:8.1} us  backward {:8.1} us",
+                    best_f * 1e6,
+                    best_b * 1e6
+                );
             }
         }
     }

@@ -47,7 +47,16 @@ pub fn transpose_add(n: usize, k: usize, b: &[f32], d: Option<&[f32]>, out: &mut
         // Whole blocks of 16 rows of `b` through in-register 16 x 16 transposes.
         j_done = n / T * T;
         // SAFETY: AVX-512F is present; the extents are checked above.
-        unsafe { avx512::transpose_add(j_done, n, k, b.as_ptr(), d.map(|d| d.as_ptr()), out.as_mut_ptr()) };
+        unsafe {
+            avx512::transpose_add(
+                j_done,
+                n,
+                k,
+                b.as_ptr(),
+                d.map(|d| d.as_ptr()),
+                out.as_mut_ptr(),
+            )
+        };
     }
     for j0 in (j_done..n).step_by(T) {
         let j1 = (j0 + T).min(n);
@@ -126,7 +135,18 @@ pub fn product_prefetching(
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512F is present (asserted) and the extents are checked above.
     unsafe {
-        avx512::product(m, k, n, a.as_ptr(), rsa, csa, b.as_ptr(), beta, c.as_mut_ptr(), ahead)
+        avx512::product(
+            m,
+            k,
+            n,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            beta,
+            c.as_mut_ptr(),
+            ahead,
+        )
     }
 }
 
@@ -422,7 +442,11 @@ mod tests {
             for j in 0..n {
                 for kk in 0..k {
                     let want = b[j * k + kk] + d[j * k + kk];
-                    assert_eq!(out[kk * n + j].to_bits(), want.to_bits(), "{n}x{k} at {j},{kk}");
+                    assert_eq!(
+                        out[kk * n + j].to_bits(),
+                        want.to_bits(),
+                        "{n}x{k} at {j},{kk}"
+                    );
                 }
             }
             let mut t = Vec::new();

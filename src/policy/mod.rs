@@ -5,9 +5,9 @@
 //! computes `x (W + D_i)^T` as one shared matmul plus batched per-agent products.
 
 pub mod gemm;
-mod rows;
 pub mod native;
 pub(crate) mod offsets;
+mod rows;
 
 pub use offsets::{MutationSpec, Offsets};
 

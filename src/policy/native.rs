@@ -546,12 +546,11 @@ impl Workspace {
                 add_offset(bias, b, row(bi));
                 add_offset(scale, g, row(gi));
                 add_offset(shift, t, row(ti));
-                let aff = Affine {
-                    bias,
-                    scale,
-                    shift,
-                };
-                let (zs, acts) = (&mut z[rows.start * h..rows.end * h], &mut act[rows.start * h..rows.end * h]);
+                let aff = Affine { bias, scale, shift };
+                let (zs, acts) = (
+                    &mut z[rows.start * h..rows.end * h],
+                    &mut act[rows.start * h..rows.end * h],
+                );
                 norm_forward(h, zs, acts, &mut rstd[rows], &aff);
             };
             match off {
@@ -583,7 +582,10 @@ impl Workspace {
                 w: [wa, ba, wc, bc],
                 d: [row(ai), row(ai + 1), row(ai + 2), row(ai + 3)],
             };
-            let (lg, v) = (&mut logits[rows.start * NUM_ACTIONS..rows.end * NUM_ACTIONS], &mut value[rows.clone()]);
+            let (lg, v) = (
+                &mut logits[rows.start * NUM_ACTIONS..rows.end * NUM_ACTIONS],
+                &mut value[rows.clone()],
+            );
             heads.run(&a[rows.start * h..rows.end * h], lg, v);
         };
         match off {

@@ -91,7 +91,11 @@ fn norm_forward_body(h: usize, z: &mut [f32], act: &mut [f32], rstd: &mut [f32],
         let var = sum_lanes(zr.iter().map(|v| (v - mean) * (v - mean))) / h as f32;
         let rs = 1.0 / (var + LAYER_NORM_EPS as f32).sqrt();
         *rs_out = rs;
-        for ((a, z), (sc, sh)) in ar.iter_mut().zip(zr.iter_mut()).zip(scale.iter().zip(shift)) {
+        for ((a, z), (sc, sh)) in ar
+            .iter_mut()
+            .zip(zr.iter_mut())
+            .zip(scale.iter().zip(shift))
+        {
             let nh = (*z - mean) * rs;
             *z = nh;
             *a = nh * sc + sh;
@@ -188,8 +192,18 @@ fn norm_backward_body(
     acc: &mut NormGrads,
 ) {
     let rows = rstd.len();
-    let (scale, acc_g, acc_t, acc_b) = (&scale[..h], &mut acc.g[..h], &mut acc.t[..h], &mut acc.b[..h]);
-    let (a, nhat, da, dz) = (&a[..rows * h], &nhat[..rows * h], &da[..rows * h], &mut dz[..rows * h]);
+    let (scale, acc_g, acc_t, acc_b) = (
+        &scale[..h],
+        &mut acc.g[..h],
+        &mut acc.t[..h],
+        &mut acc.b[..h],
+    );
+    let (a, nhat, da, dz) = (
+        &a[..rows * h],
+        &nhat[..rows * h],
+        &da[..rows * h],
+        &mut dz[..rows * h],
+    );
     // Pass 1: through tanh and the affine; the scale and shift gradients.
     for (((ar, nr), dar), dzr) in a
         .chunks_exact(h)

@@ -102,9 +102,10 @@ impl<T: Send + 'static> SpinPair<T> {
         // `done`, and this function does not return before that.
         let job = Job {
             work: unsafe {
-                std::mem::transmute::<*const (dyn Fn(&mut T) + Sync + '_), *const (dyn Fn(&mut T) + Sync)>(
-                    work,
-                )
+                std::mem::transmute::<
+                    *const (dyn Fn(&mut T) + Sync + '_),
+                    *const (dyn Fn(&mut T) + Sync),
+                >(work)
             },
             part: b as *mut T,
         };
