@@ -13,22 +13,39 @@
 //! (`beta = 1`), every later block added to `C`. These kernels do exactly that, so every
 //! result (and the format-v1 checkpoint fixture's bit-exact continuation) is unchanged;
 //! `tests` compare them bit for bit with `matrixmultiply` on odd shapes. They run on CPUs
-//! with AVX-512F; elsewhere `matrixmultiply` runs as before.
+//! with AVX-512F (16-float vectors) or AVX2 + FMA (8-float vectors; the same order per
+//! element, so the same bits); elsewhere `matrixmultiply` runs as before.
 
 /// `k` block of `matrixmultiply`'s sgemm (`S_KC`): the float order of every product.
 pub const KC: usize = 256;
 
-/// Whether the AVX-512 kernels run on this CPU (else `matrixmultiply`).
-#[inline]
-pub fn fast() -> bool {
+/// The kernels available on this CPU, widest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// AVX-512F: 16 floats per vector, masked column tails.
+    Avx512,
+    /// AVX2 + FMA: 8 floats per vector.
+    Avx2,
+}
+
+fn kernel() -> Option<Kernel> {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx512f")
+        if std::is_x86_feature_detected!("avx512f") {
+            return Some(Kernel::Avx512);
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return Some(Kernel::Avx2);
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    None
+}
+
+/// Whether these kernels run on this CPU (AVX-512F, or AVX2 with FMA; else the callers
+/// use `matrixmultiply`).
+#[inline]
+pub fn fast() -> bool {
+    kernel().is_some()
 }
 
 /// `out[k, n] = b[n, k]^T` (row-major), resizing `out`.
@@ -43,7 +60,7 @@ pub fn transpose_add(n: usize, k: usize, b: &[f32], d: Option<&[f32]>, out: &mut
     const T: usize = 16;
     let mut j_done = 0;
     #[cfg(target_arch = "x86_64")]
-    if fast() {
+    if kernel() == Some(Kernel::Avx512) {
         // Whole blocks of 16 rows of `b` through in-register 16 x 16 transposes.
         j_done = n / T * T;
         // SAFETY: AVX-512F is present; the extents are checked above.
@@ -119,8 +136,25 @@ pub fn product_prefetching(
     c: &mut [f32],
     ahead: &[f32],
 ) {
+    let kernel = kernel().expect("the kernels need AVX-512F or AVX2 + FMA");
+    product_on(kernel, m, k, n, a, rsa, csa, b, beta, c, ahead)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn product_on(
+    kernel: Kernel,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+    ahead: &[f32],
+) {
     assert!(beta == 0.0 || beta == 1.0, "beta must be 0 or 1");
-    assert!(fast(), "the AVX-512 kernels need AVX-512F");
     if m == 0 || n == 0 {
         return;
     }
@@ -133,20 +167,126 @@ pub fn product_prefetching(
     }
     assert!(a.len() > (m - 1) * rsa + (k - 1) * csa);
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F is present (asserted) and the extents are checked above.
+    // SAFETY: `kernel` names features this CPU has (see `kernel()`); the extents are
+    // checked above.
     unsafe {
-        avx512::product(
-            m,
-            k,
-            n,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            beta,
-            c.as_mut_ptr(),
-            ahead,
-        )
+        let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+        match kernel {
+            Kernel::Avx512 => avx512::product(m, k, n, a, rsa, csa, b, beta, c, ahead),
+            Kernel::Avx2 => avx2::product(m, k, n, a, rsa, csa, b, beta, c),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (kernel, ahead);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::KC;
+    use std::arch::x86_64::*;
+
+    /// Rows of `C` per tile.
+    const MR: usize = 4;
+    /// 8-float vectors of `C` columns per tile.
+    const NV: usize = 2;
+
+    /// As `avx512::product`, 8 floats per vector (the same order per element).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn product(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const f32,
+        rsa: usize,
+        csa: usize,
+        b: *const f32,
+        beta: f32,
+        c: *mut f32,
+    ) {
+        let mut r0 = 0;
+        while r0 < m {
+            let mr = (m - r0).min(MR);
+            let mut j0 = 0;
+            while j0 < n {
+                let cols = (n - j0).min(8 * NV);
+                let nv = cols.div_ceil(8);
+                let rem = (cols - 8 * (nv - 1)) as i32;
+                // Lanes below `rem` of the last vector are in the matrix.
+                let mask = _mm256_cmpgt_epi32(
+                    _mm256_set1_epi32(rem),
+                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                );
+                let mut k0 = 0;
+                while k0 < k {
+                    let k1 = (k0 + KC).min(k);
+                    let add = k0 > 0 || beta != 0.0;
+                    let ap = a.add(r0 * rsa + k0 * csa);
+                    let bp = b.add(k0 * n + j0);
+                    let cp = c.add(r0 * n + j0);
+                    macro_rules! go {
+                        ($($mr:literal, $nv:literal);*) => {
+                            match (mr, nv) {
+                                $(($mr, $nv) => tile::<$mr, $nv>(k1 - k0, ap, rsa, csa, bp, n, mask, cp, add),)*
+                                _ => unreachable!(),
+                            }
+                        };
+                    }
+                    go!(4, 2; 4, 1; 3, 2; 3, 1; 2, 2; 2, 1; 1, 2; 1, 1);
+                    k0 = k1;
+                }
+                j0 += cols;
+            }
+            r0 += mr;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile<const R: usize, const V: usize>(
+        kc: usize,
+        a: *const f32,
+        rsa: usize,
+        csa: usize,
+        b: *const f32,
+        ldb: usize,
+        mask: __m256i,
+        c: *mut f32,
+        add: bool,
+    ) {
+        let full = _mm256_set1_epi32(-1);
+        let mut acc = [[_mm256_setzero_ps(); V]; R];
+        for kk in 0..kc {
+            let brow = b.add(kk * ldb);
+            let mut bv = [_mm256_setzero_ps(); V];
+            for v in 0..V {
+                bv[v] = if v + 1 == V {
+                    _mm256_maskload_ps(brow.add(8 * v), mask)
+                } else {
+                    _mm256_loadu_ps(brow.add(8 * v))
+                };
+            }
+            let ak = a.add(kk * csa);
+            for r in 0..R {
+                let av = _mm256_set1_ps(*ak.add(r * rsa));
+                for v in 0..V {
+                    acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+                }
+            }
+        }
+        for r in 0..R {
+            for v in 0..V {
+                let p = c.add(r * ldb + 8 * v);
+                let m = if v + 1 == V { mask } else { full };
+                let out = if add {
+                    _mm256_add_ps(_mm256_maskload_ps(p, m), acc[r][v])
+                } else {
+                    acc[r][v]
+                };
+                _mm256_maskstore_ps(p, m, out);
+            }
+        }
     }
 }
 
@@ -389,10 +529,20 @@ mod tests {
 
     #[test]
     fn products_equal_matrixmultiply_bit_for_bit() {
-        if !fast() {
-            eprintln!("no AVX-512F: the kernels do not run here");
-            return;
+        let kernels: Vec<Kernel> = match kernel() {
+            Some(Kernel::Avx512) => vec![Kernel::Avx512, Kernel::Avx2],
+            Some(Kernel::Avx2) => vec![Kernel::Avx2],
+            None => {
+                eprintln!("no AVX-512F or AVX2 + FMA: the kernels do not run here");
+                return;
+            }
+        };
+        for kern in kernels {
+            check_kernel(kern);
         }
+    }
+
+    fn check_kernel(kern: Kernel) {
         let mut checked = 0;
         for &(m, k, n) in &[
             (1, 1, 1),
@@ -413,20 +563,32 @@ mod tests {
                 // A B (a row-major [m, k]).
                 let (mut want, mut got) = (c0.clone(), c0.clone());
                 reference(m, k, n, &a, (k, 1), &b, (n, 1), beta, &mut want);
-                product(m, k, n, &a, k, 1, &b, beta, &mut got);
-                assert_eq!(bits(&got), bits(&want), "A B {m}x{k}x{n} beta {beta}");
+                product_on(kern, m, k, n, &a, k, 1, &b, beta, &mut got, &[]);
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{kern:?} A B {m}x{k}x{n} beta {beta}"
+                );
                 // A^T B (a row-major [k, m]).
                 let (mut want, mut got) = (c0.clone(), c0.clone());
                 reference(m, k, n, &a, (1, m), &b, (n, 1), beta, &mut want);
-                product(m, k, n, &a, 1, m, &b, beta, &mut got);
-                assert_eq!(bits(&got), bits(&want), "A^T B {m}x{k}x{n} beta {beta}");
+                product_on(kern, m, k, n, &a, 1, m, &b, beta, &mut got, &[]);
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{kern:?} A^T B {m}x{k}x{n} beta {beta}"
+                );
                 // A B^T (b row-major [n, k], transposed once).
                 let (mut want, mut got) = (c0.clone(), c0.clone());
                 reference(m, k, n, &a, (k, 1), &b, (1, k), beta, &mut want);
                 let mut bt = Vec::new();
                 transpose(n, k, &b, &mut bt);
-                product(m, k, n, &a, k, 1, &bt, beta, &mut got);
-                assert_eq!(bits(&got), bits(&want), "A B^T {m}x{k}x{n} beta {beta}");
+                product_on(kern, m, k, n, &a, k, 1, &bt, beta, &mut got, &[]);
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{kern:?} A B^T {m}x{k}x{n} beta {beta}"
+                );
                 checked += 3;
             }
         }
