@@ -12,17 +12,29 @@ use std::thread::JoinHandle;
 /// Spins before a waiting thread starts yielding its core (a few tens of microseconds).
 const SPINS: u32 = 20_000;
 
-/// One job: `work(part)` with both references' lifetimes erased (see [`SpinPair::run_two`]).
-struct Job<T> {
-    work: *const (dyn Fn(&mut T) + Sync),
-    part: *mut T,
+/// One job for the helper, its borrows' lifetimes erased (see [`SpinPair::run_two`]).
+struct Job {
+    run: *const (dyn Fn() + Sync),
 }
 
-// SAFETY: the pointers are only dereferenced while `run_two` keeps the referents borrowed
-// (it returns only after the helper reported the job done); `T: Send`, the closure `Sync`.
-unsafe impl<T: Send> Send for Job<T> {}
+// SAFETY: the closure is `Sync` and is only called while `run_two` keeps it (and what it
+// borrows) alive: `run_two` returns only after the helper reported the job done.
+unsafe impl Send for Job {}
 
-struct Shared<T> {
+/// A pointer that may cross to the helper (what it points to is lent for one job).
+struct Lent<T>(*mut T);
+// SAFETY: used only by `run_two`, which lends `*mut T` of a `T: Send` to exactly one
+// thread at a time.
+unsafe impl<T: Send> Sync for Lent<T> {}
+
+impl<T> Lent<T> {
+    /// The pointer (a method, so closures capture the whole `Lent`).
+    fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
+struct Shared {
     /// Jobs handed out so far (the helper runs job `posted` when it exceeds `done`).
     posted: AtomicU64,
     /// Jobs finished by the helper.
@@ -30,12 +42,12 @@ struct Shared<T> {
     quit: AtomicBool,
     /// The helper's job panicked.
     panicked: AtomicBool,
-    job: Mutex<Option<Job<T>>>,
+    job: Mutex<Option<Job>>,
 }
 
 /// The calling thread plus one spinning helper thread.
-pub struct SpinPair<T: Send + 'static> {
-    shared: Arc<Shared<T>>,
+pub struct SpinPair {
+    shared: Arc<Shared>,
     helper: Option<JoinHandle<()>>,
 }
 
@@ -51,9 +63,9 @@ fn wait_until(mut ready: impl FnMut() -> bool) {
     }
 }
 
-impl<T: Send + 'static> SpinPair<T> {
+impl SpinPair {
     /// Starts the helper thread; `None` if the OS refuses a thread (then run inline).
-    pub fn new() -> Option<SpinPair<T>> {
+    pub fn new() -> Option<SpinPair> {
         let shared = Arc::new(Shared {
             posted: AtomicU64::new(0),
             done: AtomicU64::new(0),
@@ -75,8 +87,8 @@ impl<T: Send + 'static> SpinPair<T> {
                     let job = s.job.lock().ok().and_then(|mut j| j.take());
                     if let Some(job) = job {
                         let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            // SAFETY: see `Job`: `run_two` keeps both borrowed until `done`.
-                            unsafe { (*job.work)(&mut *job.part) }
+                            // SAFETY: see `Job`: `run_two` keeps it alive until `done`.
+                            unsafe { (*job.run)() }
                         }));
                         if ok.is_err() {
                             s.panicked.store(true, Ordering::Release);
@@ -96,18 +108,20 @@ impl<T: Send + 'static> SpinPair<T> {
     ///
     /// # Panics
     /// If `work` panicked on the helper.
-    pub fn run_two(&self, work: &(dyn Fn(&mut T) + Sync), a: &mut T, b: &mut T) {
+    pub fn run_two<T: Send>(&self, work: &(dyn Fn(&mut T) + Sync), a: &mut T, b: &mut T) {
         let s = &self.shared;
-        // SAFETY (lifetime erasure): the helper dereferences these only before it stores
-        // `done`, and this function does not return before that.
+        let lent = Lent(b as *mut T);
+        // SAFETY: `b` is lent to the helper alone until it reports this job done.
+        let there = move || work(unsafe { &mut *lent.get() });
+        let there: &(dyn Fn() + Sync) = &there;
+        // SAFETY (lifetime erasure): the helper calls `there` only before it stores `done`,
+        // and this function does not return before that.
         let job = Job {
-            work: unsafe {
-                std::mem::transmute::<
-                    *const (dyn Fn(&mut T) + Sync + '_),
-                    *const (dyn Fn(&mut T) + Sync),
-                >(work)
+            run: unsafe {
+                std::mem::transmute::<*const (dyn Fn() + Sync + '_), *const (dyn Fn() + Sync)>(
+                    there,
+                )
             },
-            part: b as *mut T,
         };
         if let Ok(mut slot) = s.job.lock() {
             *slot = Some(job);
@@ -122,7 +136,7 @@ impl<T: Send + 'static> SpinPair<T> {
     }
 }
 
-impl<T: Send + 'static> Drop for SpinPair<T> {
+impl Drop for SpinPair {
     fn drop(&mut self) {
         self.shared.quit.store(true, Ordering::Release);
         self.shared.posted.fetch_add(1, Ordering::AcqRel);
@@ -138,7 +152,7 @@ mod tests {
 
     #[test]
     fn both_parts_run_every_time_and_the_helper_stops() {
-        let pair = SpinPair::<Vec<u64>>::new().unwrap();
+        let pair = SpinPair::new().unwrap();
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for i in 0..1000u64 {
             let work = move |v: &mut Vec<u64>| v.push(i * 2);

@@ -282,11 +282,60 @@ unsafe fn reduce_grad_avx512(grad: &mut [f32], parts: &[&[f32]]) -> f64 {
 
 #[inline(always)]
 fn reduce_grad_body(grad: &mut [f32], parts: &[&[f32]]) -> f64 {
-    let n = grad.len();
-    grad.copy_from_slice(&parts[0][..n]);
-    for q in &parts[1..] {
-        grad.iter_mut().zip(&q[..n]).for_each(|(g, x)| *g += x);
+    add_parts_body(grad, parts, 0);
+    sum_squares_body(grad)
+}
+
+/// `grad = parts[0][off..] + parts[1][off..] + ...` (in part order) for `grad.len()` values:
+/// the element-wise half of [`reduce_grad`], so it can be split between threads.
+fn add_parts(grad: &mut [f32], parts: &[&[f32]], off: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the enabled features.
+            return unsafe { add_parts_avx512(grad, parts, off) };
+        }
     }
+    add_parts_body(grad, parts, off)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn add_parts_avx512(grad: &mut [f32], parts: &[&[f32]], off: usize) {
+    add_parts_body(grad, parts, off)
+}
+
+#[inline(always)]
+fn add_parts_body(grad: &mut [f32], parts: &[&[f32]], off: usize) {
+    let n = grad.len();
+    grad.copy_from_slice(&parts[0][off..off + n]);
+    for q in &parts[1..] {
+        grad.iter_mut()
+            .zip(&q[off..off + n])
+            .for_each(|(g, x)| *g += x);
+    }
+}
+
+/// The squared L2 norm of `grad` in [`reduce_grad`]'s order (one thread: a fixed order).
+fn sum_squares(grad: &[f32]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the enabled features.
+            return unsafe { sum_squares_avx512(grad) };
+        }
+    }
+    sum_squares_body(grad)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn sum_squares_avx512(grad: &[f32]) -> f64 {
+    sum_squares_body(grad)
+}
+
+#[inline(always)]
+fn sum_squares_body(grad: &[f32]) -> f64 {
     let mut acc = [0f64; 8];
     let mut blocks = grad.chunks_exact(8);
     for c in &mut blocks {
@@ -384,11 +433,7 @@ impl<'a> NativeUpdate<'a> {
             ent_coef: cfg.ent_coef,
         };
         // Two threads: this one and a spinning helper (see `super::pair`).
-        let pair = if threads > 1 {
-            SpinPair::<Part>::new()
-        } else {
-            None
-        };
+        let pair = if threads > 1 { SpinPair::new() } else { None };
         let nparts = PARTS;
         let mut parts: Vec<Part> = (0..nparts).map(|_| Part::new(self.lay.total)).collect();
         let mut grad = vec![0f32; self.lay.total];
@@ -464,7 +509,19 @@ impl<'a> NativeUpdate<'a> {
                     .filter(|(i, p)| *i == 0 || !p.rows.actions.is_empty())
                     .map(|(_, p)| p.grad.as_slice())
                     .collect();
-                let grad_norm = reduce_grad(&mut grad, &grads).sqrt();
+                // Element-wise parts on both threads; the norm's f64 sum on one (its order).
+                let half = split_point(grad.len());
+                let grad_norm = match &pair {
+                    Some(pair) => {
+                        let (g0, g1) = grad.split_at_mut(half);
+                        let (mut h0, mut h1) = ((g0, 0), (g1, half));
+                        let add = |(g, off): &mut (&mut [f32], usize)| add_parts(g, &grads, *off);
+                        pair.run_two(&add, &mut h0, &mut h1);
+                        sum_squares(&grad)
+                    }
+                    None => reduce_grad(&mut grad, &grads),
+                }
+                .sqrt();
                 let coef = (cfg.max_grad_norm / (grad_norm + 1e-6)).min(1.0) as f32;
                 // Forward + loss and backward summed over the parts (thread-seconds: wall
                 // time on one thread); adding the part gradients counts as backward.
@@ -476,16 +533,24 @@ impl<'a> NativeUpdate<'a> {
                 prof.backward_s += bwd + (wall - t_reduce_start).max(0.0);
                 let t = Instant::now();
                 *self.step += 1;
-                adam_step_scaled(
-                    self.params,
-                    &grad,
-                    coef,
-                    self.m,
-                    self.v,
-                    *self.step,
-                    lr,
-                    self.betas,
-                );
+                let (step, betas) = (*self.step, self.betas);
+                match &pair {
+                    Some(pair) => {
+                        // Element-wise: the same values whichever thread does which half.
+                        let (p0, p1) = self.params.split_at_mut(half);
+                        let (m0, m1) = self.m.split_at_mut(half);
+                        let (v0, v1) = self.v.split_at_mut(half);
+                        let (g0, g1) = grad.split_at(half);
+                        let (mut h0, mut h1) = ((p0, g0, m0, v0), (p1, g1, m1, v1));
+                        let adam = |(p, g, m, v): &mut AdamHalf| {
+                            adam_step_scaled(p, g, coef, m, v, step, lr, betas)
+                        };
+                        pair.run_two(&adam, &mut h0, &mut h1);
+                    }
+                    None => {
+                        adam_step_scaled(self.params, &grad, coef, self.m, self.v, step, lr, betas)
+                    }
+                }
                 prof.adam_s += t.elapsed().as_secs_f64();
                 stats.minibatches += 1;
             }
@@ -493,6 +558,14 @@ impl<'a> NativeUpdate<'a> {
         }
         Ok(())
     }
+}
+
+/// One thread's half of the Adam step: parameters, gradient, first and second moments.
+type AdamHalf<'x> = (&'x mut [f32], &'x [f32], &'x mut [f32], &'x mut [f32]);
+
+/// Where the flat parameter vector is split between two threads (a multiple of 16).
+fn split_point(total: usize) -> usize {
+    (total / 2) / 16 * 16
 }
 
 fn part_rows(batch: &Batch, chunks: &[usize]) -> usize {
