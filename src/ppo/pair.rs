@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// Spins before a waiting thread starts yielding its core (a few tens of microseconds).
+/// Spins before a waiting thread starts yielding its core (at most a few hundred
+/// microseconds: longer than the serial step between two minibatches).
 const SPINS: u32 = 20_000;
 
 /// One job for the helper, its borrows' lifetimes erased (see [`SpinPair::run_two`]).
@@ -84,7 +85,7 @@ impl SpinPair {
                     if s.quit.load(Ordering::Acquire) {
                         return;
                     }
-                    let job = s.job.lock().ok().and_then(|mut j| j.take());
+                    let job = s.job.lock().unwrap_or_else(|e| e.into_inner()).take();
                     if let Some(job) = job {
                         let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             // SAFETY: see `Job`: `run_two` keeps it alive until `done`.
@@ -123,16 +124,25 @@ impl SpinPair {
                 )
             },
         };
-        if let Ok(mut slot) = s.job.lock() {
-            *slot = Some(job);
-        }
+        *s.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
         let id = s.posted.fetch_add(1, Ordering::AcqRel) + 1;
+        // Waits for the helper even if `work(a)` panics here (it still uses `b`, `there`).
+        let guard = WaitDone(s, id);
         work(a);
-        wait_until(|| s.done.load(Ordering::Acquire) == id);
+        drop(guard);
         assert!(
             !s.panicked.load(Ordering::Acquire),
             "a minibatch part panicked on the update's helper thread"
         );
+    }
+}
+
+/// Waits in `drop` until the helper finished job `.1`.
+struct WaitDone<'a>(&'a Shared, u64);
+
+impl Drop for WaitDone<'_> {
+    fn drop(&mut self) {
+        wait_until(|| self.0.done.load(Ordering::Acquire) == self.1);
     }
 }
 
