@@ -180,6 +180,8 @@ fn product_on(
     let _ = (kernel, ahead);
 }
 
+// Register tiles are indexed arrays of vectors on purpose (they must stay in registers).
+#[allow(clippy::needless_range_loop)]
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::KC;
@@ -290,6 +292,8 @@ mod avx2 {
     }
 }
 
+// Register tiles are indexed arrays of vectors on purpose (they must stay in registers).
+#[allow(clippy::needless_range_loop)]
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::KC;
