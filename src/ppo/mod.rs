@@ -5,6 +5,7 @@
 //! CleanRL's `ppo.py`; [`crate::train::TrainState::iterate`] strings them together.
 
 pub mod adam;
+mod adam_native;
 pub mod gae;
 pub mod interrupt;
 pub(crate) mod pair;
