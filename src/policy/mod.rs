@@ -7,6 +7,7 @@
 pub mod gemm;
 pub mod native;
 pub(crate) mod offsets;
+mod products;
 mod rows;
 
 pub use offsets::{MutationSpec, Offsets};
