@@ -4,8 +4,11 @@
 //! are exactly the checkpoint keys; the forward pass takes optional per-agent offsets and
 //! computes `x (W + D_i)^T` as one shared matmul plus batched per-agent products.
 
+pub mod gemm;
 pub mod native;
 pub(crate) mod offsets;
+mod products;
+mod rows;
 
 pub use offsets::Offsets;
 

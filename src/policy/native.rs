@@ -1,5 +1,6 @@
 //! A hand-written CPU forward and backward pass of the actor-critic MLP (model.md section 5)
-//! for a batch of agent chunks, on host slices with `matrixmultiply`'s sgemm.
+//! for a batch of agent chunks, on host slices: the products of [`super::gemm`] (AVX-512 or
+//! AVX2 + FMA; `matrixmultiply` elsewhere, the same bits) through [`super::products`].
 //!
 //! libtorch spends more time dispatching the ~100 small operations (and their autograd
 //! nodes) of one PPO minibatch than on its arithmetic. Here a minibatch is a handful of
@@ -7,7 +8,11 @@
 //! one product per chunk of rows that reads the agent's offset rows in place
 //! (`w + d_i` is never formed). Tests check it against tch autograd.
 
-use super::{param_shapes, LAYER_NORM_EPS};
+use super::param_shapes;
+use super::products::{
+    add_offset, gemm_ab, gemm_abt, gemm_atb, per_chunk_product, Heads, SMALL_CHUNK,
+};
+use super::rows::{norm_backward, norm_forward, Affine, NormGrads};
 use crate::world::NUM_ACTIONS;
 
 static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
@@ -181,228 +186,23 @@ pub struct Workspace {
     pub value: Vec<f32>,
     da: Vec<f32>,
     dz: Vec<f32>,
-    /// Scratch for one chunk's effective weight matrix `W + D_s`.
+    /// Scratch for one chunk's effective weight matrix `W + D_s` (or its transpose).
     eff: Vec<f32>,
+    /// Scratch for a transposed weight matrix (see [`gemm_abt`]).
+    bt: Vec<f32>,
+    /// One chunk's LayerNorm constants (bias, scale, shift: shared + offsets).
+    bias: Vec<f32>,
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    /// Shared LayerNorm gradient accumulators of one layer.
+    acc: Vec<f32>,
     /// Evolved weight matrices: `false` forms `W + D_s` per chunk in one reused scratch
     /// and multiplies once (half the arithmetic); `true` computes `x W^T` for all rows plus
     /// `x_s D_s^T` per chunk.
     pub split_offsets: bool,
 }
 
-/// Chunks of at most this many rows use dot products instead of a product with `W + D_s`.
-const SMALL_CHUNK: usize = 2;
-
-/// `c = a_s (W + D_s)^T` (`transpose_b`, `a_s` `[len, k]`, `W` `[n, k]`) or `c = a_s (W + D_s)`
-/// (`a_s` `[len, k]`, `W` `[k, n]`) for each chunk `s`, forming `W + D_s` in `eff`.
-#[allow(clippy::too_many_arguments)]
-fn per_chunk_product<'r>(
-    segs: &[Seg],
-    rows: &dyn Fn(usize) -> &'r [f32],
-    w: &[f32],
-    k: usize,
-    n: usize,
-    a: &[f32],
-    c: &mut [f32],
-    eff: &mut Vec<f32>,
-    transpose_b: bool,
-    shared_done: bool,
-) {
-    eff.resize(w.len(), 0.0);
-    let mut last = usize::MAX;
-    for s in segs {
-        if transpose_b && s.len <= SMALL_CHUNK {
-            // A few rows: dot products read D_s once, nothing is formed; `x W^T` comes from
-            // one product over all rows when every chunk is small (rollout ticks).
-            let d = rows(s.entry);
-            for r in s.start..s.start + s.len {
-                let ar = &a[r * k..(r + 1) * k];
-                for j in 0..n {
-                    let dj = dot(ar, &d[j * k..(j + 1) * k]);
-                    c[r * n + j] = if shared_done {
-                        c[r * n + j] + dj
-                    } else {
-                        dot(ar, &w[j * k..(j + 1) * k]) + dj
-                    };
-                }
-            }
-            continue;
-        }
-        if s.entry != last {
-            let d = rows(s.entry);
-            for ((e, &x), &y) in eff.iter_mut().zip(w).zip(d) {
-                *e = x + y;
-            }
-            last = s.entry;
-        }
-        let a_s = &a[s.start * k..(s.start + s.len) * k];
-        let c_s = &mut c[s.start * n..];
-        if transpose_b {
-            gemm_abt(s.len, k, n, a_s, eff, 0.0, c_s);
-        } else {
-            gemm_ab(s.len, k, n, a_s, eff, 0.0, c_s);
-        }
-    }
-}
-
-/// `c = beta * c + a b^T` for row-major `a` `[m, k]`, `b` `[n, k]`, `c` `[m, n]`.
-fn gemm_abt(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
-    assert!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n);
-    // SAFETY: the slices hold the strided extents checked above.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            1,
-            k as isize,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
-}
-
-/// `c = beta * c + a b` for row-major `a` `[m, k]`, `b` `[k, n]`, `c` `[m, n]`.
-fn gemm_ab(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    // SAFETY: the slices hold the strided extents checked above.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            n as isize,
-            1,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
-}
-
-/// `c = a^T b` for row-major `a` `[k, m]`, `b` `[k, n]`, `c` `[m, n]` (overwritten).
-fn gemm_atb(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    // SAFETY: the slices hold the strided extents checked above.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            1,
-            m as isize,
-            b.as_ptr(),
-            n as isize,
-            1,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
-}
-
-/// Dot product with sixteen independent partial sums (fixed order on a given machine):
-/// AVX2 + FMA when the CPU has them, else plain multiply-adds.
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the enabled features.
-            return unsafe { dot_fma(a, b) };
-        }
-    }
-    dot_lanes(a, b, |x, y, acc| acc + x * y)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_fma(a: &[f32], b: &[f32]) -> f32 {
-    dot_lanes(a, b, |x, y, acc| x.mul_add(y, acc))
-}
-
-#[inline(always)]
-fn dot_lanes(a: &[f32], b: &[f32], fma: impl Fn(f32, f32, f32) -> f32) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; 16];
-    let mut ca = a.chunks_exact(16);
-    let mut cb = b.chunks_exact(16);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..16 {
-            acc[l] = fma(x[l], y[l], acc[l]);
-        }
-    }
-    let mut tail = 0f32;
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        tail = fma(*x, *y, tail);
-    }
-    for l in 0..8 {
-        acc[l] += acc[l + 8];
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-}
-
-/// `out = w (+ d)`.
-fn add_offset(out: &mut [f32], w: &[f32], d: Option<&[f32]>) {
-    match d {
-        Some(d) => {
-            for ((o, a), b) in out.iter_mut().zip(w).zip(d) {
-                *o = a + b;
-            }
-        }
-        None => out.copy_from_slice(&w[..out.len()]),
-    }
-}
-
-/// Sum with eight independent partial sums (vectorisable, fixed order).
-fn sum_lanes(v: impl Iterator<Item = f32>) -> f32 {
-    let mut acc = [0f32; 8];
-    for (i, x) in v.enumerate() {
-        acc[i % 8] += x;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
-}
-
-/// `tanh` of every element in place: Eigen's rational approximation (odd degree-13 over
-/// even degree-6 polynomial, clamped): within 1e-6 relative of `tanh`, and vectorisable.
-pub fn tanh_in_place(v: &mut [f32]) {
-    const CLAMP: f32 = 7.905_311;
-    const A: [f32; 7] = [
-        4.893_524_6e-3,
-        6.372_619_3e-4,
-        1.485_722_4e-5,
-        5.122_297e-8,
-        -8.604_672e-11,
-        2.000_187_9e-13,
-        -2.760_768_5e-16,
-    ];
-    const B: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347e-4, 1.198_258_4e-6];
-    for x in v.iter_mut() {
-        let c = x.clamp(-CLAMP, CLAMP);
-        let x2 = c * c;
-        let p = ((((((A[6] * x2 + A[5]) * x2 + A[4]) * x2 + A[3]) * x2 + A[2]) * x2 + A[1]) * x2
-            + A[0])
-            * c;
-        let q = ((B[3] * x2 + B[2]) * x2 + B[1]) * x2 + B[0];
-        *x = if c.abs() < 4e-4 { c } else { p / q };
-    }
-}
+pub use super::rows::tanh_in_place;
 
 impl Workspace {
     /// Sizes the buffers for `rows` rows and returns the input rows `[rows, obs_dim]` to fill.
@@ -439,51 +239,42 @@ impl Workspace {
                 let rows = |e: usize| o.row(wi, lay.len[wi], e).unwrap();
                 let w = lay.param(p, wi);
                 let all_small = segs.iter().all(|s| s.len <= SMALL_CHUNK);
+                let (eff, bt) = (&mut self.eff, &mut self.bt);
                 if all_small {
-                    gemm_abt(n, w_in, h, input, w, 0.0, z);
+                    gemm_abt(n, w_in, h, input, w, 0.0, z, bt);
                 }
-                let eff = &mut self.eff;
-                per_chunk_product(segs, &rows, w, w_in, h, input, z, eff, true, all_small);
+                per_chunk_product(segs, &rows, w, w_in, h, input, z, eff, bt, true, all_small);
             } else {
                 // z = x W^T (+ x_s D_s^T per chunk s).
-                gemm_abt(n, w_in, h, input, lay.param(p, wi), 0.0, z);
+                gemm_abt(n, w_in, h, input, lay.param(p, wi), 0.0, z, &mut self.bt);
             }
             if let (Some(o), true) = (off, self.split_offsets) {
                 for s in segs {
                     if let Some(d) = o.row(wi, lay.len[wi], s.entry) {
                         let xs = &input[s.start * w_in..(s.start + s.len) * w_in];
-                        gemm_abt(s.len, w_in, h, xs, d, 1.0, &mut z[s.start * h..]);
+                        let bt = &mut self.bt;
+                        gemm_abt(s.len, w_in, h, xs, d, 1.0, &mut z[s.start * h..], bt);
                     }
                 }
             }
             let (b, g, t) = (lay.param(p, bi), lay.param(p, gi), lay.param(p, ti));
             let act = &mut rest[0];
             let rstd = &mut self.rstd[k];
-            let (mut bias, mut scale, mut shift) = (vec![0f32; h], vec![0f32; h], vec![0f32; h]);
+            let (bias, scale, shift) = (&mut self.bias, &mut self.scale, &mut self.shift);
+            for v in [&mut *bias, &mut *scale, &mut *shift] {
+                v.resize(h, 0.0);
+            }
             let mut run = |rows: std::ops::Range<usize>, entry: Option<usize>| {
                 let row = |i: usize| entry.and_then(|e| off.and_then(|o| o.row(i, h, e)));
-                add_offset(&mut bias, b, row(bi));
-                add_offset(&mut scale, g, row(gi));
-                add_offset(&mut shift, t, row(ti));
-                for r in rows {
-                    let zr = &mut z[r * h..(r + 1) * h];
-                    zr.iter_mut().zip(&bias).for_each(|(z, b)| *z += b);
-                    let mean = sum_lanes(zr.iter().copied()) / h as f32;
-                    let var = sum_lanes(zr.iter().map(|v| (v - mean) * (v - mean))) / h as f32;
-                    let rs = 1.0 / (var + LAYER_NORM_EPS as f32).sqrt();
-                    rstd[r] = rs;
-                    let ar = &mut act[r * h..(r + 1) * h];
-                    for ((a, z), (sc, sh)) in ar
-                        .iter_mut()
-                        .zip(zr.iter_mut())
-                        .zip(scale.iter().zip(&shift))
-                    {
-                        let nh = (*z - mean) * rs;
-                        *z = nh;
-                        *a = nh * sc + sh;
-                    }
-                    tanh_in_place(ar);
-                }
+                add_offset(bias, b, row(bi));
+                add_offset(scale, g, row(gi));
+                add_offset(shift, t, row(ti));
+                let aff = Affine { bias, scale, shift };
+                let (zs, acts) = (
+                    &mut z[rows.start * h..rows.end * h],
+                    &mut act[rows.start * h..rows.end * h],
+                );
+                norm_forward(h, zs, acts, &mut rstd[rows], &aff);
             };
             match off {
                 Some(_) => segs
@@ -509,22 +300,16 @@ impl Workspace {
         let (logits, value) = (&mut self.logits, &mut self.value);
         let mut run = |rows: std::ops::Range<usize>, entry: Option<usize>| {
             let row = |i: usize| entry.and_then(|e| off.and_then(|o| o.row(i, lay.len[i], e)));
-            let (dwa, dba, dwc, dbc) = (row(ai), row(ai + 1), row(ai + 2), row(ai + 3));
-            for r in rows {
-                let ar = &a[r * h..(r + 1) * h];
-                for o in 0..NUM_ACTIONS {
-                    let mut s = dot(ar, &wa[o * h..(o + 1) * h]) + ba[o];
-                    if let Some(d) = dwa {
-                        s += dot(ar, &d[o * h..(o + 1) * h]);
-                    }
-                    logits[r * NUM_ACTIONS + o] = s + dba.map_or(0.0, |d| d[o]);
-                }
-                let mut v = dot(ar, wc) + bc[0];
-                if let Some(d) = dwc {
-                    v += dot(ar, d);
-                }
-                value[r] = v + dbc.map_or(0.0, |d| d[0]);
-            }
+            let heads = Heads {
+                h,
+                w: [wa, ba, wc, bc],
+                d: [row(ai), row(ai + 1), row(ai + 2), row(ai + 3)],
+            };
+            let (lg, v) = (
+                &mut logits[rows.start * NUM_ACTIONS..rows.end * NUM_ACTIONS],
+                &mut value[rows.clone()],
+            );
+            heads.run(&a[rows.start * h..rows.end * h], lg, v);
         };
         match off {
             Some(_) => segs
@@ -603,35 +388,35 @@ impl Workspace {
             let (da, dz) = (&self.da, &mut self.dz);
             let g = lay.param(p, gi);
             // Shared gradients of the LayerNorm scale, shift and the linear bias.
-            let mut acc = vec![0f32; 3 * h];
+            let acc = &mut self.acc;
+            acc.clear();
+            acc.resize(3 * h, 0.0);
             let (acc_g, acc_rest) = acc.split_at_mut(h);
             let (acc_t, acc_b) = acc_rest.split_at_mut(h);
-            let mut scale = vec![0f32; h];
+            let mut grads = NormGrads {
+                g: acc_g,
+                t: acc_t,
+                b: acc_b,
+            };
+            let scale = &mut self.scale;
+            scale.resize(h, 0.0);
             let mut run = |rows: std::ops::Range<usize>, entry: Option<usize>| {
                 add_offset(
-                    &mut scale,
+                    scale,
                     g,
                     entry.and_then(|e| off.and_then(|o| o.row(gi, h, e))),
                 );
-                for r in rows {
-                    let (ar, nr) = (&a[r * h..(r + 1) * h], &nhat[r * h..(r + 1) * h]);
-                    let dar = &da[r * h..(r + 1) * h];
-                    let dzr = &mut dz[r * h..(r + 1) * h];
-                    for j in 0..h {
-                        let dpre = dar[j] * (1.0 - ar[j] * ar[j]);
-                        acc_g[j] += dpre * nr[j];
-                        acc_t[j] += dpre;
-                        dzr[j] = dpre * scale[j];
-                    }
-                    let m1 = dzr.iter().sum::<f32>() / h as f32;
-                    let m2 = dzr.iter().zip(nr).map(|(x, y)| x * y).sum::<f32>() / h as f32;
-                    let rs = rstd[r];
-                    for j in 0..h {
-                        let v = rs * (dzr[j] - m1 - nr[j] * m2);
-                        dzr[j] = v;
-                        acc_b[j] += v;
-                    }
-                }
+                let span = rows.start * h..rows.end * h;
+                norm_backward(
+                    h,
+                    &a[span.clone()],
+                    &nhat[span.clone()],
+                    &rstd[rows],
+                    &da[span.clone()],
+                    &mut dz[span],
+                    scale,
+                    &mut grads,
+                );
             };
             match off {
                 Some(_) => segs
@@ -639,6 +424,11 @@ impl Workspace {
                     .for_each(|s| run(s.start..s.start + s.len, Some(s.entry))),
                 None => run(0..n, None),
             }
+            let NormGrads {
+                g: acc_g,
+                t: acc_t,
+                b: acc_b,
+            } = grads;
             for (i, part) in [(gi, &*acc_g), (ti, &*acc_t), (bi, &*acc_b)] {
                 grad[lay.start[i]..lay.start[i] + h].copy_from_slice(part);
             }
@@ -652,7 +442,8 @@ impl Workspace {
                 if let (Some(o), false) = (evolved, self.split_offsets) {
                     let rows = |e: usize| o.row(wi, lay.len[wi], e).unwrap();
                     let (w, dz, da) = (lay.param(p, wi), &self.dz, &mut self.da);
-                    per_chunk_product(segs, &rows, w, h, w_in, dz, da, &mut self.eff, false, false);
+                    let (eff, bt) = (&mut self.eff, &mut self.bt);
+                    per_chunk_product(segs, &rows, w, h, w_in, dz, da, eff, bt, false, false);
                 } else {
                     gemm_ab(n, h, w_in, &self.dz, lay.param(p, wi), 0.0, &mut self.da);
                 }

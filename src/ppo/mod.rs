@@ -5,8 +5,10 @@
 //! CleanRL's `ppo.py`; [`crate::train::TrainState::iterate`] strings them together.
 
 mod adam;
+mod adam_native;
 mod gae;
 mod interrupt;
+pub(crate) mod pair;
 mod rollout;
 pub mod specialization;
 mod update;

@@ -133,19 +133,23 @@ fn evaluate_native(
     let work = |(i, (lp, v)): (usize, (&mut [f32], &mut [f32]))| {
         let r0 = i * per;
         let m = v.len();
-        let mut ws = Workspace::default();
-        ws.input_mut(&lay, m)
-            .copy_from_slice(&rows[r0 * d..(r0 + m) * d]);
-        let segs: Vec<Seg> = (0..m)
-            .map(|j| Seg {
+        // One workspace per thread, kept across ticks (no buffer allocation per tick).
+        thread_local! {
+            static WS: std::cell::RefCell<(Workspace, Vec<Seg>)> = Default::default();
+        }
+        WS.with_borrow_mut(|(ws, segs)| {
+            ws.input_mut(&lay, m)
+                .copy_from_slice(&rows[r0 * d..(r0 + m) * d]);
+            segs.clear();
+            segs.extend((0..m).map(|j| Seg {
                 entry: offset_rows[r0 + j] as usize,
                 start: j,
                 len: 1,
-            })
-            .collect();
-        ws.forward(&lay, params, &segs, off.as_ref());
-        log_softmax_rows(&ws.logits, lp);
-        v.copy_from_slice(&ws.value);
+            }));
+            ws.forward(&lay, params, segs, off.as_ref());
+            log_softmax_rows(&ws.logits, lp);
+            v.copy_from_slice(&ws.value);
+        })
     };
     let parts = logp
         .chunks_mut(per * NUM_ACTIONS)

@@ -7,6 +7,9 @@
 use std::time::Instant;
 
 use super::adam::Adam;
+pub use super::adam_native::{adam_step, adam_step_scaled, clip_grad_norm, reduce_grad};
+use super::adam_native::{add_parts, sum_squares};
+use super::pair::SpinPair;
 use super::update::{add_epoch_sums, plan_epoch, Batch, NonFiniteLoss, UpdateStats};
 use crate::config::TrainConfig;
 use crate::policy::native::{cpu_slice, cpu_slice_mut, Layout, OffsetRows, Seg, Workspace};
@@ -141,88 +144,6 @@ pub fn finish_metrics(sums: [f64; 5], n: f64, c: LossCoefs) -> [f64; 6] {
     ]
 }
 
-/// Scales `grad` so its L2 norm is at most `max_norm` (factor `max_norm / (norm + 1e-6)`
-/// when below 1, as [`super::adam::clip_grad_norm`]). Returns the norm before clipping.
-pub fn clip_grad_norm(grad: &mut [f32], max_norm: f64) -> f64 {
-    let norm = grad
-        .iter()
-        .map(|&g| (g as f64) * (g as f64))
-        .sum::<f64>()
-        .sqrt();
-    let coef = (max_norm / (norm + 1e-6)).min(1.0) as f32;
-    if coef < 1.0 {
-        grad.iter_mut().for_each(|g| *g *= coef);
-    }
-    norm
-}
-
-/// One Adam step on host slices (the formula of [`Adam::step`]).
-#[allow(clippy::too_many_arguments)]
-pub fn adam_step(
-    p: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    step: i64,
-    lr: f64,
-    betas: (f64, f64, f64),
-) {
-    adam_step_scaled(p, g, 1.0, m, v, step, lr, betas)
-}
-
-/// [`adam_step`] on the gradient `coef * g` (the clipping factor folded in: the same values
-/// as scaling `g` first). One pass over the parameters, vectorisable.
-#[allow(clippy::too_many_arguments)]
-pub fn adam_step_scaled(
-    p: &mut [f32],
-    g: &[f32],
-    coef: f32,
-    m: &mut [f32],
-    v: &mut [f32],
-    step: i64,
-    lr: f64,
-    (beta1, beta2, eps): (f64, f64, f64),
-) {
-    let t = step as i32;
-    let step_size = (lr / (1.0 - beta1.powi(t))) as f32;
-    let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt() as f32;
-    let (b1, b2, eps) = (beta1 as f32, beta2 as f32, eps as f32);
-    let n = p.len().min(g.len()).min(m.len()).min(v.len());
-    for (((pi, &gi), mi), vi) in p[..n]
-        .iter_mut()
-        .zip(&g[..n])
-        .zip(&mut m[..n])
-        .zip(&mut v[..n])
-    {
-        let gi = if coef < 1.0 { gi * coef } else { gi };
-        *mi += (1.0 - b1) * (gi - *mi);
-        *vi = b2 * *vi + (1.0 - b2) * gi * gi;
-        let denom = vi.sqrt() / bc2_sqrt + eps;
-        *pi -= step_size * (*mi / denom);
-    }
-}
-
-/// `grad = parts[0] + parts[1] + ...` (in part order), returning the squared L2 norm of
-/// the sum (f64, eight partial sums in a fixed order: vectorisable).
-pub fn reduce_grad(grad: &mut [f32], parts: &[&[f32]]) -> f64 {
-    let n = grad.len();
-    grad.copy_from_slice(&parts[0][..n]);
-    for q in &parts[1..] {
-        grad.iter_mut().zip(&q[..n]).for_each(|(g, x)| *g += x);
-    }
-    let mut acc = [0f64; 8];
-    let mut blocks = grad.chunks_exact(8);
-    for c in &mut blocks {
-        for l in 0..8 {
-            acc[l] += (c[l] as f64) * (c[l] as f64);
-        }
-    }
-    for (l, &x) in blocks.remainder().iter().enumerate() {
-        acc[l] += (x as f64) * (x as f64);
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
-}
-
 /// The native update's view of the state: host slices of the parameters, Adam moments,
 /// observations and offsets.
 pub struct NativeUpdate<'a> {
@@ -306,7 +227,8 @@ impl<'a> NativeUpdate<'a> {
             vf_coef: cfg.vf_coef,
             ent_coef: cfg.ent_coef,
         };
-        let pool = crate::policy::native::thread_pool(threads);
+        // Two threads: this one and a spinning helper (see `super::pair`).
+        let pair = if threads > 1 { SpinPair::new() } else { None };
         let nparts = PARTS;
         let mut parts: Vec<Part> = (0..nparts).map(|_| Part::new(self.lay.total)).collect();
         let mut grad = vec![0f32; self.lay.total];
@@ -357,12 +279,9 @@ impl<'a> NativeUpdate<'a> {
                     part.fill_s = tf.elapsed().as_secs_f64();
                     part.compute(lay, params, off, norm, coefs)
                 };
-                match &pool {
-                    Some(pool) => pool.install(|| {
-                        use rayon::prelude::*;
-                        parts.par_iter_mut().for_each(work)
-                    }),
-                    None => parts.iter_mut().for_each(work),
+                match (&pair, &mut parts[..]) {
+                    (Some(pair), [a, b]) => pair.run_two(&work, a, b),
+                    (_, parts) => parts.iter_mut().for_each(work),
                 }
                 let t_reduce_start = t.elapsed().as_secs_f64();
                 let mut loss_sums = [0f64; 5];
@@ -385,7 +304,19 @@ impl<'a> NativeUpdate<'a> {
                     .filter(|(i, p)| *i == 0 || !p.rows.actions.is_empty())
                     .map(|(_, p)| p.grad.as_slice())
                     .collect();
-                let grad_norm = reduce_grad(&mut grad, &grads).sqrt();
+                // Element-wise parts on both threads; the norm's f64 sum on one (its order).
+                let half = split_point(grad.len());
+                let grad_norm = match &pair {
+                    Some(pair) => {
+                        let (g0, g1) = grad.split_at_mut(half);
+                        let (mut h0, mut h1) = ((g0, 0), (g1, half));
+                        let add = |(g, off): &mut (&mut [f32], usize)| add_parts(g, &grads, *off);
+                        pair.run_two(&add, &mut h0, &mut h1);
+                        sum_squares(&grad)
+                    }
+                    None => reduce_grad(&mut grad, &grads),
+                }
+                .sqrt();
                 let coef = (cfg.max_grad_norm / (grad_norm + 1e-6)).min(1.0) as f32;
                 // Forward + loss and backward summed over the parts (thread-seconds: wall
                 // time on one thread); adding the part gradients counts as backward.
@@ -397,16 +328,24 @@ impl<'a> NativeUpdate<'a> {
                 prof.backward_s += bwd + (wall - t_reduce_start).max(0.0);
                 let t = Instant::now();
                 *self.step += 1;
-                adam_step_scaled(
-                    self.params,
-                    &grad,
-                    coef,
-                    self.m,
-                    self.v,
-                    *self.step,
-                    lr,
-                    self.betas,
-                );
+                let (step, betas) = (*self.step, self.betas);
+                match &pair {
+                    Some(pair) => {
+                        // Element-wise: the same values whichever thread does which half.
+                        let (p0, p1) = self.params.split_at_mut(half);
+                        let (m0, m1) = self.m.split_at_mut(half);
+                        let (v0, v1) = self.v.split_at_mut(half);
+                        let (g0, g1) = grad.split_at(half);
+                        let (mut h0, mut h1) = ((p0, g0, m0, v0), (p1, g1, m1, v1));
+                        let adam = |(p, g, m, v): &mut AdamHalf| {
+                            adam_step_scaled(p, g, coef, m, v, step, lr, betas)
+                        };
+                        pair.run_two(&adam, &mut h0, &mut h1);
+                    }
+                    None => {
+                        adam_step_scaled(self.params, &grad, coef, self.m, self.v, step, lr, betas)
+                    }
+                }
                 prof.adam_s += t.elapsed().as_secs_f64();
                 stats.minibatches += 1;
             }
@@ -414,6 +353,14 @@ impl<'a> NativeUpdate<'a> {
         }
         Ok(())
     }
+}
+
+/// One thread's half of the Adam step: parameters, gradient, first and second moments.
+type AdamHalf<'x> = (&'x mut [f32], &'x [f32], &'x mut [f32], &'x mut [f32]);
+
+/// Where the flat parameter vector is split between two threads (a multiple of 16).
+fn split_point(total: usize) -> usize {
+    (total / 2) / 16 * 16
 }
 
 fn part_rows(batch: &Batch, chunks: &[usize]) -> usize {

@@ -1,0 +1,335 @@
+//! Small row-major fp32 matrix products for the native passes, without packing.
+//!
+//! `matrixmultiply` packs both operands on every call; at this network's shapes (a few
+//! hundred rows, 64 columns) packing and its buffer allocation cost a third of the product.
+//! Here every product is written as `C[m, n] (+)= A(r, k) B[k, n]` with `B`'s rows
+//! contiguous: vectors run along `n`, elements of `A` are broadcast, so `A` is read in place
+//! (any strides) and `B` needs no copy (`A B`, `A^T B`) or one transposed copy (`A B^T`,
+//! made by the caller once and reused: [`transpose`]).
+//!
+//! **The same bits as `matrixmultiply`.** Its kernels compute each element of `C` as a
+//! sequential fused multiply-add over `k` starting from zero, in blocks of
+//! [`KC`] = 256 values of `k`; the first block is stored (`beta = 0`) or added to `C`
+//! (`beta = 1`), every later block added to `C`. These kernels do exactly that, so every
+//! result (and the format-v1 checkpoint fixture's bit-exact continuation) is unchanged;
+//! `tests` compare them bit for bit with `matrixmultiply` on odd shapes. They run on CPUs
+//! with AVX-512F (16-float vectors) or AVX2 + FMA (8-float vectors; the same order per
+//! element, so the same bits); elsewhere `matrixmultiply` runs as before.
+
+/// `k` block of `matrixmultiply`'s sgemm (`S_KC`): the float order of every product.
+pub const KC: usize = 256;
+
+/// The kernels available on this CPU, widest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// AVX-512F: 16 floats per vector, masked column tails.
+    Avx512,
+    /// AVX2 + FMA: 8 floats per vector.
+    Avx2,
+}
+
+fn kernel() -> Option<Kernel> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            return Some(Kernel::Avx512);
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return Some(Kernel::Avx2);
+        }
+    }
+    None
+}
+
+/// Whether these kernels run on this CPU (AVX-512F, or AVX2 with FMA; else the callers
+/// use `matrixmultiply`).
+#[inline]
+pub fn fast() -> bool {
+    kernel().is_some()
+}
+
+/// `out[k, n] = b[n, k]^T` (row-major), resizing `out`.
+pub fn transpose(n: usize, k: usize, b: &[f32], out: &mut Vec<f32>) {
+    out.resize(n * k, 0.0);
+    transpose_add(n, k, b, None, out);
+}
+
+/// `out[k, n] = (b + d)[n, k]^T`: the sum rounded once per element, as `b + d`.
+pub fn transpose_add(n: usize, k: usize, b: &[f32], d: Option<&[f32]>, out: &mut [f32]) {
+    assert!(b.len() >= n * k && out.len() >= n * k && d.is_none_or(|d| d.len() >= n * k));
+    const T: usize = 16;
+    let mut j_done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if kernel() == Some(Kernel::Avx512) {
+        // Whole blocks of 16 rows of `b` through in-register 16 x 16 transposes.
+        j_done = n / T * T;
+        // SAFETY: AVX-512F is present; the extents are checked above.
+        unsafe {
+            avx512::transpose_add(
+                j_done,
+                n,
+                k,
+                b.as_ptr(),
+                d.map(|d| d.as_ptr()),
+                out.as_mut_ptr(),
+            )
+        };
+    }
+    for j0 in (j_done..n).step_by(T) {
+        let j1 = (j0 + T).min(n);
+        for k0 in (0..k).step_by(T) {
+            let k1 = (k0 + T).min(k);
+            for j in j0..j1 {
+                let row = &b[j * k..(j + 1) * k];
+                match d {
+                    Some(d) => {
+                        let drow = &d[j * k..(j + 1) * k];
+                        for kk in k0..k1 {
+                            out[kk * n + j] = row[kk] + drow[kk];
+                        }
+                    }
+                    None => {
+                        for kk in k0..k1 {
+                            out[kk * n + j] = row[kk];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `c = beta c + A B` with `A(r, kk) = a[r * rsa + kk * csa]` (`r < m`, `kk < k`), `B`
+/// row-major `[k, n]`, `c` row-major `[m, n]`; `beta` 0 or 1. Requires [`fast`].
+///
+/// # Panics
+/// If a slice is shorter than its extent, `beta` is neither 0 nor 1, or the CPU lacks
+/// AVX-512F.
+#[allow(clippy::too_many_arguments)]
+pub fn product(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+) {
+    product_prefetching(m, k, n, a, rsa, csa, b, beta, c, &[])
+}
+
+/// [`product`] that also asks for the cache lines of `ahead` (data the caller reads next,
+/// e.g. the next chunk's offsets from main memory), spread over the product's tiles so the
+/// loads overlap the arithmetic. A hint: no effect on any result.
+#[allow(clippy::too_many_arguments)]
+pub fn product_prefetching(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+    ahead: &[f32],
+) {
+    let kernel = kernel().expect("the kernels need AVX-512F or AVX2 + FMA");
+    product_on(kernel, m, k, n, a, rsa, csa, b, beta, c, ahead)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn product_on(
+    kernel: Kernel,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+    ahead: &[f32],
+) {
+    assert!(beta == 0.0 || beta == 1.0, "beta must be 0 or 1");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(c.len() >= m * n && b.len() >= k * n);
+    if k == 0 {
+        if beta == 0.0 {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    assert!(a.len() > (m - 1) * rsa + (k - 1) * csa);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `kernel` names features this CPU has (see `kernel()`); the extents are
+    // checked above.
+    unsafe {
+        let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+        match kernel {
+            Kernel::Avx512 => avx512::product(m, k, n, a, rsa, csa, b, beta, c, ahead),
+            Kernel::Avx2 => avx2::product(m, k, n, a, rsa, csa, b, beta, c),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (kernel, ahead);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// `matrixmultiply`'s `c = beta c + A B` with strides.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f32],
+        (rsa, csa): (usize, usize),
+        b: &[f32],
+        (rsb, csb): (usize, usize),
+        beta: f32,
+        c: &mut [f32],
+    ) {
+        // SAFETY: the test's slices hold the strided extents.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr(),
+                rsa as isize,
+                csa as isize,
+                b.as_ptr(),
+                rsb as isize,
+                csb as isize,
+                beta,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            )
+        }
+    }
+
+    #[test]
+    fn products_equal_matrixmultiply_bit_for_bit() {
+        let kernels: Vec<Kernel> = match kernel() {
+            Some(Kernel::Avx512) => vec![Kernel::Avx512, Kernel::Avx2],
+            Some(Kernel::Avx2) => vec![Kernel::Avx2],
+            None => {
+                eprintln!("no AVX-512F or AVX2 + FMA: the kernels do not run here");
+                return;
+            }
+        };
+        for kern in kernels {
+            check_kernel(kern);
+        }
+    }
+
+    fn check_kernel(kern: Kernel) {
+        let mut checked = 0;
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (3, 7, 5),
+            (128, 502, 64),
+            (33, 257, 17),
+            (64, 128, 502),
+            (6, 300, 64),
+            (5, 513, 70),
+            (130, 64, 6),
+            (7, 6, 64),
+            (2, 0, 3),
+        ] {
+            let a = data(m * k.max(1), (m * 31 + k) as u32);
+            let b = data(k.max(1) * n, (n * 17 + k) as u32);
+            let c0 = data(m * n, 99);
+            for beta in [0.0f32, 1.0] {
+                // A B (a row-major [m, k]).
+                let (mut want, mut got) = (c0.clone(), c0.clone());
+                reference(m, k, n, &a, (k, 1), &b, (n, 1), beta, &mut want);
+                product_on(kern, m, k, n, &a, k, 1, &b, beta, &mut got, &[]);
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{kern:?} A B {m}x{k}x{n} beta {beta}"
+                );
+                // A^T B (a row-major [k, m]).
+                let (mut want, mut got) = (c0.clone(), c0.clone());
+                reference(m, k, n, &a, (1, m), &b, (n, 1), beta, &mut want);
+                product_on(kern, m, k, n, &a, 1, m, &b, beta, &mut got, &[]);
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{kern:?} A^T B {m}x{k}x{n} beta {beta}"
+                );
+                // A B^T (b row-major [n, k], transposed once).
+                let (mut want, mut got) = (c0.clone(), c0.clone());
+                reference(m, k, n, &a, (k, 1), &b, (1, k), beta, &mut want);
+                let mut bt = Vec::new();
+                transpose(n, k, &b, &mut bt);
+                product_on(kern, m, k, n, &a, k, 1, &bt, beta, &mut got, &[]);
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{kern:?} A B^T {m}x{k}x{n} beta {beta}"
+                );
+                checked += 3;
+            }
+        }
+        assert_eq!(checked, 60);
+    }
+
+    #[test]
+    fn transpose_add_rounds_the_sum_once() {
+        for (n, k) in [(5, 37), (64, 502), (35, 16), (16, 3), (48, 64)] {
+            let (b, d) = (data(n * k, 1), data(n * k, 2));
+            let mut out = vec![0f32; n * k];
+            transpose_add(n, k, &b, Some(&d), &mut out);
+            for j in 0..n {
+                for kk in 0..k {
+                    let want = b[j * k + kk] + d[j * k + kk];
+                    assert_eq!(
+                        out[kk * n + j].to_bits(),
+                        want.to_bits(),
+                        "{n}x{k} at {j},{kk}"
+                    );
+                }
+            }
+            let mut t = Vec::new();
+            transpose(n, k, &b, &mut t);
+            for j in 0..n {
+                for kk in 0..k {
+                    assert_eq!(t[kk * n + j].to_bits(), b[j * k + kk].to_bits(), "{n}x{k}");
+                }
+            }
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+}
