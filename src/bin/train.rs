@@ -132,6 +132,17 @@ fn run() -> Result<std::process::ExitCode> {
             // (all of them with the libtorch backend).
             emergence_lab::policy::native::set_threads(t.max(1) as usize);
             tch::set_num_threads(if backend == Backend::Tch { t } else { 1 });
+        } else if backend == Backend::Auto {
+            // The default thread setting, chosen as the trainer chooses it (train.num_threads = 0).
+            tch::set_num_threads(1);
+            let c = Config::kaggle_notebook();
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let choice = emergence_lab::train::threads::choose_threads(
+                c.obs_dim(),
+                &c.agent.hidden_dims,
+                cores,
+            );
+            println!("# {}", choice.describe());
         }
         return bench(iters, backend).map(|()| std::process::ExitCode::SUCCESS);
     }
