@@ -14,7 +14,7 @@ use tch::{Device, Kind, Tensor};
 use super::gae::GaeInput;
 use super::interrupt::Interrupt;
 use crate::act::{ActBuffers, Acting, Actor, Batch, BorrowedActor, Brain, Choice, Lineage};
-use crate::policy::native::{cpu_slice, thread_pool, Layout, Seg, Workspace};
+use crate::policy::native::{cpu_slice, cpu_slice_mut, thread_pool, Layout, Seg, Workspace};
 use crate::policy::{Offsets, Policy};
 use crate::rng::Rng;
 use crate::world::{World, NUM_ACTIONS};
@@ -283,7 +283,12 @@ struct Recorder<'a> {
     action: Vec<u8>,
     logp: Vec<f32>,
     entry: Vec<i64>,
+    /// Observations per tick (off the CPU: the rows already on the device).
     obs_ticks: Vec<Tensor>,
+    /// On the CPU: every sample's observation, written in place (`[T*N, d]`, rows `0..filled`
+    /// used): no tensor per tick and no concatenation at the end.
+    obs_store: Option<Tensor>,
+    filled: usize,
     book: EntryBook,
     stats: RolloutStats,
     /// Log-probabilities and values of the last scored batch.
@@ -299,9 +304,17 @@ impl<'w> Brain<BorrowedActor<'w>> for Recorder<'_> {
             self.offsets.as_deref(),
             &batch.rows,
             &batch.table_row,
-            true,
+            self.obs_store.is_none(),
         );
         self.obs_ticks.extend(x);
+        if let Some(store) = &self.obs_store {
+            let d = batch.obs_dim;
+            // SAFETY: the store is a contiguous f32 CPU tensor owned by this recorder alone.
+            if let Some(dst) = unsafe { cpu_slice_mut(store) } {
+                dst[self.filled * d..(self.filled + batch.len()) * d].copy_from_slice(&batch.rows);
+            }
+            self.filled += batch.len();
+        }
         self.scored_logp = lp;
         self.scored_value = val;
         self.stats.network_s += tn.elapsed().as_secs_f64();
@@ -402,6 +415,14 @@ pub fn collect_until(
         logp: vec![0f32; num_steps * n],
         entry: vec![0i64; num_steps * n],
         obs_ticks: Vec::with_capacity(num_steps),
+        // The native CPU pass's condition (contiguous f32 CPU parameters): store rows in place.
+        obs_store: cpu_slice(&policy.flat).map(|_| {
+            Tensor::empty(
+                [(num_steps * n) as i64, d as i64],
+                (Kind::Float, policy.device()),
+            )
+        }),
+        filled: 0,
         book: EntryBook::new(n),
         stats: RolloutStats::default(),
         scored_logp: Vec::new(),
@@ -456,6 +477,8 @@ pub fn collect_until(
         logp,
         mut entry,
         obs_ticks,
+        obs_store,
+        filled,
         book,
         mut stats,
         ..
@@ -477,7 +500,9 @@ pub fn collect_until(
             .collect()
     });
     stats.offsets_s += to.elapsed().as_secs_f64();
-    let obs = if obs_ticks.is_empty() {
+    let obs = if let Some(store) = obs_store {
+        store.narrow(0, 0, filled as i64)
+    } else if obs_ticks.is_empty() {
         Tensor::zeros([0, d as i64], (Kind::Float, policy.device()))
     } else {
         Tensor::cat(&obs_ticks, 0)
