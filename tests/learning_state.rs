@@ -232,3 +232,29 @@ fn per_agent_offsets_change_the_policy_and_disabled_evolution_does_not() {
     let ck = s.to_checkpoint(CheckpointKind::Final);
     assert!(ck.arrays.iter().all(|a| !a.name.starts_with("offsets/")));
 }
+
+#[test]
+fn a_rollout_keeps_its_observations_until_the_scratch_is_told_they_are_free() {
+    use emergence_lab::ppo::{collect, RolloutScratch};
+    use emergence_lab::world::{World, WorldParams};
+    let c = small_config();
+    let mut rng = Rng::seed_from_u64(3);
+    let mut world = World::new(WorldParams::from_config(&c), &mut rng);
+    let policy = Policy::new(world.obs_dim(), &c.agent.hidden_dims, &mut rng, Device::Cpu);
+    let mut scratch = RolloutScratch::default();
+    let steps = c.train.num_steps;
+    let first = collect(&mut world, &mut rng, &policy, None, steps, &mut scratch);
+    let kept: Vec<f32> = Vec::try_from(first.obs.flatten(0, -1)).unwrap();
+    // Without `recycle`, the next rollout must not write into the first one's observations.
+    let second = collect(&mut world, &mut rng, &policy, None, steps, &mut scratch);
+    let now: Vec<f32> = Vec::try_from(first.obs.flatten(0, -1)).unwrap();
+    assert_eq!(kept, now, "the first rollout's observations were overwritten");
+    let second_obs: Vec<f32> = Vec::try_from(second.obs.flatten(0, -1)).unwrap();
+    assert_ne!(kept, second_obs, "the two rollouts saw different ticks");
+    // Once told, the store is reused (same data pointer) and holds the new rollout.
+    let ptr = second.obs.data_ptr();
+    drop(second);
+    scratch.recycle();
+    let third = collect(&mut world, &mut rng, &policy, None, steps, &mut scratch);
+    assert_eq!(third.obs.data_ptr(), ptr, "the freed store is reused");
+}

@@ -57,11 +57,39 @@ pub struct RolloutStats {
     pub offsets_s: f64,
 }
 
-/// Reusable host buffers of the rollout (the acting step's buffers and batch).
+/// Reusable host buffers of the rollout (the acting step's buffers and batch, and on the CPU
+/// the `[T*N, d]` observation store).
 #[derive(Debug, Default)]
 pub struct RolloutScratch {
     buffers: ActBuffers,
     acting: Acting,
+    /// The observation store of the last rollout (its `obs` is a view of it).
+    store: Option<Tensor>,
+    /// The last rollout's `obs` may still be in use: the next rollout allocates a new store
+    /// unless [`RolloutScratch::recycle`] said it is not.
+    lent: bool,
+}
+
+impl RolloutScratch {
+    /// The caller is done with the last rollout's observations (its `Rollout` and the batch
+    /// built from it are dropped): the next rollout may write into the same store, saving a
+    /// fresh allocation (and its page faults) per iteration.
+    pub fn recycle(&mut self) {
+        self.lent = false;
+    }
+
+    /// A `[rows, d]` f32 store for the observations when the policy runs the native CPU pass
+    /// (contiguous f32 CPU parameters): the last one when it is free and of the same shape.
+    fn take_store(&mut self, policy: &Policy, rows: usize, d: usize) -> Option<Tensor> {
+        cpu_slice(&policy.flat)?;
+        let shape = [rows as i64, d as i64];
+        let reusable = !self.lent && self.store.as_ref().is_some_and(|t| t.size() == shape);
+        if !reusable {
+            self.store = Some(Tensor::empty(shape, (Kind::Float, policy.device())));
+        }
+        self.lent = true;
+        self.store.as_ref().map(Tensor::shallow_clone)
+    }
 }
 
 /// Evaluates the policy for the slots `slots` whose observations are the rows `rows`
@@ -416,19 +444,19 @@ pub fn collect_until(
         entry: vec![0i64; num_steps * n],
         obs_ticks: Vec::with_capacity(num_steps),
         // The native CPU pass's condition (contiguous f32 CPU parameters): store rows in place.
-        obs_store: cpu_slice(&policy.flat).map(|_| {
-            Tensor::empty(
-                [(num_steps * n) as i64, d as i64],
-                (Kind::Float, policy.device()),
-            )
-        }),
+        obs_store: scratch.take_store(policy, num_steps * n, d),
         filled: 0,
         book: EntryBook::new(n),
         stats: RolloutStats::default(),
         scored_logp: Vec::new(),
         scored_value: Vec::new(),
     };
-    let RolloutScratch { buffers, acting } = scratch;
+    let RolloutScratch {
+        buffers,
+        acting,
+        lent,
+        ..
+    } = scratch;
     let mut actors = [BorrowedActor {
         world,
         rng,
@@ -436,6 +464,8 @@ pub fn collect_until(
     }];
     for t in 0..num_steps {
         if stop.requested() {
+            // Nothing of this rollout is handed out: its store is free again.
+            *lent = false;
             return None;
         }
         rec.t = t;

@@ -245,6 +245,9 @@ impl TrainState {
             metric: e.metric,
             value: e.value,
         })?;
+        drop(batch);
+        // The rollout's observations are no longer referenced: the next rollout reuses them.
+        self.scratch.recycle();
         if up.interrupted {
             return Ok(None);
         }
