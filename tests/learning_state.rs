@@ -64,12 +64,12 @@ fn same_seed_same_threads_is_bit_identical_after_three_iterations() {
     assert_eq!(offsets(&a), offsets(&b));
     assert_eq!(a.world, b.world);
     assert_eq!(a.rng, b.rng);
-    assert_eq!(a.metrics_history.len(), 3);
+    assert_eq!(a.metrics_history().len(), 3);
     // The run did something: weights moved and the world saw births (offsets inherited).
     let fresh = TrainState::new(small_config(), Device::Cpu).unwrap();
     assert_ne!(flat(&a), flat(&fresh));
     let births: f64 = a
-        .metrics_history
+        .metrics_history()
         .iter()
         .map(|m| m.get("world/births").unwrap())
         .sum();
@@ -99,7 +99,7 @@ fn checkpoint_round_trip_continues_bit_identically() {
     let mut b = TrainState::from_checkpoint(&ck, Device::Cpu).unwrap();
     assert_eq!(b.step, a.step);
     assert_eq!(b.iteration, 2);
-    assert_eq!(b.metrics_history, a.metrics_history);
+    assert_eq!(b.metrics_history(), a.metrics_history());
     assert_eq!(b.trackers, a.trackers);
     assert_eq!(b.adam.step, a.adam.step);
     assert_eq!(b.world, a.world);
@@ -248,7 +248,10 @@ fn a_rollout_keeps_its_observations_until_the_scratch_is_told_they_are_free() {
     // Without `recycle`, the next rollout must not write into the first one's observations.
     let second = collect(&mut world, &mut rng, &policy, None, steps, &mut scratch);
     let now: Vec<f32> = Vec::try_from(first.obs.flatten(0, -1)).unwrap();
-    assert_eq!(kept, now, "the first rollout's observations were overwritten");
+    assert_eq!(
+        kept, now,
+        "the first rollout's observations were overwritten"
+    );
     let second_obs: Vec<f32> = Vec::try_from(second.obs.flatten(0, -1)).unwrap();
     assert_ne!(kept, second_obs, "the two rollouts saw different ticks");
     // Once told, the store is reused (same data pointer) and holds the new rollout.
@@ -257,4 +260,25 @@ fn a_rollout_keeps_its_observations_until_the_scratch_is_told_they_are_free() {
     scratch.recycle();
     let third = collect(&mut world, &mut rng, &policy, None, steps, &mut scratch);
     assert_eq!(third.obs.data_ptr(), ptr, "the freed store is reused");
+}
+
+#[test]
+fn the_checkpoint_stores_the_metrics_history_as_its_json_byte_for_byte() {
+    tch::set_num_threads(1);
+    let mut s = TrainState::new(small_config(), Device::Cpu).unwrap();
+    for _ in 0..3 {
+        s.iterate().unwrap();
+    }
+    let want = serde_json::to_string(s.metrics_history()).unwrap();
+    let ck = s.to_checkpoint(CheckpointKind::Periodic);
+    assert_eq!(ck.meta.metrics_json, want);
+    // Restored, then one more iteration: still the JSON of the whole history.
+    let mut r = TrainState::from_checkpoint(&ck, Device::Cpu).unwrap();
+    r.iterate().unwrap();
+    assert_eq!(r.metrics_history().len(), 4);
+    let again = r.to_checkpoint_reusing(CheckpointKind::Periodic, Some(ck));
+    assert_eq!(
+        again.meta.metrics_json,
+        serde_json::to_string(r.metrics_history()).unwrap()
+    );
 }

@@ -65,9 +65,12 @@ impl TrainState {
         kind: CheckpointKind,
         spare: Option<Checkpoint>,
     ) -> Checkpoint {
-        let mut spare: std::collections::HashMap<String, NamedArray> = spare
+        let (spare_json, spare_arrays) = match spare {
+            Some(c) => (c.meta.metrics_json, c.arrays),
+            None => (String::new(), Vec::new()),
+        };
+        let mut spare: std::collections::HashMap<String, NamedArray> = spare_arrays
             .into_iter()
-            .flat_map(|c| c.arrays)
             .filter(|a| a.name.starts_with("offsets/"))
             .map(|a| (a.name.clone(), a))
             .collect();
@@ -113,8 +116,13 @@ impl TrainState {
                 kind,
                 config_json: serde_json::to_string(&self.config).expect("config serialises"),
                 trackers_json: self.trackers.to_json(),
-                metrics_json: serde_json::to_string(&self.metrics_history)
-                    .expect("metrics serialise"),
+                metrics_json: {
+                    // Into the spare's buffer when there is one: a copy, no allocation.
+                    let mut json = spare_json;
+                    json.clear();
+                    json.push_str(self.metrics_json());
+                    json
+                },
                 created_unix,
                 run_id: Some(self.run_id.clone()),
             },
@@ -185,8 +193,9 @@ impl TrainState {
         }
         state.step = ck.meta.step;
         state.iteration = ck.meta.iteration;
-        state.metrics_history = serde_json::from_str::<Vec<Metrics>>(&ck.meta.metrics_json)
+        let history = serde_json::from_str::<Vec<Metrics>>(&ck.meta.metrics_json)
             .map_err(|e| TrainError::Checkpoint(format!("metrics metadata does not parse: {e}")))?;
+        state.set_metrics_history(history);
         if !ck.meta.trackers_json.trim().is_empty() {
             state.trackers = Trackers::from_json(&ck.meta.trackers_json).map_err(|e| {
                 TrainError::Checkpoint(format!("trackers metadata does not parse: {e}"))

@@ -157,7 +157,7 @@ impl Trainer {
         let mut sinks = Sinks::open(
             &cfg.log,
             resume,
-            &self.state.metrics_history,
+            self.state.metrics_history(),
             Some(&self.state.run_id),
         )?;
         for w in sinks.warnings() {
