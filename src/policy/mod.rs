@@ -9,6 +9,7 @@ pub mod native;
 pub(crate) mod offsets;
 mod products;
 mod rows;
+pub(crate) mod simd;
 
 pub use offsets::Offsets;
 

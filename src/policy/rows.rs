@@ -4,6 +4,7 @@
 //! operations (no multiply-add is fused that was not written as one), so both versions give
 //! the same bits.
 
+use super::simd::dispatch_simd;
 use super::LAYER_NORM_EPS;
 
 /// Sum with eight independent partial sums (vectorisable, fixed order).
@@ -51,33 +52,10 @@ pub struct Affine<'a> {
     pub shift: &'a [f32],
 }
 
-/// Forward of `rows` rows of width `h`: `z += bias`, LayerNorm (writes the normalised
-/// values back to `z` and `1 / std` to `rstd`), `act = tanh(nhat * scale + shift)`.
-pub fn norm_forward(h: usize, z: &mut [f32], act: &mut [f32], rstd: &mut [f32], c: &Affine) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the enabled features.
-            return unsafe { norm_forward_avx512(h, z, act, rstd, c) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the enabled features.
-            return unsafe { norm_forward_avx2(h, z, act, rstd, c) };
-        }
-    }
-    norm_forward_body(h, z, act, rstd, c)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn norm_forward_avx512(h: usize, z: &mut [f32], a: &mut [f32], r: &mut [f32], c: &Affine) {
-    norm_forward_body(h, z, a, r, c)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn norm_forward_avx2(h: usize, z: &mut [f32], a: &mut [f32], r: &mut [f32], c: &Affine) {
-    norm_forward_body(h, z, a, r, c)
+dispatch_simd! {
+    /// Forward of `rows` rows of width `h`: `z += bias`, LayerNorm (writes the normalised
+    /// values back to `z` and `1 / std` to `rstd`), `act = tanh(nhat * scale + shift)`.
+    pub fn norm_forward(h: usize, z: &mut [f32], act: &mut [f32], rstd: &mut [f32], c: &Affine) => norm_forward_body;
 }
 
 #[inline(always)]
@@ -116,65 +94,22 @@ pub struct NormGrads<'a> {
     pub b: &'a mut [f32],
 }
 
-/// Backward of [`norm_forward`] for rows of width `h` (one chunk, LayerNorm scale `scale`):
-/// from the activations `a`, normalised values `nhat`, `rstd` and the gradient `da` of the
-/// activations, writes the gradient of the pre-activations to `dz` and adds the shared
-/// gradients to `acc` (row by row, in row order).
-#[allow(clippy::too_many_arguments)]
-pub fn norm_backward(
-    h: usize,
-    a: &[f32],
-    nhat: &[f32],
-    rstd: &[f32],
-    da: &[f32],
-    dz: &mut [f32],
-    scale: &[f32],
-    acc: &mut NormGrads,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the enabled features.
-            return unsafe { norm_backward_avx512(h, a, nhat, rstd, da, dz, scale, acc) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the enabled features.
-            return unsafe { norm_backward_avx2(h, a, nhat, rstd, da, dz, scale, acc) };
-        }
-    }
-    norm_backward_body(h, a, nhat, rstd, da, dz, scale, acc)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn norm_backward_avx512(
-    h: usize,
-    a: &[f32],
-    nhat: &[f32],
-    rstd: &[f32],
-    da: &[f32],
-    dz: &mut [f32],
-    scale: &[f32],
-    acc: &mut NormGrads,
-) {
-    norm_backward_body(h, a, nhat, rstd, da, dz, scale, acc)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn norm_backward_avx2(
-    h: usize,
-    a: &[f32],
-    nhat: &[f32],
-    rstd: &[f32],
-    da: &[f32],
-    dz: &mut [f32],
-    scale: &[f32],
-    acc: &mut NormGrads,
-) {
-    norm_backward_body(h, a, nhat, rstd, da, dz, scale, acc)
+dispatch_simd! {
+    /// Backward of [`norm_forward`] for rows of width `h` (one chunk, LayerNorm scale `scale`):
+    /// from the activations `a`, normalised values `nhat`, `rstd` and the gradient `da` of the
+    /// activations, writes the gradient of the pre-activations to `dz` and adds the shared
+    /// gradients to `acc` (row by row, in row order).
+    #[allow(clippy::too_many_arguments)]
+    pub fn norm_backward(
+        h: usize,
+        a: &[f32],
+        nhat: &[f32],
+        rstd: &[f32],
+        da: &[f32],
+        dz: &mut [f32],
+        scale: &[f32],
+        acc: &mut NormGrads,
+    ) => norm_backward_body;
 }
 
 /// Rows whose two row sums are formed together (independent chains; each row's sums keep

@@ -3,6 +3,8 @@
 //! compiled for AVX-512 / AVX2 at run time (element-wise or in a fixed order: the same bits
 //! on every path). Re-exported by [`super::update_native`].
 
+use crate::policy::simd::dispatch_simd;
+
 /// Scales `grad` so its L2 norm is at most `max_norm` (factor `max_norm / (norm + 1e-6)`
 /// when below 1, as [`super::adam::clip_grad_norm`]). Returns the norm before clipping.
 pub fn clip_grad_norm(grad: &mut [f32], max_norm: f64) -> f64 {
@@ -54,18 +56,7 @@ pub fn adam_step_scaled(
         eps: eps as f32,
         coef,
     };
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the enabled features.
-            return unsafe { adam_avx512(p, g, m, v, k) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the enabled features.
-            return unsafe { adam_avx2(p, g, m, v, k) };
-        }
-    }
-    adam_body(p, g, m, v, k)
+    adam(p, g, m, v, k)
 }
 
 /// The per-step constants of [`adam_step_scaled`].
@@ -79,18 +70,9 @@ struct AdamConsts {
     coef: f32,
 }
 
-// The same loop compiled for wider vectors (chosen at run time): element-wise, so the same
-// bits (no multiply-add is fused).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn adam_avx512(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: AdamConsts) {
-    adam_body(p, g, m, v, k)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn adam_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: AdamConsts) {
-    adam_body(p, g, m, v, k)
+dispatch_simd! {
+    /// The Adam loop, compiled for the CPU's widest vectors (element-wise: the same bits).
+    fn adam(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: AdamConsts) => adam_body;
 }
 
 #[inline(always)]
@@ -122,23 +104,10 @@ fn adam_body(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: AdamCons
     }
 }
 
-/// `grad = parts[0] + parts[1] + ...` (in part order), returning the squared L2 norm of
-/// the sum (f64, eight partial sums in a fixed order: vectorisable).
-pub fn reduce_grad(grad: &mut [f32], parts: &[&[f32]]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the enabled features.
-            return unsafe { reduce_grad_avx512(grad, parts) };
-        }
-    }
-    reduce_grad_body(grad, parts)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn reduce_grad_avx512(grad: &mut [f32], parts: &[&[f32]]) -> f64 {
-    reduce_grad_body(grad, parts)
+dispatch_simd! {
+    /// `grad = parts[0] + parts[1] + ...` (in part order), returning the squared L2 norm of
+    /// the sum (f64, eight partial sums in a fixed order: vectorisable).
+    pub fn reduce_grad(grad: &mut [f32], parts: &[&[f32]]) -> f64 => reduce_grad_body;
 }
 
 #[inline(always)]
@@ -147,23 +116,10 @@ fn reduce_grad_body(grad: &mut [f32], parts: &[&[f32]]) -> f64 {
     sum_squares_body(grad)
 }
 
-/// `grad = parts[0][off..] + parts[1][off..] + ...` (in part order) for `grad.len()` values:
-/// the element-wise half of [`reduce_grad`], so it can be split between threads.
-pub(crate) fn add_parts(grad: &mut [f32], parts: &[&[f32]], off: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the enabled features.
-            return unsafe { add_parts_avx512(grad, parts, off) };
-        }
-    }
-    add_parts_body(grad, parts, off)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn add_parts_avx512(grad: &mut [f32], parts: &[&[f32]], off: usize) {
-    add_parts_body(grad, parts, off)
+dispatch_simd! {
+    /// `grad = parts[0][off..] + parts[1][off..] + ...` (in part order) for `grad.len()` values:
+    /// the element-wise half of [`reduce_grad`], so it can be split between threads.
+    pub(crate) fn add_parts(grad: &mut [f32], parts: &[&[f32]], off: usize) => add_parts_body;
 }
 
 #[inline(always)]
@@ -177,22 +133,9 @@ fn add_parts_body(grad: &mut [f32], parts: &[&[f32]], off: usize) {
     }
 }
 
-/// The squared L2 norm of `grad` in [`reduce_grad`]'s order (one thread: a fixed order).
-pub(crate) fn sum_squares(grad: &[f32]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the enabled features.
-            return unsafe { sum_squares_avx512(grad) };
-        }
-    }
-    sum_squares_body(grad)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn sum_squares_avx512(grad: &[f32]) -> f64 {
-    sum_squares_body(grad)
+dispatch_simd! {
+    /// The squared L2 norm of `grad` in [`reduce_grad`]'s order (one thread: a fixed order).
+    pub(crate) fn sum_squares(grad: &[f32]) -> f64 => sum_squares_body;
 }
 
 #[inline(always)]
