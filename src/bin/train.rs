@@ -133,16 +133,13 @@ fn run() -> Result<std::process::ExitCode> {
             emergence_lab::policy::native::set_threads(t.max(1) as usize);
             tch::set_num_threads(if backend == Backend::Tch { t } else { 1 });
         } else if backend == Backend::Auto {
-            // The default thread setting, chosen as the trainer chooses it (train.num_threads = 0).
-            tch::set_num_threads(1);
-            let c = Config::kaggle_notebook();
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let choice = emergence_lab::train::threads::choose_threads(
-                c.obs_dim(),
-                &c.agent.hidden_dims,
-                cores,
-            );
-            println!("# {}", choice.describe());
+            // The default thread setting (train.num_threads = 0), chosen by the trainer's code.
+            let mut c = Config::kaggle_notebook();
+            c.train.device = "cpu".into();
+            emergence_lab::train::Trainer::prepare_device(&c)?;
+            if let Some(choice) = emergence_lab::train::threads::take_last_choice() {
+                println!("# {}", choice.describe());
+            }
         }
         return bench(iters, backend).map(|()| std::process::ExitCode::SUCCESS);
     }

@@ -91,25 +91,7 @@ pub(super) fn gemm_abt(
         gemm::transpose(n, k, b, bt);
         return gemm::product(m, k, n, a, k, 1, bt, beta, c);
     }
-    // SAFETY: the slices hold the strided extents checked above.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            1,
-            k as isize,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
+    gemm::portable_product(m, k, n, a, (k, 1), b, (1, k), beta, c)
 }
 
 /// `c = beta * c + a b` for row-major `a` `[m, k]`, `b` `[k, n]`, `c` `[m, n]`.
@@ -126,25 +108,7 @@ pub(super) fn gemm_ab(
     if gemm::fast() {
         return gemm::product(m, k, n, a, k, 1, b, beta, c);
     }
-    // SAFETY: the slices hold the strided extents checked above.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            n as isize,
-            1,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
+    gemm::portable_product(m, k, n, a, (k, 1), b, (n, 1), beta, c)
 }
 
 /// `c = a^T b` for row-major `a` `[k, m]`, `b` `[k, n]`, `c` `[m, n]` (overwritten).
@@ -153,25 +117,7 @@ pub(super) fn gemm_atb(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &m
     if gemm::fast() {
         return gemm::product(m, k, n, a, 1, m, b, 0.0, c);
     }
-    // SAFETY: the slices hold the strided extents checked above.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            1,
-            m as isize,
-            b.as_ptr(),
-            n as isize,
-            1,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
+    gemm::portable_product(m, k, n, a, (1, m), b, (n, 1), 0.0, c)
 }
 
 /// Dot product with sixteen independent partial sums (fixed order on a given machine):

@@ -469,14 +469,13 @@ pub fn collect_until(
             return None;
         }
         rec.t = t;
-        let times = acting.step(
+        rec.stats.world_s += acting.step(
             &mut actors,
             Choice::Sampled,
             mutation.as_ref(),
             &mut rec,
             None,
         );
-        rec.stats.world_s += times.world_s;
     }
 
     // Bootstrap values of the final observation.

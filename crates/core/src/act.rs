@@ -258,13 +258,6 @@ pub trait Brain<A: Actor> {
     fn lineage(&mut self, _index: usize, _event: Lineage<'_>) {}
 }
 
-/// Seconds spent in the world's code during one [`Acting::step`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StepTimes {
-    /// Observing and ticking (wall clock).
-    pub world_s: f64,
-}
-
 /// Runs `f` on every actor: inline for one, in parallel (in `pool` when given) for more.
 fn each<A: Actor>(
     pool: Option<&rayon::ThreadPool>,
@@ -302,7 +295,8 @@ impl Acting {
     }
 
     /// One acting step of every world (see the module docs). `mutation` is the shape of a
-    /// birth's mutation (None: births carry no heritable weights to mutate).
+    /// birth's mutation (None: births carry no heritable weights to mutate). Returns the
+    /// wall-clock seconds spent in the world's code (observing and ticking).
     pub fn step<A: Actor, B: Brain<A>>(
         &mut self,
         actors: &mut [A],
@@ -310,8 +304,8 @@ impl Acting {
         mutation: Option<&MutationSpec>,
         brain: &mut B,
         pool: Option<&rayon::ThreadPool>,
-    ) -> StepTimes {
-        let mut times = StepTimes::default();
+    ) -> f64 {
+        let mut world_s = 0.0;
         for a in actors.iter_mut() {
             let p = a.parts();
             let n = p.world.num_envs() * p.world.num_slots();
@@ -326,7 +320,7 @@ impl Acting {
                 }
             }
         } else {
-            times.world_s += self.observe(actors, pool);
+            world_s += self.observe(actors, pool);
             self.choose(actors, choice, brain);
         }
 
@@ -343,7 +337,7 @@ impl Acting {
             }
             a.ticked();
         });
-        times.world_s += t.elapsed().as_secs_f64();
+        world_s += t.elapsed().as_secs_f64();
 
         for (i, a) in actors.iter().enumerate() {
             brain.ticked(i, a);
@@ -377,7 +371,7 @@ impl Acting {
                 );
             }
         }
-        times
+        world_s
     }
 
     /// Phase 2: the brain scores the batch, each world's generator picks its rows' actions.

@@ -140,6 +140,53 @@ pub fn product_prefetching(
     product_on(kernel, m, k, n, a, rsa, csa, b, beta, c, ahead)
 }
 
+/// `matrixmultiply`'s `c = beta c + A B` with `A(r, kk) = a[r * rsa + kk * csa]` and
+/// `B(kk, j) = b[kk * rsb + j * csb]`, `c` row-major `[m, n]`: the portable path where the
+/// kernels do not run (and the reference the kernels are tested against).
+///
+/// # Panics
+/// If a slice is shorter than its strided extent.
+#[allow(clippy::too_many_arguments)]
+pub fn portable_product(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    (rsb, csb): (usize, usize),
+    beta: f32,
+    c: &mut [f32],
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(c.len() >= m * n);
+    if k > 0 {
+        assert!(a.len() > (m - 1) * rsa + (k - 1) * csa);
+        assert!(b.len() > (k - 1) * rsb + (n - 1) * csb);
+    }
+    // SAFETY: the slices hold the strided extents checked above.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn product_on(
     kernel: Kernel,
@@ -201,40 +248,6 @@ mod tests {
             .collect()
     }
 
-    /// `matrixmultiply`'s `c = beta c + A B` with strides.
-    #[allow(clippy::too_many_arguments)]
-    fn reference(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: &[f32],
-        (rsa, csa): (usize, usize),
-        b: &[f32],
-        (rsb, csb): (usize, usize),
-        beta: f32,
-        c: &mut [f32],
-    ) {
-        // SAFETY: the test's slices hold the strided extents.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                1.0,
-                a.as_ptr(),
-                rsa as isize,
-                csa as isize,
-                b.as_ptr(),
-                rsb as isize,
-                csb as isize,
-                beta,
-                c.as_mut_ptr(),
-                n as isize,
-                1,
-            )
-        }
-    }
-
     #[test]
     fn products_equal_matrixmultiply_bit_for_bit() {
         let kernels: Vec<Kernel> = match kernel() {
@@ -270,7 +283,7 @@ mod tests {
             for beta in [0.0f32, 1.0] {
                 // A B (a row-major [m, k]).
                 let (mut want, mut got) = (c0.clone(), c0.clone());
-                reference(m, k, n, &a, (k, 1), &b, (n, 1), beta, &mut want);
+                portable_product(m, k, n, &a, (k, 1), &b, (n, 1), beta, &mut want);
                 product_on(kern, m, k, n, &a, k, 1, &b, beta, &mut got, &[]);
                 assert_eq!(
                     bits(&got),
@@ -279,7 +292,7 @@ mod tests {
                 );
                 // A^T B (a row-major [k, m]).
                 let (mut want, mut got) = (c0.clone(), c0.clone());
-                reference(m, k, n, &a, (1, m), &b, (n, 1), beta, &mut want);
+                portable_product(m, k, n, &a, (1, m), &b, (n, 1), beta, &mut want);
                 product_on(kern, m, k, n, &a, 1, m, &b, beta, &mut got, &[]);
                 assert_eq!(
                     bits(&got),
@@ -288,7 +301,7 @@ mod tests {
                 );
                 // A B^T (b row-major [n, k], transposed once).
                 let (mut want, mut got) = (c0.clone(), c0.clone());
-                reference(m, k, n, &a, (k, 1), &b, (1, k), beta, &mut want);
+                portable_product(m, k, n, &a, (k, 1), &b, (1, k), beta, &mut want);
                 let mut bt = Vec::new();
                 transpose(n, k, &b, &mut bt);
                 product_on(kern, m, k, n, &a, k, 1, &bt, beta, &mut got, &[]);
