@@ -1,8 +1,11 @@
 //! Tracker cost per check: weight divergence of 32 agents with the default network's
-//! evolved weights (`all`, ~37k each) and the field measures of a 20x20x4 field.
+//! evolved weights (`all`, ~37k each) and the field measures of a 20x20x4 field; and the
+//! trackers' JSON after 40,000 checks (a 12-hour run at one check per second), as every
+//! iteration's ready checkpoint takes it, beside serialising the whole history.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use emergence_lab::trackers::{field_entropy, field_structure, weight_divergence};
+use emergence_lab::config::AnalysisConfig;
+use emergence_lab::trackers::{field_entropy, field_structure, weight_divergence, Trackers};
 
 fn rows(n: usize, len: usize) -> Vec<Vec<f32>> {
     let mut s = 1u64;
@@ -37,5 +40,25 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+fn json(c: &mut Criterion) {
+    let mut t = Trackers::new(&AnalysisConfig::default());
+    let field = rows(1, 4 * 4).pop().unwrap();
+    let r = rows(3, 8);
+    let refs: Vec<&[f32]> = r.iter().map(|v| v.as_slice()).collect();
+    for i in 0..40_000u64 {
+        t.update_emergence(i * 4096, &field, 4, 1).unwrap();
+        t.update_specialization(i * 4096, &refs).unwrap();
+    }
+    let mut g = c.benchmark_group("trackers json after 40k checks");
+    g.sample_size(20);
+    g.bench_function("to_json (kept text)", |b| {
+        b.iter(|| black_box(&t).to_json())
+    });
+    g.bench_function("serde_json whole", |b| {
+        b.iter(|| serde_json::to_string(black_box(&t)).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, json);
 criterion_main!(benches);

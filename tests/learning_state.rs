@@ -88,8 +88,8 @@ fn checkpoint_round_trip_continues_bit_identically() {
     let mut a = TrainState::new(small_config(), Device::Cpu).unwrap();
     a.iterate().unwrap();
     a.iterate().unwrap();
-    assert_eq!(a.trackers.emergence.history.len(), 2);
-    assert_eq!(a.trackers.specialization.history.len(), 2);
+    assert_eq!(a.trackers.emergence.history().len(), 2);
+    assert_eq!(a.trackers.specialization.history().len(), 2);
     let ck = a.to_checkpoint(CheckpointKind::Periodic);
     assert!(ck.array("policy/hidden0/weight").is_some());
     assert!(ck.array("adam/m/policy/critic/bias").is_some());
@@ -111,7 +111,7 @@ fn checkpoint_round_trip_continues_bit_identically() {
     assert_eq!(a.world, b.world);
     assert_eq!(a.rng, b.rng);
     assert_eq!(a.trackers, b.trackers);
-    assert_eq!(a.trackers.emergence.history.len(), 3);
+    assert_eq!(a.trackers.emergence.history().len(), 3);
     let strip = |m: &emergence_lab::metrics::Metrics| {
         m.values
             .iter()

@@ -18,6 +18,7 @@ use crate::ppo::{self, specialization, Adam};
 use crate::rng::Rng;
 use crate::trackers::{TrackerEvent, Trackers};
 use crate::world::{World, WorldParams};
+use emergence_lab_core::json_array::JsonArray;
 
 /// The complete training state: if it is not here, it is not state.
 #[derive(Debug)]
@@ -43,7 +44,7 @@ pub struct TrainState {
     /// `metrics_history` as compact JSON, the form a checkpoint stores, extended by one record
     /// per iteration: keeping the last iteration ready to write then copies it instead of
     /// serialising a history that grows all run (92 ms at 40,000 iterations).
-    metrics_json: String,
+    metrics_json: JsonArray,
     /// Emergence and specialization trackers (history and events).
     pub trackers: Trackers,
     /// Tracker events raised by the last [`TrainState::iterate`] (transient, not state).
@@ -118,7 +119,7 @@ impl TrainState {
             step: 0,
             iteration: 0,
             metrics_history: Vec::new(),
-            metrics_json: "[]".into(),
+            metrics_json: JsonArray::new(),
             new_events: Vec::new(),
             run_id: super::new_run_id(),
             update_backend: ppo::Backend::Auto,
@@ -361,24 +362,18 @@ impl TrainState {
 
     /// The metrics history as compact JSON (`serde_json::to_string` of it, byte for byte).
     pub(crate) fn metrics_json(&self) -> &str {
-        &self.metrics_json
+        self.metrics_json.as_str()
     }
 
     /// Appends one iteration's metrics to the history and to its JSON.
     fn record_metrics(&mut self, m: Metrics) {
-        let rec = serde_json::to_string(&m).expect("metrics serialise");
-        self.metrics_json.pop(); // the closing ']'
-        if self.metrics_json.len() > 1 {
-            self.metrics_json.push(',');
-        }
-        self.metrics_json.push_str(&rec);
-        self.metrics_json.push(']');
+        self.metrics_json.push(&m).expect("metrics serialise");
         self.metrics_history.push(m);
     }
 
     /// Replaces the metrics history (a restored checkpoint's).
     pub(crate) fn set_metrics_history(&mut self, history: Vec<Metrics>) {
-        self.metrics_json = serde_json::to_string(&history).expect("metrics serialise");
+        self.metrics_json = JsonArray::of(&history).expect("metrics serialise");
         self.metrics_history = history;
     }
 

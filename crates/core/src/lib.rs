@@ -13,6 +13,7 @@
 pub mod act;
 pub mod checkpoint;
 pub mod config;
+pub mod json_array;
 pub mod metrics;
 pub mod progress;
 pub mod rng;

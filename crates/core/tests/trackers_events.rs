@@ -72,8 +72,8 @@ fn emergence_events_after_window_only() {
     );
     assert_eq!(e.value, 0.0);
     assert!(e.z < -3.0);
-    assert_eq!(t.emergence.events, ev);
-    assert_eq!(t.emergence.history.len(), 22);
+    assert_eq!(t.emergence.events(), ev);
+    assert_eq!(t.emergence.history().len(), 22);
     assert_eq!(t.events(), ev);
 }
 
@@ -155,9 +155,9 @@ fn restored_trackers_continue_identically() {
     // Bit-exact values after the round trip.
     for (a, b) in original
         .emergence
-        .history
+        .history()
         .iter()
-        .zip(&restored.emergence.history)
+        .zip(restored.emergence.history())
     {
         assert_eq!(a.structure.to_bits(), b.structure.to_bits());
     }
@@ -187,6 +187,43 @@ fn truncate_after_drops_later_history() {
         step(&mut t, &mut g, i);
     }
     t.truncate_after(10 * 4096);
-    assert_eq!(t.emergence.history.len(), 11);
+    assert_eq!(t.emergence.history().len(), 11);
     assert!(t.events().iter().all(|e| e.step <= 10 * 4096));
+}
+
+#[test]
+fn kept_json_equals_serialising_the_whole_trackers_at_every_stage() {
+    // `to_json` composes each tracker's kept history text; it must stay byte for byte the
+    // derived serialisation through updates, events, a restore and a truncation.
+    let whole = |t: &Trackers| serde_json::to_string(t).unwrap();
+    let mut t = Trackers::new(&AnalysisConfig {
+        event_window: 4,
+        event_threshold: f64::INFINITY,
+        ..AnalysisConfig::default()
+    });
+    assert_eq!(t.to_json(), whole(&t), "empty");
+    t.emergence.threshold = 1.5;
+    let mut g = Gen(3);
+    for i in 0..40 {
+        step(&mut t, &mut g, i);
+        assert_eq!(t.to_json(), whole(&t), "after step {i}");
+    }
+    assert!(!t.events().is_empty(), "the test needs events in the text");
+    let mut restored = Trackers::from_json(&t.to_json()).unwrap();
+    assert_eq!(restored, t);
+    step(&mut restored, &mut g, 40);
+    assert_eq!(
+        restored.to_json(),
+        whole(&restored),
+        "restored, then updated"
+    );
+    restored.truncate_after(20 * 4096);
+    assert_eq!(restored.to_json(), whole(&restored), "truncated");
+    assert_eq!(restored.emergence.history().len(), 21);
+    step(&mut restored, &mut g, 41);
+    assert_eq!(
+        restored.to_json(),
+        whole(&restored),
+        "truncated, then updated"
+    );
 }

@@ -147,6 +147,6 @@ fn bad_shapes_are_clear_errors() {
         ),
         "{err}"
     );
-    assert!(t.emergence.history.is_empty() && t.specialization.history.is_empty());
+    assert!(t.emergence.history().is_empty() && t.specialization.history().is_empty());
     assert!(Trackers::from_json("{\"emergence\": 3}").is_err());
 }

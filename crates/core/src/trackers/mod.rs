@@ -57,6 +57,7 @@ pub use emergence::{field_entropy, field_structure, EmergenceRecord, EmergenceTr
 pub use specialization::{weight_divergence, SpecializationRecord, SpecializationTracker};
 
 use crate::config::{AnalysisConfig, StepInterval};
+use crate::json_array::JsonArray;
 
 /// Errors of the trackers: inputs of the wrong shape, or JSON that is not a tracker state.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +85,15 @@ pub enum TrackerError {
 /// One tracker: its schedule, the full history of its measurements (`R`, one record per
 /// check) and every event raised. [`EmergenceTracker`] and [`SpecializationTracker`] are its
 /// two kinds; they differ only in what they measure.
+///
+/// History and events only grow through the tracker's own methods, so it keeps their JSON
+/// text beside them ([`JsonArray`]): [`Trackers::to_json`], called for every iteration's
+/// ready checkpoint, then serialises nothing but the records added since.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    try_from = "TrackerData<R>",
+    bound(deserialize = "R: Deserialize<'de> + Serialize")
+)]
 pub struct Tracker<R> {
     /// Steps between measurements (`<= 0` disables).
     pub interval: StepInterval,
@@ -94,12 +103,50 @@ pub struct Tracker<R> {
     #[serde(with = "num")]
     pub threshold: f64,
     /// Every measurement, in order.
-    pub history: Vec<R>,
+    history: Vec<R>,
     /// Every event raised, in order.
-    pub events: Vec<TrackerEvent>,
+    events: Vec<TrackerEvent>,
+    /// `history` and `events` as JSON text (always in step with them).
+    #[serde(skip)]
+    json: [JsonArray; 2],
 }
 
-impl<R> Tracker<R> {
+/// What a [`Tracker`] is read from: its serialised fields (the JSON text is rebuilt).
+#[derive(Deserialize)]
+struct TrackerData<R> {
+    interval: StepInterval,
+    window: usize,
+    #[serde(with = "num")]
+    threshold: f64,
+    history: Vec<R>,
+    events: Vec<TrackerEvent>,
+}
+
+impl<R: Serialize> TryFrom<TrackerData<R>> for Tracker<R> {
+    type Error = serde_json::Error;
+
+    fn try_from(d: TrackerData<R>) -> Result<Self, Self::Error> {
+        Ok(Tracker {
+            json: [JsonArray::of(&d.history)?, JsonArray::of(&d.events)?],
+            interval: d.interval,
+            window: d.window,
+            threshold: d.threshold,
+            history: d.history,
+            events: d.events,
+        })
+    }
+}
+
+/// The settings of a [`Tracker`] as its JSON starts (field names and order of the derive).
+#[derive(Serialize)]
+struct TrackerHead<'a> {
+    interval: &'a StepInterval,
+    window: usize,
+    #[serde(with = "num")]
+    threshold: f64,
+}
+
+impl<R: Serialize> Tracker<R> {
     /// An empty tracker.
     pub fn new(interval: StepInterval, window: usize, threshold: f64) -> Self {
         Self {
@@ -108,6 +155,47 @@ impl<R> Tracker<R> {
             threshold,
             history: Vec::new(),
             events: Vec::new(),
+            json: Default::default(),
+        }
+    }
+
+    /// Every measurement, in order.
+    pub fn history(&self) -> &[R] {
+        &self.history
+    }
+
+    /// Every event raised, in order.
+    pub fn events(&self) -> &[TrackerEvent] {
+        &self.events
+    }
+
+    /// Appends this tracker's JSON (`serde_json::to_string(self)`, byte for byte) to `out`.
+    fn write_json(&self, out: &mut String) {
+        let head = TrackerHead {
+            interval: &self.interval,
+            window: self.window,
+            threshold: self.threshold,
+        };
+        // Plain numbers and strings: serialising cannot fail.
+        let head = serde_json::to_string(&head).unwrap_or_default();
+        out.push_str(head.strip_suffix('}').unwrap_or(&head));
+        out.push_str(",\"history\":");
+        out.push_str(self.json[0].as_str());
+        out.push_str(",\"events\":");
+        out.push_str(self.json[1].as_str());
+        out.push('}');
+    }
+
+    /// Drops history and events after `step`.
+    fn truncate_after(&mut self, step: u64, record_step: fn(&R) -> u64) {
+        let (h, e) = (self.history.len(), self.events.len());
+        self.history.retain(|r| record_step(r) <= step);
+        self.events.retain(|e| e.step <= step);
+        if (h, e) != (self.history.len(), self.events.len()) {
+            self.json = [
+                JsonArray::of(&self.history).unwrap_or_default(),
+                JsonArray::of(&self.events).unwrap_or_default(),
+            ];
         }
     }
 
@@ -127,7 +215,9 @@ impl<R> Tracker<R> {
     ) -> Vec<TrackerEvent> {
         let mut new_events = Vec::new();
         for &(name, get) in metrics {
-            let previous: Vec<f64> = self.history.iter().map(get).collect();
+            // Only the last `window` values are judged against.
+            let tail = &self.history[self.history.len().saturating_sub(self.window)..];
+            let previous: Vec<f64> = tail.iter().map(get).collect();
             let x = get(&record);
             if let Some((mean, std, z)) = zscore_event(&previous, x, self.window, self.threshold) {
                 new_events.push(TrackerEvent {
@@ -141,7 +231,12 @@ impl<R> Tracker<R> {
                 });
             }
         }
+        // Records are plain numbers (non-finite ones as strings): they always serialise.
+        let _ = self.json[0].push(&record);
         self.history.push(record);
+        for e in &new_events {
+            let _ = self.json[1].push(e);
+        }
         self.events.extend(new_events.iter().cloned());
         new_events
     }
@@ -235,17 +330,31 @@ impl Trackers {
 
     /// Drops history and events after `step` (for a resume whose metrics were cut back).
     pub fn truncate_after(&mut self, step: u64) {
-        self.emergence.history.retain(|r| r.step <= step);
-        self.emergence.events.retain(|e| e.step <= step);
-        self.specialization.history.retain(|r| r.step <= step);
-        self.specialization.events.retain(|e| e.step <= step);
+        self.emergence.truncate_after(step, |r| r.step);
+        self.specialization.truncate_after(step, |r| r.step);
     }
 
     /// Plain JSON of both trackers (history, events, settings); non-finite numbers are
     /// written as the strings `"NaN"`, `"inf"`, `"-inf"`.
+    ///
+    /// Each tracker keeps its history's text, so this costs the settings and a copy, not a
+    /// serialisation of the whole history (`serde_json::to_string(self)`, byte for byte).
     pub fn to_json(&self) -> String {
-        // Serialising plain structs of numbers and strings cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        let mut out = String::with_capacity(
+            64 + self
+                .emergence
+                .json
+                .iter()
+                .chain(&self.specialization.json)
+                .map(|j| j.as_str().len())
+                .sum::<usize>(),
+        );
+        out.push_str("{\"emergence\":");
+        self.emergence.write_json(&mut out);
+        out.push_str(",\"specialization\":");
+        self.specialization.write_json(&mut out);
+        out.push('}');
+        out
     }
 
     /// Trackers from [`Trackers::to_json`]; they continue exactly where they were.
