@@ -170,7 +170,9 @@ impl Offsets {
                 child,
                 mutation,
             } => {
-                self.birth_with_noise(base + parent, base + child, mutation);
+                if !self.birth_in_place(base + parent, base + child, mutation) {
+                    self.birth_with_noise(base + parent, base + child, mutation);
+                }
             }
             Lineage::Respawn { .. } | Lineage::Reset { .. } => {
                 let (rows, _) = event.overwrites();
@@ -179,9 +181,59 @@ impl Offsets {
         }
     }
 
+    /// [`Offsets::birth_with_noise`] on host slices when every table is a contiguous f32
+    /// CPU tensor (the same values: one f32 addition per scalar, no tensor made); `false`
+    /// (nothing changed) otherwise.
+    fn birth_in_place(&mut self, parent: usize, child: usize, noise: &[Vec<f32>]) -> bool {
+        let slots = self.num_slots();
+        // SAFETY: `&mut self` holds the tables; no other view of them is alive here.
+        let Some(tables) = self
+            .tensors
+            .iter()
+            .map(|t| unsafe { super::native::cpu_slice_mut(t) })
+            .collect::<Option<Vec<_>>>()
+        else {
+            return false;
+        };
+        for (table, z) in tables.into_iter().zip(noise) {
+            let len = table.len() / slots.max(1);
+            assert_eq!(z.len(), len, "mutation noise of the wrong length");
+            if parent == child {
+                let row = &mut table[child * len..(child + 1) * len];
+                row.iter_mut().zip(z).for_each(|(d, n)| *d += n);
+                continue;
+            }
+            let (p, c) = if parent < child {
+                let (lo, hi) = table.split_at_mut(child * len);
+                (&lo[parent * len..(parent + 1) * len], &mut hi[..len])
+            } else {
+                let (lo, hi) = table.split_at_mut(parent * len);
+                (&hi[..len], &mut lo[child * len..(child + 1) * len])
+            };
+            for ((c, p), n) in c.iter_mut().zip(p).zip(z) {
+                *c = p + n;
+            }
+        }
+        true
+    }
+
     /// Zeroes the rows of `slots` (floor respawns, episode resets).
     pub fn zero_rows(&mut self, slots: std::ops::Range<usize>) {
         if slots.is_empty() {
+            return;
+        }
+        let n = self.num_slots().max(1);
+        // SAFETY: as in `birth_in_place`.
+        if let Some(tables) = self
+            .tensors
+            .iter()
+            .map(|t| unsafe { super::native::cpu_slice_mut(t) })
+            .collect::<Option<Vec<_>>>()
+        {
+            for table in tables {
+                let len = table.len() / n;
+                table[slots.start * len..slots.end * len].fill(0.0);
+            }
             return;
         }
         tch::no_grad(|| {
@@ -355,5 +407,52 @@ mod tests {
         );
         o.zero_rows(1..3);
         assert_eq!(o.tensors[ai].abs().sum(Kind::Float).double_value(&[]), 0.0);
+    }
+
+    #[test]
+    fn lineage_on_host_tables_equals_the_tensor_path_bit_for_bit() {
+        // `apply` writes births and zeroes rows in place on CPU tables; the tensor
+        // operations of `birth_with_noise` / a `narrow().zero_()` are the reference.
+        let (c, p) = setup(Evolved::All);
+        let mut fast = Offsets::new(&p, &c, 5).unwrap();
+        let mut reference = Offsets::new(&p, &c, 5).unwrap();
+        let mut rng = Rng::seed_from_u64(9);
+        let spec = fast.mutation_spec();
+        let births = [(0, 3), (3, 1), (1, 1), (4, 2), (2, 0)];
+        for (parent, child) in births {
+            let noise = spec.draw(&mut rng);
+            fast.apply(
+                0,
+                &Lineage::Birth {
+                    parent,
+                    child,
+                    mutation: &noise,
+                },
+            );
+            reference.birth_with_noise(parent, child, &noise);
+        }
+        let bits = |o: &Offsets| -> Vec<Vec<u32>> {
+            o.tensors
+                .iter()
+                .map(|t| {
+                    let v: Vec<f32> = Vec::try_from(t.flatten(0, -1)).unwrap();
+                    v.iter().map(|x| x.to_bits()).collect()
+                })
+                .collect()
+        };
+        assert!(
+            bits(&fast).iter().flatten().any(|&b| b != 0),
+            "births wrote rows"
+        );
+        assert_eq!(bits(&fast), bits(&reference));
+        fast.zero_rows(1..3);
+        for t in &reference.tensors {
+            let _ = t.narrow(0, 1, 2).zero_();
+        }
+        assert_eq!(bits(&fast), bits(&reference));
+        assert!(
+            bits(&fast).iter().flatten().any(|&b| b != 0),
+            "other rows kept"
+        );
     }
 }
