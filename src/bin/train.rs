@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use emergence_lab::config::Evolved;
+use emergence_lab::config::{Evolved, RolloutOffsets};
 use emergence_lab::metrics::names;
 use emergence_lab::ppo::Backend;
 use emergence_lab::progress::{ReportMode, Reporter};
@@ -43,14 +43,21 @@ fn bench(iters: usize, backend: Backend) -> Result<()> {
         "# PPO iteration benchmark: Config::kaggle_notebook(), {threads} threads (native CPU passes; libtorch {} thread(s)), CPU, update backend {backend:?}",
         tch::get_num_threads()
     );
-    for (label, enabled, evolved) in [
-        ("evolved=all", true, Evolved::All),
-        ("evolved=heads", true, Evolved::Heads),
-        ("evolution disabled", false, Evolved::All),
+    for (label, enabled, evolved, rollout_offsets) in [
+        ("evolved=all", true, Evolved::All, RolloutOffsets::F32),
+        ("evolved=all f16", true, Evolved::All, RolloutOffsets::F16),
+        ("evolved=heads", true, Evolved::Heads, RolloutOffsets::F32),
+        (
+            "evolution disabled",
+            false,
+            Evolved::All,
+            RolloutOffsets::F32,
+        ),
     ] {
         let mut c = Config::kaggle_notebook();
         c.evolution.enabled = enabled;
         c.evolution.evolved = evolved;
+        c.evolution.rollout_offsets = rollout_offsets;
         c.train.device = "cpu".into();
         let mut state = TrainState::new(c.clone(), tch::Device::Cpu)?;
         state.update_backend = backend;

@@ -11,7 +11,7 @@ mod products;
 mod rows;
 pub(crate) mod simd;
 
-pub use offsets::Offsets;
+pub use offsets::{round_through_f16, Offsets};
 
 use tch::{Device, Kind, Tensor};
 

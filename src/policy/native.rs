@@ -10,7 +10,7 @@
 
 use super::param_shapes;
 use super::products::{
-    add_offset, gemm_ab, gemm_abt, gemm_atb, per_chunk_product, Heads, SMALL_CHUNK,
+    add_offset, gemm_ab, gemm_abt, gemm_atb, per_chunk_product, ChunkRows, Heads, SMALL_CHUNK,
 };
 use super::rows::{norm_backward, norm_forward, Affine, NormGrads};
 use crate::world::NUM_ACTIONS;
@@ -139,6 +139,9 @@ pub struct OffsetRows<'a> {
     /// `(slot table, extra table)` per parameter (order of [`super::Policy::params`]);
     /// `None` for parameters without offsets.
     pub tables: Vec<Option<(&'a [f32], &'a [f32])>>,
+    /// The rollout's f16 copy of a parameter's slot table, read instead of it where present
+    /// (`evolution.rollout_offsets = "f16"`; empty otherwise).
+    pub half: Vec<Option<&'a [half::f16]>>,
     /// Rows of the slot tables.
     pub num_slots: usize,
 }
@@ -154,6 +157,13 @@ impl<'a> OffsetRows<'a> {
             let e = entry - self.num_slots;
             &extra[e * len..(e + 1) * len]
         })
+    }
+
+    /// The f16 copy of the offsets of parameter `p` for slot `entry`, when there is one.
+    #[inline]
+    fn half_row(&self, p: usize, len: usize, entry: usize) -> Option<&'a [half::f16]> {
+        let table = (*self.half.get(p)?)?;
+        (entry < self.num_slots).then(|| &table[entry * len..(entry + 1) * len])
     }
 }
 
@@ -237,12 +247,17 @@ impl Workspace {
             if let (Some(o), false) = (evolved, self.split_offsets) {
                 // z_s = x_s (W + D_s)^T.
                 let rows = |e: usize| o.row(wi, lay.len[wi], e).unwrap();
+                let half = |e: usize| o.half_row(wi, lay.len[wi], e);
                 let w = lay.param(p, wi);
                 let all_small = segs.iter().all(|s| s.len <= SMALL_CHUNK);
                 let (eff, bt) = (&mut self.eff, &mut self.bt);
                 if all_small {
                     gemm_abt(n, w_in, h, input, w, 0.0, z, bt);
                 }
+                let rows = ChunkRows {
+                    f32: &rows,
+                    f16: &half,
+                };
                 per_chunk_product(segs, &rows, w, w_in, h, input, z, eff, bt, true, all_small);
             } else {
                 // z = x W^T (+ x_s D_s^T per chunk s).
@@ -441,6 +456,11 @@ impl Workspace {
                 let evolved = off.filter(|o| o.tables[wi].is_some());
                 if let (Some(o), false) = (evolved, self.split_offsets) {
                     let rows = |e: usize| o.row(wi, lay.len[wi], e).unwrap();
+                    // The backward is the update's: f32 offsets only.
+                    let rows = ChunkRows {
+                        f32: &rows,
+                        f16: &|_| None,
+                    };
                     let (w, dz, da) = (lay.param(p, wi), &self.dz, &mut self.da);
                     let (eff, bt) = (&mut self.eff, &mut self.bt);
                     per_chunk_product(segs, &rows, w, h, w_in, dz, da, eff, bt, false, false);

@@ -3,11 +3,12 @@
 //! One tensor `[E*A, ...shape]` per evolved parameter; births copy the parent's row plus
 //! Gaussian mutation drawn from the run's [`Rng`], floor respawns and resets zero a row.
 
+use half::f16;
 use tch::{Device, Kind, Tensor};
 
 use super::{AgentOffsets, Policy};
 use crate::act::{Lineage, MutationSpec};
-use crate::config::{Config, Evolved};
+use crate::config::{Config, Evolved, RolloutOffsets};
 use crate::rng::Rng;
 
 /// The per-slot offsets of the evolved parameters.
@@ -23,6 +24,26 @@ pub struct Offsets {
     pub stds: Vec<f32>,
     /// Total parameter count of the network (for [`Offsets::gather`]).
     pub num_policy_params: usize,
+    /// How the rollout reads the hidden layers' weight offsets (`evolution.rollout_offsets`).
+    pub rollout_precision: RolloutOffsets,
+    /// The rollout's rounded copy (see [`Offsets::refresh_rollout_copy`]).
+    rollout_copy: Option<RolloutCopy>,
+}
+
+/// The rollout's copy of the hidden layers' weight offsets rounded to f16, one entry per
+/// table (`None` for tables that are not a hidden layer's weight matrix).
+#[derive(Debug)]
+enum RolloutCopy {
+    /// Host tables of half floats, read by the native CPU pass (half the bytes).
+    Host(Vec<Option<Vec<f16>>>),
+    /// f32 tables on the offsets' device holding the rounded values (the libtorch pass).
+    Device(Vec<Option<Tensor>>),
+}
+
+/// `t` rounded to the nearest f16 (ties to even) and back to f32: the values the rollout's
+/// f16 copy holds, on any device.
+pub fn round_through_f16(t: &Tensor) -> Tensor {
+    t.to_kind(Kind::Half).to_kind(Kind::Float)
 }
 
 /// Names of the parameters that carry offsets for `evolved`.
@@ -73,7 +94,91 @@ impl Offsets {
             param_index: idx,
             tensors,
             num_policy_params: policy.params.len(),
+            rollout_precision: config.evolution.rollout_offsets,
+            rollout_copy: None,
         })
+    }
+
+    /// Whether table `j` holds a hidden layer's weight matrix (the tables the rollout may
+    /// read through its f16 copy; the heads and vectors are a few hundred bytes per agent).
+    fn is_hidden_weight(&self, j: usize) -> bool {
+        let p = self.param_index[j];
+        p % 4 == 0 && p + 4 < self.num_policy_params
+    }
+
+    /// Rebuilds the rollout's copy from the tables when `rollout_precision` is `F16` (drops it
+    /// for `F32`). The rollout calls this before its first tick; births and zeroed rows keep
+    /// it current during the rollout (through [`Offsets::apply`], [`Offsets::set_row`] and
+    /// [`Offsets::zero_rows`]). Writes to `tensors` by other means are seen at the next call.
+    pub fn refresh_rollout_copy(&mut self) {
+        if self.rollout_precision == RolloutOffsets::F32 {
+            self.rollout_copy = None;
+            return;
+        }
+        let host: Option<Vec<&[f32]>> = self.tensors.iter().map(super::native::cpu_slice).collect();
+        let copy = match host {
+            Some(tables) => {
+                let mut old = match self.rollout_copy.take() {
+                    Some(RolloutCopy::Host(v)) => v,
+                    _ => Vec::new(),
+                };
+                old.resize_with(tables.len(), || None);
+                let copies = tables
+                    .iter()
+                    .zip(old)
+                    .enumerate()
+                    .map(|(j, (src, buf))| {
+                        self.is_hidden_weight(j).then(|| {
+                            let mut buf = buf.unwrap_or_default();
+                            buf.resize(src.len(), f16::ZERO);
+                            convert_rows(src, &mut buf);
+                            buf
+                        })
+                    })
+                    .collect();
+                RolloutCopy::Host(copies)
+            }
+            None => RolloutCopy::Device(
+                (0..self.tensors.len())
+                    .map(|j| {
+                        self.is_hidden_weight(j)
+                            .then(|| tch::no_grad(|| round_through_f16(&self.tensors[j])))
+                    })
+                    .collect(),
+            ),
+        };
+        self.rollout_copy = Some(copy);
+    }
+
+    /// Brings the rollout's copy of the rows `slots` up to date with the tables.
+    fn refresh_copy_rows(&mut self, slots: std::ops::Range<usize>) {
+        let Some(copy) = self.rollout_copy.as_mut() else {
+            return;
+        };
+        let n = self
+            .tensors
+            .first()
+            .map_or(1, |t| t.size()[0].max(1) as usize);
+        for (j, t) in self.tensors.iter().enumerate() {
+            match copy {
+                RolloutCopy::Host(tables) => {
+                    if let (Some(dst), Some(src)) = (&mut tables[j], super::native::cpu_slice(t)) {
+                        let len = src.len() / n;
+                        let rows = slots.start * len..slots.end * len;
+                        convert_rows(&src[rows.clone()], &mut dst[rows]);
+                    }
+                }
+                RolloutCopy::Device(tables) => {
+                    if let Some(dst) = &tables[j] {
+                        let (start, len) = (slots.start as i64, slots.len() as i64);
+                        tch::no_grad(|| {
+                            dst.narrow(0, start, len)
+                                .copy_(&round_through_f16(&t.narrow(0, start, len)))
+                        });
+                    }
+                }
+            }
+        }
     }
 
     /// Number of slots.
@@ -134,6 +239,7 @@ impl Offsets {
                 t.get(slot as i64).copy_(v);
             }
         });
+        self.refresh_copy_rows(slot..slot + 1);
     }
 
     /// Birth: `d_child = d_parent + mutation` (noise from `rng`). Returns the child's row.
@@ -214,6 +320,7 @@ impl Offsets {
                 *c = p + n;
             }
         }
+        self.refresh_copy_rows(child..child + 1);
         true
     }
 
@@ -234,13 +341,14 @@ impl Offsets {
                 let len = table.len() / n;
                 table[slots.start * len..slots.end * len].fill(0.0);
             }
-            return;
+        } else {
+            tch::no_grad(|| {
+                for t in &self.tensors {
+                    let _ = t.narrow(0, slots.start as i64, slots.len() as i64).zero_();
+                }
+            });
         }
-        tch::no_grad(|| {
-            for t in &self.tensors {
-                let _ = t.narrow(0, slots.start as i64, slots.len() as i64).zero_();
-            }
-        });
+        self.refresh_copy_rows(slots);
     }
 
     /// Gathers rows `idx` (`[U]` int64 on the offsets' device) of `tables` (one
@@ -300,8 +408,18 @@ impl Offsets {
             };
             tables[pi] = Some((super::native::cpu_slice(t)?, x));
         }
+        // The rollout's f16 copy serves the slot rows (the update passes `extra` and reads
+        // the f32 tables).
+        let mut half: Vec<Option<&[f16]>> = Vec::new();
+        if let (None, Some(RolloutCopy::Host(copies))) = (extra, &self.rollout_copy) {
+            half.resize(self.num_policy_params, None);
+            for (&pi, c) in self.param_index.iter().zip(copies) {
+                half[pi] = c.as_deref();
+            }
+        }
         Some(super::native::OffsetRows {
             tables,
+            half,
             num_slots: self.num_slots(),
         })
     }
@@ -322,9 +440,16 @@ impl Offsets {
             runs: (0..self.num_policy_params).map(|_| None).collect(),
             spans,
         };
-        for (&pi, t) in self.param_index.iter().zip(&self.tensors) {
+        let copies = match &self.rollout_copy {
+            Some(RolloutCopy::Device(c)) => Some(c),
+            _ => None,
+        };
+        for (j, (&pi, t)) in self.param_index.iter().zip(&self.tensors).enumerate() {
             if t.dim() == 3 {
-                out.runs[pi] = Some(t.shallow_clone());
+                // The rollout's rounded copy when it has one (the same values as the
+                // native pass's f16 rows).
+                let table = copies.and_then(|c| c[j].as_ref()).unwrap_or(t);
+                out.runs[pi] = Some(table.shallow_clone());
             } else {
                 // Vectors: the runs' rows back to back (no index tensor to copy over).
                 let parts: Vec<Tensor> = out
@@ -337,6 +462,12 @@ impl Offsets {
         }
         out
     }
+}
+
+/// `dst = round_to_f16(src)` (ties to even), the conversion `half` vectorises where it can.
+fn convert_rows(src: &[f32], dst: &mut [f16]) {
+    use half::slice::HalfFloatSliceExt;
+    dst.convert_from_f32_slice(src);
 }
 
 #[cfg(test)]

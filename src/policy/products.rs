@@ -2,6 +2,8 @@
 //! products with `W + D_s`, the three product layouts (the kernels of [`super::gemm`], or
 //! `matrixmultiply` where they do not run), the fixed-order dot product and the heads.
 
+use half::f16;
+
 use super::gemm;
 use super::native::Seg;
 use crate::world::NUM_ACTIONS;
@@ -9,12 +11,19 @@ use crate::world::NUM_ACTIONS;
 /// Chunks of at most this many rows use dot products instead of a product with `W + D_s`.
 pub(super) const SMALL_CHUNK: usize = 2;
 
+/// Where a chunk's offsets `D_s` are read: the f32 table row of an entry, or the rollout's
+/// f16 copy of it when `f16` gives one (then the f16 values are the offsets).
+pub(super) struct ChunkRows<'f, 'r> {
+    pub f32: &'f dyn Fn(usize) -> &'r [f32],
+    pub f16: &'f dyn Fn(usize) -> Option<&'r [f16]>,
+}
+
 /// `c = a_s (W + D_s)^T` (`transpose_b`, `a_s` `[len, k]`, `W` `[n, k]`) or `c = a_s (W + D_s)`
 /// (`a_s` `[len, k]`, `W` `[k, n]`) for each chunk `s`, forming `W + D_s` in `eff`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn per_chunk_product<'r>(
+pub(super) fn per_chunk_product(
     segs: &[Seg],
-    rows: &dyn Fn(usize) -> &'r [f32],
+    rows: &ChunkRows,
     w: &[f32],
     k: usize,
     n: usize,
@@ -27,15 +36,20 @@ pub(super) fn per_chunk_product<'r>(
 ) {
     eff.resize(w.len(), 0.0);
     let mut last = usize::MAX;
+    let mut widened = Vec::new();
     for (si, s) in segs.iter().enumerate() {
+        let half = (rows.f16)(s.entry);
         if transpose_b && s.len <= SMALL_CHUNK {
             // A few rows: dot products read D_s once, nothing is formed; `x W^T` comes from
             // one product over all rows when every chunk is small (rollout ticks).
-            let d = rows(s.entry);
+            let d = (rows.f32)(s.entry);
             for r in s.start..s.start + s.len {
                 let ar = &a[r * k..(r + 1) * k];
                 for j in 0..n {
-                    let dj = dot(ar, &d[j * k..(j + 1) * k]);
+                    let dj = match half {
+                        Some(h) => dot_half(ar, &h[j * k..(j + 1) * k]),
+                        None => dot(ar, &d[j * k..(j + 1) * k]),
+                    };
                     c[r * n + j] = if shared_done {
                         c[r * n + j] + dj
                     } else {
@@ -47,7 +61,15 @@ pub(super) fn per_chunk_product<'r>(
         }
         let fast_t = transpose_b && gemm::fast();
         if s.entry != last {
-            let d = rows(s.entry);
+            let d = match half {
+                Some(h) => {
+                    // The f16 copy's values, widened (exact) for the product.
+                    widened.clear();
+                    widened.extend(h.iter().map(|x| x.to_f32()));
+                    &widened[..]
+                }
+                None => (rows.f32)(s.entry),
+            };
             if fast_t {
                 // `(W + D_s)^T`, the layout the kernels read: no further copy.
                 gemm::transpose_add(n, k, w, Some(d), eff);
@@ -63,7 +85,7 @@ pub(super) fn per_chunk_product<'r>(
         if fast_t {
             // The next chunk's offsets (main memory) load while this chunk is multiplied.
             let next = segs[si + 1..].iter().find(|t| t.entry != s.entry);
-            let ahead = next.map_or(&[][..], |t| rows(t.entry));
+            let ahead = next.map_or(&[][..], |t| (rows.f32)(t.entry));
             gemm::product_prefetching(s.len, k, n, a_s, k, 1, eff, 0.0, c_s, ahead);
         } else if transpose_b {
             gemm_abt(s.len, k, n, a_s, eff, 0.0, c_s, bt);
@@ -162,6 +184,94 @@ fn dot_lanes(a: &[f32], b: &[f32], fma: impl Fn(f32, f32, f32) -> f32) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
+/// [`dot`] of `a` with the f16 values `b`: bit for bit `dot(a, b as f32)` (the widening is
+/// exact and the lanes and their order are `dot`'s), with `b` read as half the bytes. F16C
+/// converts eight values per instruction where the CPU has it.
+pub(super) fn dot_half(a: &[f32], b: &[f16]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c")
+        {
+            // SAFETY: the CPU supports the enabled features.
+            return unsafe { dot_half_f16c(a, b) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { dot_half_fma(a, b) };
+        }
+    }
+    dot_half_lanes(a, b, |x, y, acc| acc + x * y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_half_fma(a: &[f32], b: &[f16]) -> f32 {
+    dot_half_lanes(a, b, |x, y, acc| x.mul_add(y, acc))
+}
+
+#[inline(always)]
+fn dot_half_lanes(a: &[f32], b: &[f16], fma: impl Fn(f32, f32, f32) -> f32) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; 16];
+    let mut ca = a.chunks_exact(16);
+    let mut cb = b.chunks_exact(16);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..16 {
+            acc[l] = fma(x[l], y[l].to_f32(), acc[l]);
+        }
+    }
+    finish_lanes(acc, ca.remainder(), cb.remainder(), fma)
+}
+
+/// `dot`'s ending: the tail in order, then the sixteen lanes summed in its fixed tree.
+#[inline(always)]
+fn finish_lanes(
+    mut acc: [f32; 16],
+    a: &[f32],
+    b: &[f16],
+    fma: impl Fn(f32, f32, f32) -> f32,
+) -> f32 {
+    let mut tail = 0f32;
+    for (x, y) in a.iter().zip(b) {
+        tail = fma(*x, y.to_f32(), tail);
+    }
+    for l in 0..8 {
+        acc[l] += acc[l + 8];
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_half_f16c(a: &[f32], b: &[f16]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let blocks = n / 16;
+    let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for i in 0..blocks {
+        // SAFETY: `16 * i + 16 <= n` values of each slice; `f16` is a `u16` in memory.
+        let (pa, pb) = (
+            a.as_ptr().add(16 * i),
+            b.as_ptr().add(16 * i) as *const __m128i,
+        );
+        let (b0, b1) = (
+            _mm256_cvtph_ps(_mm_loadu_si128(pb)),
+            _mm256_cvtph_ps(_mm_loadu_si128(pb.add(1))),
+        );
+        // Lanes 0..8 and 8..16 of `dot`'s sixteen, one fused multiply-add each.
+        lo = _mm256_fmadd_ps(_mm256_loadu_ps(pa), b0, lo);
+        hi = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(8)), b1, hi);
+    }
+    let mut acc = [0f32; 16];
+    _mm256_storeu_ps(acc.as_mut_ptr(), lo);
+    _mm256_storeu_ps(acc.as_mut_ptr().add(8), hi);
+    let t = 16 * blocks;
+    finish_lanes(acc, &a[t..n], &b[t..n], |x, y, acc| x.mul_add(y, acc))
+}
+
 /// The heads' parameters for one chunk: shared `[actor W, actor b, critic W, critic b]`
 /// and the chunk's offsets of each.
 pub(super) struct Heads<'a> {
@@ -237,5 +347,35 @@ pub(super) fn add_offset(out: &mut [f32], w: &[f32], d: Option<&[f32]>) {
             }
         }
         None => out.copy_from_slice(&w[..out.len()]),
+    }
+}
+
+#[cfg(test)]
+mod half_tests {
+    use super::*;
+
+    #[test]
+    fn dot_half_is_dot_of_the_widened_values_bit_for_bit() {
+        let mut s = 7u64;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        };
+        for n in [0, 1, 5, 15, 16, 17, 31, 32, 48, 502, 1000] {
+            let a: Vec<f32> = (0..n).map(|_| next()).collect();
+            let b: Vec<f16> = (0..n).map(|_| f16::from_f32(next() * 0.3)).collect();
+            let wide: Vec<f32> = b.iter().map(|x| x.to_f32()).collect();
+            assert_eq!(
+                dot_half(&a, &b).to_bits(),
+                dot(&a, &wide).to_bits(),
+                "n = {n}"
+            );
+            // The portable lanes give the same value as the plain `dot` fallback.
+            let plain = dot_lanes(&a, &wide, |x, y, acc| acc + x * y);
+            let plain_half = dot_half_lanes(&a, &b, |x, y, acc| acc + x * y);
+            assert_eq!(plain.to_bits(), plain_half.to_bits(), "n = {n}");
+        }
     }
 }

@@ -430,8 +430,16 @@ pub fn collect_until(
     scratch: &mut RolloutScratch,
     stop: &Interrupt,
 ) -> Option<Rollout> {
+    let mut copy_s = 0.0;
     let n = world.num_envs() * world.num_slots();
     let d = world.obs_dim();
+    let mut offsets = offsets;
+    if let Some(o) = offsets.as_deref_mut() {
+        // The f16 copy of `evolution.rollout_offsets = "f16"`, from the tables as they are now.
+        let to = Instant::now();
+        o.refresh_rollout_copy();
+        copy_s = to.elapsed().as_secs_f64();
+    }
     let mutation = offsets.as_deref().map(Offsets::mutation_spec);
     let mut rec = Recorder {
         policy,
@@ -447,7 +455,10 @@ pub fn collect_until(
         obs_store: scratch.take_store(policy, num_steps * n, d),
         filled: 0,
         book: EntryBook::new(n),
-        stats: RolloutStats::default(),
+        stats: RolloutStats {
+            offsets_s: copy_s,
+            ..RolloutStats::default()
+        },
         scored_logp: Vec::new(),
         scored_value: Vec::new(),
     };

@@ -310,6 +310,21 @@ pub enum Evolved {
     Heads,
 }
 
+/// How the rollout reads the hidden layers' per-agent weight offsets (the update, the saved
+/// state and every checkpoint keep them in f32 whatever this says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutOffsets {
+    /// The offsets as stored: the rollout acts with exactly the policy the update learns.
+    #[default]
+    F32,
+    /// A copy rounded to IEEE half precision (relative error at most 2^-11), refreshed at
+    /// every rollout and birth: half the bytes the rollout streams each tick with
+    /// `evolved = "all"` (its bound on a CPU). The behaviour policy then differs from the
+    /// learned one by that rounding; PPO's ratio accounts for it.
+    F16,
+}
+
 /// Energy, death, reproduction and mutation (model.md sections 2 and 5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -317,6 +332,8 @@ pub struct EvolutionConfig {
     /// Per-agent weight offsets on/off (the physics always runs).
     pub enabled: bool,
     pub evolved: Evolved,
+    /// Precision of the rollout's copy of the hidden layers' weight offsets (`"f32"`: none).
+    pub rollout_offsets: RolloutOffsets,
     pub starting_energy: f64,
     pub energy_per_step: f64,
     pub food_energy: f64,
@@ -335,6 +352,7 @@ impl Default for EvolutionConfig {
         Self {
             enabled: true,
             evolved: Evolved::All,
+            rollout_offsets: RolloutOffsets::F32,
             starting_energy: 100.0,
             energy_per_step: 1.0,
             food_energy: 50.0,

@@ -77,6 +77,7 @@ pub const GROUPS: &[&str] = &[
 
 const LR_SCHEDULES: &[&str] = &["linear", "constant"];
 const EVOLVED: &[&str] = &["all", "heads"];
+const ROLLOUT_OFFSETS: &[&str] = &["f32", "f16"];
 
 macro_rules! fields {
     ($($group:ident . $field:ident : $kind:expr),* $(,)?) => {
@@ -136,6 +137,7 @@ fields! {
     analysis.event_threshold: Kind::Float,
     evolution.enabled: Kind::Bool,
     evolution.evolved: Kind::Enum(EVOLVED),
+    evolution.rollout_offsets: Kind::Enum(ROLLOUT_OFFSETS),
     evolution.starting_energy: Kind::Float,
     evolution.energy_per_step: Kind::Float,
     evolution.food_energy: Kind::Float,
