@@ -27,8 +27,26 @@ fn learned_metrics(json: &str) -> serde_json::Value {
 
 #[test]
 fn a_checkpoint_of_the_old_code_resumes_and_continues_bit_exactly() {
+    continues_bit_exactly(None);
+}
+
+/// The native passes compiled for AVX2 + FMA (what a CPU without AVX-512 runs) continue the
+/// same checkpoint to the same bits (on a CPU without AVX-512 both tests run that path).
+#[test]
+fn without_avx512_the_same_checkpoint_continues_to_the_same_bits() {
+    continues_bit_exactly(Some("avx2"));
+}
+
+/// Resumes the fixture with `train` (`EMERGENCE_LAB_CPU_FEATURES` = `features` when given)
+/// and requires the expected final checkpoint, bit for bit.
+fn continues_bit_exactly(features: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_train"))
+    let mut train = Command::new(env!("CARGO_BIN_EXE_train"));
+    match features {
+        Some(f) => train.env("EMERGENCE_LAB_CPU_FEATURES", f),
+        None => train.env_remove("EMERGENCE_LAB_CPU_FEATURES"),
+    };
+    let out = train
         .args([
             "--train.resume-from",
             fixture("step_128.safetensors").to_str().unwrap(),

@@ -148,7 +148,7 @@ pub(super) fn gemm_atb(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &m
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if super::simd::avx2_fma() {
             // SAFETY: the CPU supports the enabled features.
             return unsafe { dot_fma(a, b) };
         }
@@ -190,14 +190,11 @@ fn dot_lanes(a: &[f32], b: &[f32], fma: impl Fn(f32, f32, f32) -> f32) -> f32 {
 pub(super) fn dot_half(a: &[f32], b: &[f16]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-            && std::is_x86_feature_detected!("f16c")
-        {
+        if super::simd::avx2_fma() && std::is_x86_feature_detected!("f16c") {
             // SAFETY: the CPU supports the enabled features.
             return unsafe { dot_half_f16c(a, b) };
         }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if super::simd::avx2_fma() {
             // SAFETY: as above.
             return unsafe { dot_half_fma(a, b) };
         }
@@ -286,7 +283,7 @@ impl Heads<'_> {
     pub fn run(&self, a: &[f32], logits: &mut [f32], value: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            if super::simd::avx2_fma() {
                 // SAFETY: the CPU supports the enabled features.
                 return unsafe { self.run_fma(a, logits, value) };
             }

@@ -109,3 +109,71 @@ unsafe fn tile<const R: usize, const V: usize>(
         }
     }
 }
+
+/// `out[kk, j] = b[j, kk] (+ d[j, kk])` for rows `j < rows` (a multiple of 8) of the `[n, k]`
+/// matrices, `out` row-major `[k, n]`: 8 x 8 blocks transposed in registers, the last
+/// `k % 8` columns one by one (the same single addition per element).
+#[target_feature(enable = "avx2")]
+pub unsafe fn transpose_add(
+    rows: usize,
+    n: usize,
+    k: usize,
+    b: *const f32,
+    d: Option<*const f32>,
+    out: *mut f32,
+) {
+    let k_full = k / 8 * 8;
+    let mut j0 = 0;
+    while j0 < rows {
+        let mut k0 = 0;
+        while k0 < k_full {
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (i, ri) in r.iter_mut().enumerate() {
+                let off = (j0 + i) * k + k0;
+                let mut v = _mm256_loadu_ps(b.add(off));
+                if let Some(d) = d {
+                    v = _mm256_add_ps(v, _mm256_loadu_ps(d.add(off)));
+                }
+                *ri = v;
+            }
+            for (i, ti) in transpose8(r).iter().enumerate() {
+                _mm256_storeu_ps(out.add((k0 + i) * n + j0), *ti);
+            }
+            k0 += 8;
+        }
+        for j in j0..j0 + 8 {
+            for kk in k_full..k {
+                let off = j * k + kk;
+                *out.add(kk * n + j) = match d {
+                    Some(d) => *b.add(off) + *d.add(off),
+                    None => *b.add(off),
+                };
+            }
+        }
+        j0 += 8;
+    }
+}
+
+/// The transpose of 8 rows of 8 floats.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    let mut t = [_mm256_setzero_ps(); 8];
+    for i in 0..4 {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    let mut u = [_mm256_setzero_ps(); 8];
+    for h in 0..2 {
+        let b = 4 * h;
+        u[b] = _mm256_shuffle_ps::<0x44>(t[b], t[b + 2]);
+        u[b + 1] = _mm256_shuffle_ps::<0xee>(t[b], t[b + 2]);
+        u[b + 2] = _mm256_shuffle_ps::<0x44>(t[b + 1], t[b + 3]);
+        u[b + 3] = _mm256_shuffle_ps::<0xee>(t[b + 1], t[b + 3]);
+    }
+    for i in 0..4 {
+        t[i] = _mm256_permute2f128_ps::<0x20>(u[i], u[4 + i]);
+        t[4 + i] = _mm256_permute2f128_ps::<0x31>(u[i], u[4 + i]);
+    }
+    t
+}

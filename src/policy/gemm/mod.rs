@@ -31,10 +31,10 @@ enum Kernel {
 fn kernel() -> Option<Kernel> {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") {
+        if crate::policy::simd::avx512() {
             return Some(Kernel::Avx512);
         }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if crate::policy::simd::avx2_fma() {
             return Some(Kernel::Avx2);
         }
     }
@@ -56,24 +56,54 @@ pub fn transpose(n: usize, k: usize, b: &[f32], out: &mut Vec<f32>) {
 
 /// `out[k, n] = (b + d)[n, k]^T`: the sum rounded once per element, as `b + d`.
 pub fn transpose_add(n: usize, k: usize, b: &[f32], d: Option<&[f32]>, out: &mut [f32]) {
+    transpose_add_with(kernel(), n, k, b, d, out)
+}
+
+/// [`transpose_add`] with the kernel `kern` (which the CPU must support).
+fn transpose_add_with(
+    kern: Option<Kernel>,
+    n: usize,
+    k: usize,
+    b: &[f32],
+    d: Option<&[f32]>,
+    out: &mut [f32],
+) {
     assert!(b.len() >= n * k && out.len() >= n * k && d.is_none_or(|d| d.len() >= n * k));
     const T: usize = 16;
     let mut j_done = 0;
     #[cfg(target_arch = "x86_64")]
-    if kernel() == Some(Kernel::Avx512) {
-        // Whole blocks of 16 rows of `b` through in-register 16 x 16 transposes.
-        j_done = n / T * T;
-        // SAFETY: AVX-512F is present; the extents are checked above.
-        unsafe {
-            avx512::transpose_add(
-                j_done,
-                n,
-                k,
-                b.as_ptr(),
-                d.map(|d| d.as_ptr()),
-                out.as_mut_ptr(),
-            )
-        };
+    match kern {
+        Some(Kernel::Avx512) => {
+            // Whole blocks of 16 rows of `b` through in-register 16 x 16 transposes.
+            j_done = n / T * T;
+            // SAFETY: AVX-512F is present; the extents are checked above.
+            unsafe {
+                avx512::transpose_add(
+                    j_done,
+                    n,
+                    k,
+                    b.as_ptr(),
+                    d.map(|d| d.as_ptr()),
+                    out.as_mut_ptr(),
+                )
+            };
+        }
+        Some(Kernel::Avx2) => {
+            // Whole blocks of 8 rows through in-register 8 x 8 transposes.
+            j_done = n / 8 * 8;
+            // SAFETY: AVX2 is present; the extents are checked above.
+            unsafe {
+                avx2::transpose_add(
+                    j_done,
+                    n,
+                    k,
+                    b.as_ptr(),
+                    d.map(|d| d.as_ptr()),
+                    out.as_mut_ptr(),
+                )
+            };
+        }
+        None => {}
     }
     for j0 in (j_done..n).step_by(T) {
         let j1 = (j0 + T).min(n);
@@ -318,6 +348,36 @@ mod tests {
 
     #[test]
     fn transpose_add_rounds_the_sum_once() {
+        let kernels: Vec<Option<Kernel>> = match kernel() {
+            Some(Kernel::Avx512) => vec![Some(Kernel::Avx512), Some(Kernel::Avx2), None],
+            Some(Kernel::Avx2) => vec![Some(Kernel::Avx2), None],
+            None => vec![None],
+        };
+        for kern in kernels {
+            for (n, k) in [
+                (5, 37),
+                (64, 502),
+                (35, 16),
+                (16, 3),
+                (48, 64),
+                (9, 7),
+                (8, 8),
+            ] {
+                let (b, d) = (data(n * k, 1), data(n * k, 2));
+                let mut out = vec![0f32; n * k];
+                transpose_add_with(kern, n, k, &b, Some(&d), &mut out);
+                for j in 0..n {
+                    for kk in 0..k {
+                        let want = b[j * k + kk] + d[j * k + kk];
+                        assert_eq!(
+                            out[kk * n + j].to_bits(),
+                            want.to_bits(),
+                            "{kern:?} {n}x{k} at {j},{kk}"
+                        );
+                    }
+                }
+            }
+        }
         for (n, k) in [(5, 37), (64, 502), (35, 16), (16, 3), (48, 64)] {
             let (b, d) = (data(n * k, 1), data(n * k, 2));
             let mut out = vec![0f32; n * k];
