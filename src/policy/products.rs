@@ -164,6 +164,17 @@ unsafe fn dot_fma(a: &[f32], b: &[f32]) -> f32 {
 
 #[inline(always)]
 fn dot_lanes(a: &[f32], b: &[f32], fma: impl Fn(f32, f32, f32) -> f32) -> f32 {
+    widened_dot_lanes(a, b, |y| y, fma)
+}
+
+/// `dot`'s sixteen lanes over `a` and `b` widened to f32 by `widen` (exact for f32 and f16).
+#[inline(always)]
+fn widened_dot_lanes<T: Copy>(
+    a: &[f32],
+    b: &[T],
+    widen: impl Fn(T) -> f32,
+    fma: impl Fn(f32, f32, f32) -> f32,
+) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0f32; 16];
@@ -171,17 +182,10 @@ fn dot_lanes(a: &[f32], b: &[f32], fma: impl Fn(f32, f32, f32) -> f32) -> f32 {
     let mut cb = b.chunks_exact(16);
     for (x, y) in (&mut ca).zip(&mut cb) {
         for l in 0..16 {
-            acc[l] = fma(x[l], y[l], acc[l]);
+            acc[l] = fma(x[l], widen(y[l]), acc[l]);
         }
     }
-    let mut tail = 0f32;
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        tail = fma(*x, *y, tail);
-    }
-    for l in 0..8 {
-        acc[l] += acc[l + 8];
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    finish_lanes(acc, ca.remainder(), cb.remainder(), widen, fma)
 }
 
 /// [`dot`] of `a` with the f16 values `b`: bit for bit `dot(a, b as f32)` (the widening is
@@ -210,30 +214,21 @@ unsafe fn dot_half_fma(a: &[f32], b: &[f16]) -> f32 {
 
 #[inline(always)]
 fn dot_half_lanes(a: &[f32], b: &[f16], fma: impl Fn(f32, f32, f32) -> f32) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; 16];
-    let mut ca = a.chunks_exact(16);
-    let mut cb = b.chunks_exact(16);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..16 {
-            acc[l] = fma(x[l], y[l].to_f32(), acc[l]);
-        }
-    }
-    finish_lanes(acc, ca.remainder(), cb.remainder(), fma)
+    widened_dot_lanes(a, b, f16::to_f32, fma)
 }
 
 /// `dot`'s ending: the tail in order, then the sixteen lanes summed in its fixed tree.
 #[inline(always)]
-fn finish_lanes(
+fn finish_lanes<T: Copy>(
     mut acc: [f32; 16],
     a: &[f32],
-    b: &[f16],
+    b: &[T],
+    widen: impl Fn(T) -> f32,
     fma: impl Fn(f32, f32, f32) -> f32,
 ) -> f32 {
     let mut tail = 0f32;
     for (x, y) in a.iter().zip(b) {
-        tail = fma(*x, y.to_f32(), tail);
+        tail = fma(*x, widen(*y), tail);
     }
     for l in 0..8 {
         acc[l] += acc[l + 8];
@@ -266,7 +261,9 @@ unsafe fn dot_half_f16c(a: &[f32], b: &[f16]) -> f32 {
     _mm256_storeu_ps(acc.as_mut_ptr(), lo);
     _mm256_storeu_ps(acc.as_mut_ptr().add(8), hi);
     let t = 16 * blocks;
-    finish_lanes(acc, &a[t..n], &b[t..n], |x, y, acc| x.mul_add(y, acc))
+    finish_lanes(acc, &a[t..n], &b[t..n], f16::to_f32, |x, y, acc| {
+        x.mul_add(y, acc)
+    })
 }
 
 /// The heads' parameters for one chunk: shared `[actor W, actor b, critic W, critic b]`

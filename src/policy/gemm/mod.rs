@@ -72,38 +72,20 @@ fn transpose_add_with(
     const T: usize = 16;
     let mut j_done = 0;
     #[cfg(target_arch = "x86_64")]
-    match kern {
-        Some(Kernel::Avx512) => {
-            // Whole blocks of 16 rows of `b` through in-register 16 x 16 transposes.
-            j_done = n / T * T;
-            // SAFETY: AVX-512F is present; the extents are checked above.
-            unsafe {
-                avx512::transpose_add(
-                    j_done,
-                    n,
-                    k,
-                    b.as_ptr(),
-                    d.map(|d| d.as_ptr()),
-                    out.as_mut_ptr(),
-                )
-            };
+    {
+        /// Transposes (and adds) whole blocks of rows in registers.
+        type Blocks = unsafe fn(usize, usize, usize, *const f32, Option<*const f32>, *mut f32);
+        let blocks: Option<(usize, Blocks)> = match kern {
+            Some(Kernel::Avx512) => Some((16, avx512::transpose_add)),
+            Some(Kernel::Avx2) => Some((8, avx2::transpose_add)),
+            None => None,
+        };
+        if let Some((rows, blocks)) = blocks {
+            j_done = n / rows * rows;
+            let d = d.map(|d| d.as_ptr());
+            // SAFETY: `kern` is supported by this CPU; the extents are checked above.
+            unsafe { blocks(j_done, n, k, b.as_ptr(), d, out.as_mut_ptr()) };
         }
-        Some(Kernel::Avx2) => {
-            // Whole blocks of 8 rows through in-register 8 x 8 transposes.
-            j_done = n / 8 * 8;
-            // SAFETY: AVX2 is present; the extents are checked above.
-            unsafe {
-                avx2::transpose_add(
-                    j_done,
-                    n,
-                    k,
-                    b.as_ptr(),
-                    d.map(|d| d.as_ptr()),
-                    out.as_mut_ptr(),
-                )
-            };
-        }
-        None => {}
     }
     for j0 in (j_done..n).step_by(T) {
         let j1 = (j0 + T).min(n);
