@@ -4,6 +4,11 @@
 //! few hundred microseconds each; a rayon `install` + `join` per minibatch (a sleeping
 //! worker woken through the OS, the caller parked on a latch) cost tens of microseconds of
 //! each, and the helper is idle for only the short serial step between two minibatches.
+//!
+//! A part the helper has not picked up by the time the caller finished its own runs on the
+//! caller (whoever takes the job runs it, exactly once). On a busy machine, where the OS
+//! may not run the helper for milliseconds, the pair then slows to one thread's speed
+//! instead of waiting on it; the results are the same whichever thread runs a part.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -85,8 +90,7 @@ impl SpinPair {
                     if s.quit.load(Ordering::Acquire) {
                         return;
                     }
-                    let job = s.job.lock().unwrap_or_else(|e| e.into_inner()).take();
-                    if let Some(job) = job {
+                    if let Some(job) = s.take_job() {
                         let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             // SAFETY: see `Job`: `run_two` keeps it alive until `done`.
                             unsafe { (*job.run)() }
@@ -115,8 +119,9 @@ impl SpinPair {
         // SAFETY: `b` is lent to the helper alone until it reports this job done.
         let there = move || work(unsafe { &mut *lent.get() });
         let there: &(dyn Fn() + Sync) = &there;
-        // SAFETY (lifetime erasure): the helper calls `there` only before it stores `done`,
-        // and this function does not return before that.
+        // SAFETY (lifetime erasure): `there` is run by the thread that takes the job from the
+        // slot. If that is the helper, this function returns only after it stored `done`;
+        // otherwise this thread ran it, and the emptied slot gives the helper nothing.
         let job = Job {
             run: unsafe {
                 std::mem::transmute::<*const (dyn Fn() + Sync + '_), *const (dyn Fn() + Sync)>(
@@ -129,6 +134,13 @@ impl SpinPair {
         // Waits for the helper even if `work(a)` panics here (it still uses `b`, `there`).
         let guard = WaitDone(s, id);
         work(a);
+        if let Some(job) = s.take_job() {
+            // The helper has not started it: run it here (the helper finds no job).
+            std::mem::forget(guard);
+            // SAFETY: taken from the slot, so only this thread runs it; `there` is alive.
+            unsafe { (*job.run)() };
+            return;
+        }
         drop(guard);
         assert!(
             !s.panicked.load(Ordering::Acquire),
@@ -137,12 +149,25 @@ impl SpinPair {
     }
 }
 
-/// Waits in `drop` until the helper finished job `.1`.
+impl Shared {
+    /// The posted job, if no thread has taken it yet.
+    fn take_job(&self) -> Option<Job> {
+        self.job.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Waits in `drop` until the helper finished job `.1` (or withdraws it if it has not
+/// started: the caller's part panicked, and the helper's part is not needed).
 struct WaitDone<'a>(&'a Shared, u64);
 
 impl Drop for WaitDone<'_> {
     fn drop(&mut self) {
-        wait_until(|| self.0.done.load(Ordering::Acquire) == self.1);
+        if self.0.take_job().is_some() {
+            return;
+        }
+        // The helper took it: it is running or ran it. `done` reaches `.1` once the helper
+        // has finished it (a stale round may first store an older id; it then loops once).
+        wait_until(|| self.0.done.load(Ordering::Acquire) >= self.1);
     }
 }
 
@@ -172,5 +197,51 @@ mod tests {
         assert_eq!(a, want);
         assert_eq!(b, want);
         drop(pair);
+    }
+
+    #[test]
+    fn every_part_runs_exactly_once_whichever_thread_takes_it() {
+        use std::sync::atomic::AtomicUsize;
+        use std::time::{Duration, Instant};
+        let pair = SpinPair::new().unwrap();
+        let caller = std::thread::current().id();
+        let (runs, b_here, b_started) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        let (mut a, mut b) = ((0u64, false), (0u64, true));
+        let n = 20_000u64;
+        for i in 0..n {
+            // Half the rounds the caller's part waits (up to 20 ms) for the other part to
+            // start, so the helper takes it; otherwise the caller usually finishes first.
+            let patient = i % 2 == 0;
+            let work = |v: &mut (u64, bool)| {
+                runs.fetch_add(1, Ordering::Relaxed);
+                if v.1 {
+                    b_started.fetch_add(1, Ordering::AcqRel);
+                    if std::thread::current().id() == caller {
+                        b_here.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else if patient {
+                    let t = Instant::now();
+                    while b_started.load(Ordering::Acquire) as u64 <= i
+                        && t.elapsed() < Duration::from_millis(20)
+                    {
+                        std::hint::spin_loop();
+                    }
+                }
+                v.0 += i;
+            };
+            pair.run_two(&work, &mut a, &mut b);
+        }
+        assert_eq!(runs.load(Ordering::Relaxed) as u64, 2 * n);
+        assert_eq!((a.0, b.0), (n * (n - 1) / 2, n * (n - 1) / 2));
+        let here = b_here.load(Ordering::Relaxed) as u64;
+        eprintln!("parts of b run by the caller: {here} of {n}");
+        assert!(
+            here > 0 && here < n,
+            "both threads ran parts: {here} of {n}"
+        );
     }
 }
