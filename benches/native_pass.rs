@@ -84,6 +84,7 @@ impl Case {
                 .iter()
                 .map(|t| t.as_ref().map(|(a, b)| (a.as_slice(), b.as_slice())))
                 .collect(),
+            half: Vec::new(),
             num_slots: self.num_slots,
         })
     }

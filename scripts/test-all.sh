@@ -13,6 +13,9 @@ python3 scripts/setup_libtorch.py
 stamp "cargo test (release, whole workspace)"
 cargo test --release --workspace --locked
 
+stamp "criterion benchmarks compile (they hold the speed figures; not run here)"
+cargo bench --workspace --locked --no-run
+
 stamp "Kaggle setup cell: libtorch choice on recorded nvidia-smi answers; the toolchain cache"
 python3 tests/python/test_kaggle_libtorch_choice.py
 python3 tests/python/test_kaggle_toolchain_cache.py
