@@ -48,7 +48,11 @@ pub unsafe fn product(
                 macro_rules! go {
                     ($($mr:literal, $nv:literal);*) => {
                         match (mr, nv) {
-                            $(($mr, $nv) => tile::<$mr, $nv>(k1 - k0, ap, rsa, csa, bp, n, mask, cp, add),)*
+                            $(($mr, $nv) => if rem == 8 {
+                                tile::<$mr, $nv, true>(k1 - k0, ap, rsa, csa, bp, n, mask, cp, add)
+                            } else {
+                                tile::<$mr, $nv, false>(k1 - k0, ap, rsa, csa, bp, n, mask, cp, add)
+                            },)*
                             _ => unreachable!(),
                         }
                     };
@@ -65,7 +69,7 @@ pub unsafe fn product(
 #[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile<const R: usize, const V: usize>(
+unsafe fn tile<const R: usize, const V: usize, const FULL: bool>(
     kc: usize,
     a: *const f32,
     rsa: usize,
@@ -76,13 +80,13 @@ unsafe fn tile<const R: usize, const V: usize>(
     c: *mut f32,
     add: bool,
 ) {
-    let full = _mm256_set1_epi32(-1);
     let mut acc = [[_mm256_setzero_ps(); V]; R];
     for kk in 0..kc {
         let brow = b.add(kk * ldb);
         let mut bv = [_mm256_setzero_ps(); V];
         for v in 0..V {
-            bv[v] = if v + 1 == V {
+            // A whole last vector (`FULL`) loads like the others.
+            bv[v] = if v + 1 == V && !FULL {
                 _mm256_maskload_ps(brow.add(8 * v), mask)
             } else {
                 _mm256_loadu_ps(brow.add(8 * v))
@@ -99,13 +103,21 @@ unsafe fn tile<const R: usize, const V: usize>(
     for r in 0..R {
         for v in 0..V {
             let p = c.add(r * ldb + 8 * v);
-            let m = if v + 1 == V { mask } else { full };
+            if FULL || v + 1 < V {
+                let out = if add {
+                    _mm256_add_ps(_mm256_loadu_ps(p), acc[r][v])
+                } else {
+                    acc[r][v]
+                };
+                _mm256_storeu_ps(p, out);
+                continue;
+            }
             let out = if add {
-                _mm256_add_ps(_mm256_maskload_ps(p, m), acc[r][v])
+                _mm256_add_ps(_mm256_maskload_ps(p, mask), acc[r][v])
             } else {
                 acc[r][v]
             };
-            _mm256_maskstore_ps(p, m, out);
+            _mm256_maskstore_ps(p, mask, out);
         }
     }
 }
