@@ -1,4 +1,5 @@
-//! The AVX2 + FMA kernel of [`super::product`]: 8-float vectors, `[4, 16]` register tiles.
+//! The AVX2 + FMA kernel of [`super::product`]: 8-float vectors, `[6, 16]` register tiles
+//! (12 accumulators, two vectors of a row of `B` and one broadcast: 15 of the 16 registers).
 
 // Register tiles are indexed arrays of vectors on purpose (they must stay in registers).
 #![allow(clippy::needless_range_loop)]
@@ -7,7 +8,7 @@ use super::KC;
 use std::arch::x86_64::*;
 
 /// Rows of `C` per tile.
-const MR: usize = 4;
+const MR: usize = 6;
 /// 8-float vectors of `C` columns per tile.
 const NV: usize = 2;
 
@@ -57,7 +58,7 @@ pub unsafe fn product(
                         }
                     };
                 }
-                go!(4, 2; 4, 1; 3, 2; 3, 1; 2, 2; 2, 1; 1, 2; 1, 1);
+                go!(6, 2; 6, 1; 5, 2; 5, 1; 4, 2; 4, 1; 3, 2; 3, 1; 2, 2; 2, 1; 1, 2; 1, 1);
                 k0 = k1;
             }
             j0 += cols;
