@@ -360,20 +360,9 @@ mod tests {
                 }
             }
         }
+        // `transpose` (the public entry point, this CPU's kernel) without a sum.
         for (n, k) in [(5, 37), (64, 502), (35, 16), (16, 3), (48, 64)] {
-            let (b, d) = (data(n * k, 1), data(n * k, 2));
-            let mut out = vec![0f32; n * k];
-            transpose_add(n, k, &b, Some(&d), &mut out);
-            for j in 0..n {
-                for kk in 0..k {
-                    let want = b[j * k + kk] + d[j * k + kk];
-                    assert_eq!(
-                        out[kk * n + j].to_bits(),
-                        want.to_bits(),
-                        "{n}x{k} at {j},{kk}"
-                    );
-                }
-            }
+            let b = data(n * k, 1);
             let mut t = Vec::new();
             transpose(n, k, &b, &mut t);
             for j in 0..n {
