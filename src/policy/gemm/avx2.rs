@@ -25,7 +25,10 @@ pub unsafe fn product(
     b: *const f32,
     beta: f32,
     c: *mut f32,
+    ahead: &[f32],
 ) {
+    let tiles = m.div_ceil(MR) * n.div_ceil(8 * NV) * k.div_ceil(KC);
+    let mut prefetch = super::Prefetcher::new(ahead, tiles);
     let mut r0 = 0;
     while r0 < m {
         let mr = (m - r0).min(MR);
@@ -46,6 +49,7 @@ pub unsafe fn product(
                 let ap = a.add(r0 * rsa + k0 * csa);
                 let bp = b.add(k0 * n + j0);
                 let cp = c.add(r0 * n + j0);
+                prefetch.tile();
                 macro_rules! go {
                     ($($mr:literal, $nv:literal);*) => {
                         match (mr, nv) {

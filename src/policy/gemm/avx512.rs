@@ -26,10 +26,8 @@ pub unsafe fn product(
     c: *mut f32,
     ahead: &[f32],
 ) {
-    // Cache lines of `ahead` to ask for before each tile.
     let tiles = m.div_ceil(MR) * n.div_ceil(16 * NV) * k.div_ceil(KC);
-    let per_tile = ahead.len().div_ceil(16).div_ceil(tiles);
-    let mut line = 0;
+    let mut prefetch = super::Prefetcher::new(ahead, tiles);
     let mut r0 = 0;
     while r0 < m {
         let mr = (m - r0).min(MR);
@@ -46,13 +44,7 @@ pub unsafe fn product(
                 let ap = a.add(r0 * rsa + k0 * csa);
                 let bp = b.add(k0 * n + j0);
                 let cp = c.add(r0 * n + j0);
-                for _ in 0..per_tile {
-                    if line * 16 < ahead.len() {
-                        let p = ahead.as_ptr().add(line * 16) as *const i8;
-                        _mm_prefetch::<_MM_HINT_T1>(p);
-                    }
-                    line += 1;
-                }
+                prefetch.tile();
                 macro_rules! go {
                     ($($mr:literal, $nv:literal);*) => {
                         match (mr, nv) {

@@ -232,11 +232,47 @@ fn product_on(
         let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
         match kernel {
             Kernel::Avx512 => avx512::product(m, k, n, a, rsa, csa, b, beta, c, ahead),
-            Kernel::Avx2 => avx2::product(m, k, n, a, rsa, csa, b, beta, c),
+            Kernel::Avx2 => avx2::product(m, k, n, a, rsa, csa, b, beta, c, ahead),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (kernel, ahead);
+}
+
+/// Spreads prefetches of `ahead` (the next chunk's offsets, still in main memory) over the
+/// tiles of a product, so they load while this product computes.
+#[cfg(target_arch = "x86_64")]
+struct Prefetcher<'a> {
+    ahead: &'a [f32],
+    per_tile: usize,
+    line: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'a> Prefetcher<'a> {
+    /// Prefetches of `ahead` spread over `tiles` tiles.
+    fn new(ahead: &'a [f32], tiles: usize) -> Self {
+        Prefetcher {
+            ahead,
+            per_tile: ahead.len().div_ceil(16).div_ceil(tiles.max(1)),
+            line: 0,
+        }
+    }
+
+    /// The next tile's share of cache lines.
+    #[inline(always)]
+    fn tile(&mut self) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        for _ in 0..self.per_tile {
+            if self.line * 16 < self.ahead.len() {
+                // SAFETY: a prefetch of an address inside `ahead`; it never faults.
+                unsafe {
+                    _mm_prefetch::<_MM_HINT_T1>(self.ahead.as_ptr().add(self.line * 16) as *const i8)
+                };
+            }
+            self.line += 1;
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
