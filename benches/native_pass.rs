@@ -190,6 +190,48 @@ fn cases() -> Vec<(String, Case, bool)> {
     v
 }
 
+/// The best over 7 rounds of the mean seconds of a forward and a backward pass (200 passes a
+/// round); `prepare` runs before each pass, untimed.
+fn best_times(
+    ws: &mut Workspace,
+    grad: &mut Vec<f32>,
+    case: &mut Case,
+    backward: bool,
+    mut prepare: impl FnMut(&mut Case),
+) -> (f64, f64) {
+    let (mut best_f, mut best_b) = (f64::MAX, f64::MAX);
+    let reps = 200;
+    for _ in 0..7 {
+        let (mut tf, mut tb) = (0.0, 0.0);
+        for _ in 0..reps {
+            prepare(case);
+            let off = case.off();
+            let t = Instant::now();
+            ws.input_mut(&case.lay, case.rows())
+                .copy_from_slice(&case.x);
+            ws.forward(&case.lay, &case.params, &case.segs, off.as_ref());
+            tf += t.elapsed().as_secs_f64();
+            if backward {
+                let t = Instant::now();
+                grad.resize(case.lay.total, 0.0);
+                ws.backward(
+                    &case.lay,
+                    &case.params,
+                    &case.segs,
+                    off.as_ref(),
+                    &case.dlogits,
+                    &case.dvalue,
+                    grad,
+                );
+                tb += t.elapsed().as_secs_f64();
+            }
+        }
+        best_f = best_f.min(tf / reps as f64);
+        best_b = best_b.min(tb / reps as f64);
+    }
+    (best_f, best_b)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -260,80 +302,27 @@ fn main() {
                     *slots = r.vec(entries * case.lay.len[i], 0.05);
                 }
             }
-            let (mut best_f, mut best_b) = (f64::MAX, f64::MAX);
             let mut next = 0usize;
-            for _ in 0..7 {
-                let (mut tf, mut tb) = (0.0, 0.0);
-                let reps = 200;
-                for _ in 0..reps {
-                    for s in case.segs.iter_mut() {
-                        s.entry = next % entries;
-                        next += 37;
-                    }
-                    let off = case.off();
-                    let t = Instant::now();
-                    ws.input_mut(&case.lay, case.rows())
-                        .copy_from_slice(&case.x);
-                    ws.forward(&case.lay, &case.params, &case.segs, off.as_ref());
-                    tf += t.elapsed().as_secs_f64();
-                    let t = Instant::now();
-                    grad.resize(case.lay.total, 0.0);
-                    ws.backward(
-                        &case.lay,
-                        &case.params,
-                        &case.segs,
-                        off.as_ref(),
-                        &case.dlogits,
-                        &case.dvalue,
-                        &mut grad,
-                    );
-                    tb += t.elapsed().as_secs_f64();
+            let (f, b) = best_times(&mut ws, &mut grad, &mut case, true, |case| {
+                for s in case.segs.iter_mut() {
+                    s.entry = next % entries;
+                    next += 37;
                 }
-                best_f = best_f.min(tf / reps as f64);
-                best_b = best_b.min(tb / reps as f64);
-            }
+            });
             println!(
                 "{:32} forward {:8.1} us  backward {:8.1} us",
                 "obs502_64x64_all_update128_dram",
-                best_f * 1e6,
-                best_b * 1e6
+                f * 1e6,
+                b * 1e6
             );
         }
         _ => {
             let filter = args.get(1).cloned().unwrap_or_default();
-            for (name, case, bwd) in cases() {
+            for (name, mut case, bwd) in cases() {
                 if !name.starts_with("obs502") || !name.contains(&filter) || name.contains("odd") {
                     continue;
                 }
-                let off = case.off();
-                let (mut best_f, mut best_b) = (f64::MAX, f64::MAX);
-                let reps = 200;
-                for _ in 0..7 {
-                    let (mut tf, mut tb) = (0.0, 0.0);
-                    for _ in 0..reps {
-                        let t = Instant::now();
-                        ws.input_mut(&case.lay, case.rows())
-                            .copy_from_slice(&case.x);
-                        ws.forward(&case.lay, &case.params, &case.segs, off.as_ref());
-                        tf += t.elapsed().as_secs_f64();
-                        if bwd {
-                            let t = Instant::now();
-                            grad.resize(case.lay.total, 0.0);
-                            ws.backward(
-                                &case.lay,
-                                &case.params,
-                                &case.segs,
-                                off.as_ref(),
-                                &case.dlogits,
-                                &case.dvalue,
-                                &mut grad,
-                            );
-                            tb += t.elapsed().as_secs_f64();
-                        }
-                    }
-                    best_f = best_f.min(tf / reps as f64);
-                    best_b = best_b.min(tb / reps as f64);
-                }
+                let (best_f, best_b) = best_times(&mut ws, &mut grad, &mut case, bwd, |_| {});
                 println!(
                     "{name:32} forward {:8.1} us  backward {:8.1} us",
                     best_f * 1e6,

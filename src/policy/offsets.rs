@@ -152,13 +152,10 @@ impl Offsets {
 
     /// Brings the rollout's copy of the rows `slots` up to date with the tables.
     fn refresh_copy_rows(&mut self, slots: std::ops::Range<usize>) {
+        let n = self.num_slots().max(1);
         let Some(copy) = self.rollout_copy.as_mut() else {
             return;
         };
-        let n = self
-            .tensors
-            .first()
-            .map_or(1, |t| t.size()[0].max(1) as usize);
         for (j, t) in self.tensors.iter().enumerate() {
             match copy {
                 RolloutCopy::Host(tables) => {
@@ -291,37 +288,29 @@ impl Offsets {
     /// CPU tensor (the same values: one f32 addition per scalar, no tensor made); `false`
     /// (nothing changed) otherwise.
     fn birth_in_place(&mut self, parent: usize, child: usize, noise: &[Vec<f32>]) -> bool {
-        let slots = self.num_slots();
-        // SAFETY: `&mut self` holds the tables; no other view of them is alive here.
-        let Some(tables) = self
-            .tensors
-            .iter()
-            .map(|t| unsafe { super::native::cpu_slice_mut(t) })
-            .collect::<Option<Vec<_>>>()
-        else {
+        let slots = self.num_slots().max(1);
+        let Some(tables) = self.host_tables_mut() else {
             return false;
         };
         for (table, z) in tables.into_iter().zip(noise) {
-            let len = table.len() / slots.max(1);
+            let len = table.len() / slots;
             assert_eq!(z.len(), len, "mutation noise of the wrong length");
-            if parent == child {
-                let row = &mut table[child * len..(child + 1) * len];
-                row.iter_mut().zip(z).for_each(|(d, n)| *d += n);
-                continue;
-            }
-            let (p, c) = if parent < child {
-                let (lo, hi) = table.split_at_mut(child * len);
-                (&lo[parent * len..(parent + 1) * len], &mut hi[..len])
-            } else {
-                let (lo, hi) = table.split_at_mut(parent * len);
-                (&hi[..len], &mut lo[child * len..(child + 1) * len])
-            };
-            for ((c, p), n) in c.iter_mut().zip(p).zip(z) {
-                *c = p + n;
-            }
+            table.copy_within(parent * len..(parent + 1) * len, child * len);
+            let row = &mut table[child * len..(child + 1) * len];
+            row.iter_mut().zip(z).for_each(|(d, n)| *d += n);
         }
         self.refresh_copy_rows(child..child + 1);
         true
+    }
+
+    /// The tables as host slices when every one is a contiguous f32 CPU tensor.
+    fn host_tables_mut(&mut self) -> Option<Vec<&mut [f32]>> {
+        // SAFETY: `&mut self` holds the tables, and the slices borrow it: no other view of
+        // them is alive while they are.
+        self.tensors
+            .iter()
+            .map(|t| unsafe { super::native::cpu_slice_mut(t) })
+            .collect()
     }
 
     /// Zeroes the rows of `slots` (floor respawns, episode resets).
@@ -330,13 +319,7 @@ impl Offsets {
             return;
         }
         let n = self.num_slots().max(1);
-        // SAFETY: as in `birth_in_place`.
-        if let Some(tables) = self
-            .tensors
-            .iter()
-            .map(|t| unsafe { super::native::cpu_slice_mut(t) })
-            .collect::<Option<Vec<_>>>()
-        {
+        if let Some(tables) = self.host_tables_mut() {
             for table in tables {
                 let len = table.len() / n;
                 table[slots.start * len..slots.end * len].fill(0.0);

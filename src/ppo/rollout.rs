@@ -425,21 +425,19 @@ pub fn collect_until(
     world: &mut World,
     rng: &mut Rng,
     policy: &Policy,
-    offsets: Option<&mut Offsets>,
+    mut offsets: Option<&mut Offsets>,
     num_steps: usize,
     scratch: &mut RolloutScratch,
     stop: &Interrupt,
 ) -> Option<Rollout> {
-    let mut copy_s = 0.0;
     let n = world.num_envs() * world.num_slots();
     let d = world.obs_dim();
-    let mut offsets = offsets;
-    if let Some(o) = offsets.as_deref_mut() {
-        // The f16 copy of `evolution.rollout_offsets = "f16"`, from the tables as they are now.
+    // The f16 copy of `evolution.rollout_offsets = "f16"`, from the tables as they are now.
+    let copy_s = offsets.as_deref_mut().map_or(0.0, |o| {
         let to = Instant::now();
         o.refresh_rollout_copy();
-        copy_s = to.elapsed().as_secs_f64();
-    }
+        to.elapsed().as_secs_f64()
+    });
     let mutation = offsets.as_deref().map(Offsets::mutation_spec);
     let mut rec = Recorder {
         policy,

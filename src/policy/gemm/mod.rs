@@ -115,8 +115,8 @@ fn transpose_add_with(
 /// row-major `[k, n]`, `c` row-major `[m, n]`; `beta` 0 or 1. Requires [`fast`].
 ///
 /// # Panics
-/// If a slice is shorter than its extent, `beta` is neither 0 nor 1, or the CPU lacks
-/// AVX-512F.
+/// If a slice is shorter than its extent, `beta` is neither 0 nor 1, or the CPU has neither
+/// AVX-512F nor AVX2 + FMA.
 #[allow(clippy::too_many_arguments)]
 pub fn product(
     m: usize,
