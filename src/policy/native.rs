@@ -149,7 +149,7 @@ pub struct OffsetRows<'a> {
 impl<'a> OffsetRows<'a> {
     /// The offsets of parameter `p` (`len` scalars) for table entry `entry`.
     #[inline]
-    fn row(&self, p: usize, len: usize, entry: usize) -> Option<&'a [f32]> {
+    pub fn row(&self, p: usize, len: usize, entry: usize) -> Option<&'a [f32]> {
         let (slots, extra) = self.tables[p]?;
         Some(if entry < self.num_slots {
             &slots[entry * len..(entry + 1) * len]

@@ -12,6 +12,7 @@ use super::adam_native::{add_parts, sum_squares};
 use super::pair::SpinPair;
 use super::update::{add_epoch_sums, plan_epoch, Batch, NonFiniteLoss, UpdateStats};
 use crate::config::TrainConfig;
+use crate::policy::gemm::Prefetcher;
 use crate::policy::native::{cpu_slice, cpu_slice_mut, Layout, OffsetRows, Seg, Workspace};
 use crate::policy::{Offsets, Policy};
 use crate::rng::Rng;
@@ -275,7 +276,7 @@ impl<'a> NativeUpdate<'a> {
                 // Each part gathers its own rows (in parallel), then computes.
                 let work = |part: &mut Part| {
                     let tf = Instant::now();
-                    part.fill(&rows, &group[part.group.clone()], obs, lay);
+                    part.fill(&rows, &group[part.group.clone()], obs, lay, off);
                     part.fill_s = tf.elapsed().as_secs_f64();
                     part.compute(lay, params, off, norm, coefs)
                 };
@@ -425,7 +426,14 @@ impl Part {
     }
 
     /// Gathers the samples of `chunks` (rows in chunk order).
-    fn fill(&mut self, batch: &HostRows, chunks: &[usize], obs: &[f32], lay: &Layout) {
+    fn fill(
+        &mut self,
+        batch: &HostRows,
+        chunks: &[usize],
+        obs: &[f32],
+        lay: &Layout,
+        off: Option<&OffsetRows>,
+    ) {
         let d = lay.obs_dim;
         self.segs.clear();
         let r = &mut self.rows;
@@ -449,11 +457,20 @@ impl Part {
             }
         }
         let n = r.actions.len();
+        // The first layer's offsets of the first chunk load while the rows are copied (the
+        // forward prefetches each later chunk's during the one before).
+        let first = chunks.first().map(|&c| batch.chunks[c].entry as usize);
+        let ahead = first
+            .zip(off)
+            .and_then(|(e, o)| o.row(0, lay.len[0], e))
+            .unwrap_or(&[]);
+        let mut prefetch = Prefetcher::new(ahead, n);
         let x = self.ws.input_mut(lay, n);
         let mut row = 0;
         for &c in chunks {
             for &s in &batch.chunks[c].samples {
                 let s = s as usize;
+                prefetch.step();
                 x[row * d..(row + 1) * d].copy_from_slice(&obs[s * d..(s + 1) * d]);
                 row += 1;
             }

@@ -49,7 +49,7 @@ pub unsafe fn product(
                 let ap = a.add(r0 * rsa + k0 * csa);
                 let bp = b.add(k0 * n + j0);
                 let cp = c.add(r0 * n + j0);
-                prefetch.tile();
+                prefetch.step();
                 macro_rules! go {
                     ($($mr:literal, $nv:literal);*) => {
                         match (mr, nv) {

@@ -239,31 +239,31 @@ fn product_on(
     let _ = (kernel, ahead);
 }
 
-/// Spreads prefetches of `ahead` (the next chunk's offsets, still in main memory) over the
-/// tiles of a product, so they load while this product computes.
-#[cfg(target_arch = "x86_64")]
-struct Prefetcher<'a> {
+/// Spreads prefetches of `ahead` (data read next from main memory, e.g. the next chunk's
+/// offsets) over the steps of other work (the tiles of a product, the rows of a copy), so the
+/// loads overlap that work. A hint: no effect on any value (nothing on other architectures).
+pub struct Prefetcher<'a> {
     ahead: &'a [f32],
-    per_tile: usize,
+    per_step: usize,
     line: usize,
 }
 
-#[cfg(target_arch = "x86_64")]
 impl<'a> Prefetcher<'a> {
-    /// Prefetches of `ahead` spread over `tiles` tiles.
-    fn new(ahead: &'a [f32], tiles: usize) -> Self {
+    /// Prefetches of `ahead` spread over `steps` steps.
+    pub fn new(ahead: &'a [f32], steps: usize) -> Self {
         Prefetcher {
             ahead,
-            per_tile: ahead.len().div_ceil(16).div_ceil(tiles.max(1)),
+            per_step: ahead.len().div_ceil(16).div_ceil(steps.max(1)),
             line: 0,
         }
     }
 
-    /// The next tile's share of cache lines.
+    /// The next step's share of cache lines.
     #[inline(always)]
-    fn tile(&mut self) {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        for _ in 0..self.per_tile {
+    pub fn step(&mut self) {
+        #[cfg(target_arch = "x86_64")]
+        for _ in 0..self.per_step {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
             if self.line * 16 < self.ahead.len() {
                 // SAFETY: a prefetch of an address inside `ahead`; it never faults.
                 unsafe {
