@@ -457,12 +457,13 @@ impl Part {
             }
         }
         let n = r.actions.len();
-        // The first layer's offsets of the first chunk load while the rows are copied (the
-        // forward prefetches each later chunk's during the one before).
-        let first = chunks.first().map(|&c| batch.chunks[c].entry as usize);
-        let ahead = first
+        // The first layer's weight offsets (parameter 0) of the first chunk load while the
+        // rows are copied (the forward prefetches each later chunk's during the one before).
+        let ahead = self
+            .segs
+            .first()
             .zip(off)
-            .and_then(|(e, o)| o.row(0, lay.len[0], e))
+            .and_then(|(s, o)| o.row(0, lay.len[0], s.entry))
             .unwrap_or(&[]);
         let mut prefetch = Prefetcher::new(ahead, n);
         let x = self.ws.input_mut(lay, n);
