@@ -4,7 +4,7 @@
 // Register tiles are indexed arrays of vectors on purpose (they must stay in registers).
 #![allow(clippy::needless_range_loop)]
 
-use super::KC;
+use super::{Corner, RowAt, KC};
 use std::arch::x86_64::*;
 
 /// Rows of `C` per tile.
@@ -15,14 +15,13 @@ const NV: usize = 2;
 /// As `avx512::product`, 8 floats per vector (the same order per element).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn product(
+pub unsafe fn product<A: RowAt, B: RowAt>(
     m: usize,
     k: usize,
     n: usize,
-    a: *const f32,
-    rsa: usize,
+    a: A,
     csa: usize,
-    b: *const f32,
+    b: B,
     beta: f32,
     c: *mut f32,
     ahead: &[f32],
@@ -46,17 +45,16 @@ pub unsafe fn product(
             while k0 < k {
                 let k1 = (k0 + KC).min(k);
                 let add = k0 > 0 || beta != 0.0;
-                let ap = a.add(r0 * rsa + k0 * csa);
-                let bp = b.add(k0 * n + j0);
+                let at = Corner { r0, k0, j0 };
                 let cp = c.add(r0 * n + j0);
                 prefetch.step();
                 macro_rules! go {
                     ($($mr:literal, $nv:literal);*) => {
                         match (mr, nv) {
                             $(($mr, $nv) => if rem == 8 {
-                                tile::<$mr, $nv, true>(k1 - k0, ap, rsa, csa, bp, n, mask, cp, add)
+                                tile::<$mr, $nv, true, A, B>(k1 - k0, a, csa, b, at, n, mask, cp, add)
                             } else {
-                                tile::<$mr, $nv, false>(k1 - k0, ap, rsa, csa, bp, n, mask, cp, add)
+                                tile::<$mr, $nv, false, A, B>(k1 - k0, a, csa, b, at, n, mask, cp, add)
                             },)*
                             _ => unreachable!(),
                         }
@@ -74,20 +72,21 @@ pub unsafe fn product(
 #[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile<const R: usize, const V: usize, const FULL: bool>(
+unsafe fn tile<const R: usize, const V: usize, const FULL: bool, A: RowAt, B: RowAt>(
     kc: usize,
-    a: *const f32,
-    rsa: usize,
+    a: A,
     csa: usize,
-    b: *const f32,
-    ldb: usize,
+    b: B,
+    at: Corner,
+    ldc: usize,
     mask: __m256i,
     c: *mut f32,
     add: bool,
 ) {
+    let arow: [*const f32; R] = std::array::from_fn(|r| a.at(at.r0 + r).add(at.k0 * csa));
     let mut acc = [[_mm256_setzero_ps(); V]; R];
     for kk in 0..kc {
-        let brow = b.add(kk * ldb);
+        let brow = b.at(at.k0 + kk).add(at.j0);
         let mut bv = [_mm256_setzero_ps(); V];
         for v in 0..V {
             // A whole last vector (`FULL`) loads like the others.
@@ -97,9 +96,8 @@ unsafe fn tile<const R: usize, const V: usize, const FULL: bool>(
                 _mm256_loadu_ps(brow.add(8 * v))
             };
         }
-        let ak = a.add(kk * csa);
         for r in 0..R {
-            let av = _mm256_set1_ps(*ak.add(r * rsa));
+            let av = _mm256_set1_ps(*arow[r].add(kk * csa));
             for v in 0..V {
                 acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
             }
@@ -107,7 +105,7 @@ unsafe fn tile<const R: usize, const V: usize, const FULL: bool>(
     }
     for r in 0..R {
         for v in 0..V {
-            let p = c.add(r * ldb + 8 * v);
+            let p = c.add(r * ldc + 8 * v);
             if FULL || v + 1 < V {
                 let out = if add {
                     _mm256_add_ps(_mm256_loadu_ps(p), acc[r][v])

@@ -4,7 +4,7 @@
 // Register tiles are indexed arrays of vectors on purpose (they must stay in registers).
 #![allow(clippy::needless_range_loop)]
 
-use super::KC;
+use super::{Corner, RowAt, KC};
 use std::arch::x86_64::*;
 
 /// Rows of `C` per tile.
@@ -14,14 +14,13 @@ const NV: usize = 4;
 
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-pub unsafe fn product(
+pub unsafe fn product<A: RowAt, B: RowAt>(
     m: usize,
     k: usize,
     n: usize,
-    a: *const f32,
-    rsa: usize,
+    a: A,
     csa: usize,
-    b: *const f32,
+    b: B,
     beta: f32,
     c: *mut f32,
     ahead: &[f32],
@@ -41,14 +40,13 @@ pub unsafe fn product(
             while k0 < k {
                 let k1 = (k0 + KC).min(k);
                 let add = k0 > 0 || beta != 0.0;
-                let ap = a.add(r0 * rsa + k0 * csa);
-                let bp = b.add(k0 * n + j0);
+                let at = Corner { r0, k0, j0 };
                 let cp = c.add(r0 * n + j0);
                 prefetch.step();
                 macro_rules! go {
                     ($($mr:literal, $nv:literal);*) => {
                         match (mr, nv) {
-                            $(($mr, $nv) => tile::<$mr, $nv>(k1 - k0, ap, rsa, csa, bp, n, mask, cp, add),)*
+                            $(($mr, $nv) => tile::<$mr, $nv, A, B>(k1 - k0, a, csa, b, at, n, mask, cp, add),)*
                             _ => unreachable!(),
                         }
                     };
@@ -136,20 +134,21 @@ fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
 #[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile<const R: usize, const V: usize>(
+unsafe fn tile<const R: usize, const V: usize, A: RowAt, B: RowAt>(
     kc: usize,
-    a: *const f32,
-    rsa: usize,
+    a: A,
     csa: usize,
-    b: *const f32,
-    ldb: usize,
+    b: B,
+    at: Corner,
+    ldc: usize,
     mask: __mmask16,
     c: *mut f32,
     add: bool,
 ) {
+    let arow: [*const f32; R] = std::array::from_fn(|r| a.at(at.r0 + r).add(at.k0 * csa));
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     for kk in 0..kc {
-        let brow = b.add(kk * ldb);
+        let brow = b.at(at.k0 + kk).add(at.j0);
         let mut bv = [_mm512_setzero_ps(); V];
         for v in 0..V {
             bv[v] = if v + 1 == V {
@@ -158,9 +157,8 @@ unsafe fn tile<const R: usize, const V: usize>(
                 _mm512_loadu_ps(brow.add(16 * v))
             };
         }
-        let ak = a.add(kk * csa);
         for r in 0..R {
-            let av = _mm512_set1_ps(*ak.add(r * rsa));
+            let av = _mm512_set1_ps(*arow[r].add(kk * csa));
             for v in 0..V {
                 acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
             }
@@ -168,7 +166,7 @@ unsafe fn tile<const R: usize, const V: usize>(
     }
     for r in 0..R {
         for v in 0..V {
-            let p = c.add(r * ldb + 16 * v);
+            let p = c.add(r * ldc + 16 * v);
             let m = if v + 1 == V { mask } else { 0xffff };
             let out = if add {
                 _mm512_add_ps(_mm512_maskz_loadu_ps(m, p), acc[r][v])

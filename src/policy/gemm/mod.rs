@@ -213,30 +213,132 @@ fn product_on(
     c: &mut [f32],
     ahead: &[f32],
 ) {
+    if m > 0 && n > 0 && k > 0 {
+        assert!(a.len() > (m - 1) * rsa + (k - 1) * csa);
+    }
+    assert!(m == 0 || n == 0 || b.len() >= k * n);
+    let a = Operand::Strided(Strided {
+        ptr: a.as_ptr(),
+        stride: rsa,
+    });
+    let b = Operand::Strided(Strided {
+        ptr: b.as_ptr(),
+        stride: n,
+    });
+    // SAFETY: the extents of both operands are checked above.
+    unsafe { operands_product(kernel, m, k, n, a, csa, b, beta, c, ahead) }
+}
+
+/// `c = beta c + A B` with `A`'s rows `[m, k]` from `a` (the first `k` values of each) and `B`
+/// row-major `[k, n]`, `c` row-major `[m, n]`; `beta` 0 or 1. With [`Rows::dense`] rows this
+/// is [`product`]; with a [`RowTable`]'s rows the same bits, the rows read in place.
+/// Requires [`fast`].
+///
+/// # Panics
+/// If `a` has fewer than `m` rows or `k` values per row, a slice is shorter than its
+/// extent, `beta` is neither 0 nor 1, or the CPU has neither AVX-512F nor AVX2 + FMA.
+#[allow(clippy::too_many_arguments)]
+pub fn rows_product(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Rows,
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+    ahead: &[f32],
+) {
+    let kernel = kernel().expect("the kernels need AVX-512F or AVX2 + FMA");
+    assert!(
+        a.len() >= m && a.width() >= k,
+        "A is {}x{}, not {m}x{k}",
+        a.len(),
+        a.width()
+    );
+    assert!(m == 0 || n == 0 || b.len() >= k * n);
+    let b = Operand::Strided(Strided {
+        ptr: b.as_ptr(),
+        stride: n,
+    });
+    // SAFETY: the extents of both operands are checked above.
+    unsafe { operands_product(kernel, m, k, n, a.operand(), 1, b, beta, c, ahead) }
+}
+
+/// `c = A^T B` (overwritten) with `a` row-major `[k, m]` and `B`'s rows `[k, n]` from `b` (the
+/// first `n` values of each), `c` row-major `[m, n]`: with [`Rows::dense`] rows the bits of
+/// [`product`] with `rsa = 1, csa = m`, whatever the rows' places. Requires [`fast`].
+///
+/// # Panics
+/// If `b` has fewer than `k` rows or `n` values per row, a slice is shorter than its extent,
+/// or the CPU has neither AVX-512F nor AVX2 + FMA.
+pub fn product_rows_at(m: usize, k: usize, n: usize, a: &[f32], b: Rows, c: &mut [f32]) {
+    let kernel = kernel().expect("the kernels need AVX-512F or AVX2 + FMA");
+    assert!(
+        b.len() >= k && b.width() >= n,
+        "B is {}x{}, not {k}x{n}",
+        b.len(),
+        b.width()
+    );
+    assert!(m == 0 || k == 0 || a.len() >= k * m);
+    let a = Operand::Strided(Strided {
+        ptr: a.as_ptr(),
+        stride: 1,
+    });
+    // SAFETY: the extents of both operands are checked above.
+    unsafe { operands_product(kernel, m, k, n, a, m, b.operand(), 0.0, c, &[]) }
+}
+
+/// The kernels' `c = beta c + A B` on any operands.
+///
+/// # Safety
+/// `A(r, kk) = a.at(r)[kk * csa]` and `B(kk, j) = b.at(kk)[j]` must be readable for `r < m`,
+/// `kk < k`, `j < n` when all three are positive.
+#[allow(clippy::too_many_arguments)]
+unsafe fn operands_product(
+    kernel: Kernel,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Operand,
+    csa: usize,
+    b: Operand,
+    beta: f32,
+    c: &mut [f32],
+    ahead: &[f32],
+) {
     assert!(beta == 0.0 || beta == 1.0, "beta must be 0 or 1");
     if m == 0 || n == 0 {
         return;
     }
-    assert!(c.len() >= m * n && b.len() >= k * n);
+    assert!(c.len() >= m * n);
     if k == 0 {
         if beta == 0.0 {
             c[..m * n].fill(0.0);
         }
         return;
     }
-    assert!(a.len() > (m - 1) * rsa + (k - 1) * csa);
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `kernel` names features this CPU has (see `kernel()`); the extents are
-    // checked above.
-    unsafe {
-        let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
-        match kernel {
-            Kernel::Avx512 => avx512::product(m, k, n, a, rsa, csa, b, beta, c, ahead),
-            Kernel::Avx2 => avx2::product(m, k, n, a, rsa, csa, b, beta, c, ahead),
+    {
+        let c = c.as_mut_ptr();
+        macro_rules! on {
+            ($a:expr, $b:expr) => {
+                match kernel {
+                    Kernel::Avx512 => avx512::product(m, k, n, $a, csa, $b, beta, c, ahead),
+                    Kernel::Avx2 => avx2::product(m, k, n, $a, csa, $b, beta, c, ahead),
+                }
+            };
+        }
+        // SAFETY: `kernel` names features this CPU has (see `kernel()`); the caller
+        // guarantees the operands' extents.
+        match (a, b) {
+            (Operand::Strided(a), Operand::Strided(b)) => on!(a, b),
+            (Operand::Table(a), Operand::Strided(b)) => on!(a, b),
+            (Operand::Strided(a), Operand::Table(b)) => on!(a, b),
+            (Operand::Table(a), Operand::Table(b)) => on!(a, b),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (kernel, ahead);
+    let _ = (kernel, a, b, csa, ahead);
 }
 
 /// Spreads prefetches of `ahead` (data read next from main memory, e.g. the next chunk's
@@ -274,6 +376,12 @@ impl<'a> Prefetcher<'a> {
         }
     }
 }
+
+mod operand;
+#[cfg(target_arch = "x86_64")]
+use operand::{Corner, RowAt};
+use operand::{Operand, Strided};
+pub use operand::{RowTable, Rows};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -362,6 +470,113 @@ mod tests {
             }
         }
         assert_eq!(checked, 60);
+    }
+
+    /// The rows of `data` (`rows x width`) through a table, in a scrambled place each (a
+    /// larger buffer, reversed), as the update reads observation rows in place.
+    fn scattered(data: &[f32], width: usize, store: &mut Vec<f32>) -> Vec<usize> {
+        let rows = data.len() / width;
+        store.clear();
+        store.resize((2 * rows + 1) * width, f32::NAN);
+        let place: Vec<usize> = (0..rows).map(|i| 2 * (rows - 1 - i) + 1).collect();
+        for (i, &p) in place.iter().enumerate() {
+            store[p * width..(p + 1) * width].copy_from_slice(&data[i * width..(i + 1) * width]);
+        }
+        place
+    }
+
+    #[test]
+    fn row_tables_give_the_same_bits_as_dense_rows() {
+        let kernels: Vec<Kernel> = match kernel() {
+            Some(Kernel::Avx512) => vec![Kernel::Avx512, Kernel::Avx2],
+            Some(Kernel::Avx2) => vec![Kernel::Avx2],
+            None => {
+                eprintln!("no AVX-512F or AVX2 + FMA: the kernels do not run here");
+                return;
+            }
+        };
+        let mut checked = 0;
+        for kern in kernels {
+            for &(m, k, n) in &[
+                (1, 1, 1),
+                (3, 7, 5),
+                (128, 502, 64),
+                (33, 257, 17),
+                (64, 300, 70),
+            ] {
+                let a = data(m * k, (m * 7 + k) as u32);
+                let b = data(k * n, (n * 5 + k) as u32);
+                let c0 = data(m * n, 3);
+                let mut store = Vec::new();
+                for beta in [0.0f32, 1.0] {
+                    // A's rows through a table: `A B`.
+                    let (mut want, mut got) = (c0.clone(), c0.clone());
+                    product_on(kern, m, k, n, &a, k, 1, &b, beta, &mut want, &[]);
+                    let place = scattered(&a, k, &mut store);
+                    let mut t = RowTable::new(k);
+                    place
+                        .iter()
+                        .for_each(|&p| t.push(&store[p * k..(p + 1) * k]));
+                    let ar = t.rows();
+                    let bs = Operand::Strided(Strided {
+                        ptr: b.as_ptr(),
+                        stride: n,
+                    });
+                    // SAFETY: `m` rows of `k` values; `b` is `[k, n]`.
+                    unsafe {
+                        operands_product(kern, m, k, n, ar.operand(), 1, bs, beta, &mut got, &[])
+                    };
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "{kern:?} table A {m}x{k}x{n} beta {beta}"
+                    );
+                    checked += 1;
+                }
+                // B's rows through a table: `A^T B` with `a` as `[k, m]`.
+                let at = data(k * m, (m * 3 + k) as u32);
+                let (mut want, mut got) = (c0.clone(), c0.clone());
+                product_on(kern, m, k, n, &at, 1, m, &b, 0.0, &mut want, &[]);
+                let place = scattered(&b, n, &mut store);
+                let mut t = RowTable::new(n);
+                place
+                    .iter()
+                    .for_each(|&p| t.push(&store[p * n..(p + 1) * n]));
+                let aa = Operand::Strided(Strided {
+                    ptr: at.as_ptr(),
+                    stride: 1,
+                });
+                // SAFETY: `a` is `[k, m]`; `k` rows of `n` values.
+                unsafe {
+                    operands_product(kern, m, k, n, aa, m, t.rows().operand(), 0.0, &mut got, &[])
+                };
+                assert_eq!(bits(&got), bits(&want), "{kern:?} table B {m}x{k}x{n}");
+                checked += 1;
+            }
+        }
+        assert!(checked >= 15);
+        // The public entry points (this CPU's kernel), dense rows against `product`.
+        let (m, k, n) = (40, 70, 33);
+        let (a, b) = (data(m * k, 1), data(k * n, 2));
+        let (mut want, mut got) = (vec![0f32; m * n], vec![1f32; m * n]);
+        product(m, k, n, &a, k, 1, &b, 0.0, &mut want);
+        rows_product(m, k, n, Rows::dense(&a, k), &b, 0.0, &mut got, &[]);
+        assert_eq!(bits(&got), bits(&want));
+        let at = data(k * m, 4);
+        product(m, k, n, &at, 1, m, &b, 0.0, &mut want);
+        product_rows_at(m, k, n, &at, Rows::dense(&b, n), &mut got);
+        assert_eq!(bits(&got), bits(&want));
+    }
+
+    #[test]
+    #[should_panic(expected = "A is 3x4, not 4x4")]
+    fn a_product_refuses_too_few_rows() {
+        if !fast() {
+            panic!("A is 3x4, not 4x4 (no kernels here)");
+        }
+        let a = [0f32; 12];
+        let mut c = [0f32; 8];
+        rows_product(4, 4, 2, Rows::dense(&a, 4), &[0f32; 8], 0.0, &mut c, &[]);
     }
 
     #[test]
