@@ -8,6 +8,7 @@
 //! one product per chunk of rows that reads the agent's offset rows in place
 //! (`w + d_i` is never formed). Tests check it against tch autograd.
 
+use super::gemm::Rows;
 use super::param_shapes;
 use super::products::{
     add_offset, gemm_ab, gemm_abt, gemm_atb, per_chunk_product, ChunkRows, Heads, SMALL_CHUNK,
@@ -215,8 +216,17 @@ pub struct Workspace {
 pub use super::rows::tanh_in_place;
 
 impl Workspace {
-    /// Sizes the buffers for `rows` rows and returns the input rows `[rows, obs_dim]` to fill.
+    /// Sizes the buffers for `rows` rows and returns the input rows `[rows, obs_dim]` to fill
+    /// (for [`Workspace::forward`] and [`Workspace::backward`]).
     pub fn input_mut(&mut self, lay: &Layout, rows: usize) -> &mut [f32] {
+        self.size(lay, rows);
+        self.x.resize(rows * lay.obs_dim, 0.0);
+        &mut self.x
+    }
+
+    /// Sizes the buffers for `rows` rows whose inputs are read in place (for
+    /// [`Workspace::forward_on`] and [`Workspace::backward_on`]).
+    pub fn size(&mut self, lay: &Layout, rows: usize) {
         self.rows = rows;
         let nh = lay.hidden.len();
         self.nhat.resize_with(nh, Vec::new);
@@ -229,19 +239,41 @@ impl Workspace {
         }
         self.logits.resize(rows * NUM_ACTIONS, 0.0);
         self.value.resize(rows, 0.0);
-        self.x.resize(rows * lay.obs_dim, 0.0);
-        &mut self.x
     }
 
-    /// Forward pass over the input rows: fills [`Workspace::logits`] and
-    /// [`Workspace::value`]. `segs` must cover the rows when `off` is given.
+    /// Forward pass over the input rows of [`Workspace::input_mut`]: fills
+    /// [`Workspace::logits`] and [`Workspace::value`]. `segs` must cover the rows when `off`
+    /// is given.
     pub fn forward(&mut self, lay: &Layout, p: &[f32], segs: &[Seg], off: Option<&OffsetRows>) {
+        let x = std::mem::take(&mut self.x);
+        self.forward_on(lay, p, Rows::dense(&x, lay.obs_dim), segs, off);
+        self.x = x;
+    }
+
+    /// [`Workspace::forward`] with the input rows `x` (`[rows, obs_dim]` of
+    /// [`Workspace::size`]) read in place: the same bits wherever the rows are.
+    ///
+    /// # Panics
+    /// If `x` does not have the sized number of rows of `obs_dim` values.
+    pub fn forward_on(
+        &mut self,
+        lay: &Layout,
+        p: &[f32],
+        x: Rows,
+        segs: &[Seg],
+        off: Option<&OffsetRows>,
+    ) {
         let n = self.rows;
+        assert!(x.len() == n && x.width() == lay.obs_dim, "input rows of the wrong shape");
         for k in 0..lay.hidden.len() {
             let (h, w_in) = (lay.hidden[k], lay.width(k));
             let (wi, bi, gi, ti) = (4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3);
             let (before, rest) = self.act.split_at_mut(k);
-            let input: &[f32] = if k == 0 { &self.x } else { &before[k - 1] };
+            let input = if k == 0 {
+                x
+            } else {
+                Rows::dense(&before[k - 1], w_in)
+            };
             let z = &mut self.nhat[k];
             let evolved = off.filter(|o| o.tables[wi].is_some());
             if let (Some(o), false) = (evolved, self.split_offsets) {
@@ -266,7 +298,7 @@ impl Workspace {
             if let (Some(o), true) = (off, self.split_offsets) {
                 for s in segs {
                     if let Some(d) = o.row(wi, lay.len[wi], s.entry) {
-                        let xs = &input[s.start * w_in..(s.start + s.len) * w_in];
+                        let xs = input.range(s.start, s.len);
                         let bt = &mut self.bt;
                         gemm_abt(s.len, w_in, h, xs, d, 1.0, &mut z[s.start * h..], bt);
                     }
@@ -338,6 +370,7 @@ impl Workspace {
     /// respect to the logits (`[rows, 6]`) and values (`[rows]`): writes the gradient of
     /// the shared parameters into `grad` (`lay.total` scalars, overwritten). Offsets get no
     /// gradient.
+    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &mut self,
         lay: &Layout,
@@ -348,7 +381,30 @@ impl Workspace {
         dvalue: &[f32],
         grad: &mut [f32],
     ) {
+        let x = std::mem::take(&mut self.x);
+        let x_rows = Rows::dense(&x, lay.obs_dim);
+        self.backward_on(lay, p, x_rows, segs, off, dlogits, dvalue, grad);
+        self.x = x;
+    }
+
+    /// [`Workspace::backward`] of the last [`Workspace::forward_on`], with its input rows `x`.
+    ///
+    /// # Panics
+    /// If `x` does not have the sized number of rows of `obs_dim` values.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_on(
+        &mut self,
+        lay: &Layout,
+        p: &[f32],
+        x: Rows,
+        segs: &[Seg],
+        off: Option<&OffsetRows>,
+        dlogits: &[f32],
+        dvalue: &[f32],
+        grad: &mut [f32],
+    ) {
         let n = self.rows;
+        assert!(x.len() == n && x.width() == lay.obs_dim, "input rows of the wrong shape");
         let nh = lay.hidden.len();
         let h = lay.hidden[nh - 1];
         grad[..lay.total].fill(0.0);
@@ -359,14 +415,14 @@ impl Workspace {
             let a = &self.act[nh - 1];
             let (wa, wc) = (lay.param(p, ai), lay.param(p, ai + 2));
             let (ga, rest) = grad[lay.start[ai]..].split_at_mut(lay.len[ai]);
-            gemm_atb(NUM_ACTIONS, n, h, dlogits, a, ga);
+            gemm_atb(NUM_ACTIONS, n, h, dlogits, Rows::dense(a, h), ga);
             for r in 0..n {
                 for o in 0..NUM_ACTIONS {
                     rest[o] += dlogits[r * NUM_ACTIONS + o];
                 }
             }
             let gc = &mut grad[lay.start[ai + 2]..lay.start[ai + 2] + h];
-            gemm_atb(1, n, h, dvalue, a, gc);
+            gemm_atb(1, n, h, dvalue, Rows::dense(a, h), gc);
             grad[lay.start[ai + 3]] += dvalue.iter().sum::<f32>();
             let da = &mut self.da;
             gemm_ab(n, NUM_ACTIONS, h, dlogits, wa, 0.0, da);
@@ -447,7 +503,11 @@ impl Workspace {
             for (i, part) in [(gi, &*acc_g), (ti, &*acc_t), (bi, &*acc_b)] {
                 grad[lay.start[i]..lay.start[i] + h].copy_from_slice(part);
             }
-            let input: &[f32] = if k == 0 { &self.x } else { &self.act[k - 1] };
+            let input = if k == 0 {
+                x
+            } else {
+                Rows::dense(&self.act[k - 1], w_in)
+            };
             let gw = &mut grad[lay.start[wi]..lay.start[wi] + lay.len[wi]];
             gemm_atb(h, n, w_in, &self.dz, input, gw);
             if k > 0 {
@@ -463,6 +523,7 @@ impl Workspace {
                     };
                     let (w, dz, da) = (lay.param(p, wi), &self.dz, &mut self.da);
                     let (eff, bt) = (&mut self.eff, &mut self.bt);
+                    let dz = Rows::dense(dz, h);
                     per_chunk_product(segs, &rows, w, h, w_in, dz, da, eff, bt, false, false);
                 } else {
                     gemm_ab(n, h, w_in, &self.dz, lay.param(p, wi), 0.0, &mut self.da);

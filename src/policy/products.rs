@@ -4,7 +4,7 @@
 
 use half::f16;
 
-use super::gemm;
+use super::gemm::{self, Rows};
 use super::native::Seg;
 use crate::world::NUM_ACTIONS;
 
@@ -19,7 +19,8 @@ pub(super) struct ChunkRows<'f, 'r> {
 }
 
 /// `c = a_s (W + D_s)^T` (`transpose_b`, `a_s` `[len, k]`, `W` `[n, k]`) or `c = a_s (W + D_s)`
-/// (`a_s` `[len, k]`, `W` `[k, n]`) for each chunk `s`, forming `W + D_s` in `eff`.
+/// (`a_s` `[len, k]`, `W` `[k, n]`) for each chunk `s` (rows of `a`, read in place), forming
+/// `W + D_s` in `eff`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn per_chunk_product(
     segs: &[Seg],
@@ -27,7 +28,7 @@ pub(super) fn per_chunk_product(
     w: &[f32],
     k: usize,
     n: usize,
-    a: &[f32],
+    a: Rows,
     c: &mut [f32],
     eff: &mut Vec<f32>,
     bt: &mut Vec<f32>,
@@ -44,7 +45,7 @@ pub(super) fn per_chunk_product(
             // one product over all rows when every chunk is small (rollout ticks).
             let d = (rows.f32)(s.entry);
             for r in s.start..s.start + s.len {
-                let ar = &a[r * k..(r + 1) * k];
+                let ar = a.row(r);
                 for j in 0..n {
                     let dj = match half {
                         Some(h) => dot_half(ar, &h[j * k..(j + 1) * k]),
@@ -80,40 +81,41 @@ pub(super) fn per_chunk_product(
             }
             last = s.entry;
         }
-        let a_s = &a[s.start * k..(s.start + s.len) * k];
+        let a_s = a.range(s.start, s.len);
         let c_s = &mut c[s.start * n..];
         if fast_t {
             // The next chunk's offsets (main memory) load while this chunk is multiplied.
             let next = segs[si + 1..].iter().find(|t| t.entry != s.entry);
             let ahead = next.map_or(&[][..], |t| (rows.f32)(t.entry));
-            gemm::product_prefetching(s.len, k, n, a_s, k, 1, eff, 0.0, c_s, ahead);
+            gemm::rows_product(s.len, k, n, a_s, eff, 0.0, c_s, ahead);
         } else if transpose_b {
             gemm_abt(s.len, k, n, a_s, eff, 0.0, c_s, bt);
         } else {
-            gemm_ab(s.len, k, n, a_s, eff, 0.0, c_s);
+            rows_ab(s.len, k, n, a_s, eff, 0.0, c_s);
         }
     }
 }
 
-/// `c = beta * c + a b^T` for row-major `a` `[m, k]`, `b` `[n, k]`, `c` `[m, n]`; `bt` is
-/// scratch for `b^T` (the AVX-512 kernels of [`super::gemm`] read `B` by rows).
+/// `c = beta * c + a b^T` for `a`'s rows `[m, k]` (read in place), row-major `b` `[n, k]`,
+/// `c` `[m, n]`; `bt` is scratch for `b^T` (the kernels of [`super::gemm`] read `B` by rows).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm_abt(
     m: usize,
     k: usize,
     n: usize,
-    a: &[f32],
+    a: Rows,
     b: &[f32],
     beta: f32,
     c: &mut [f32],
     bt: &mut Vec<f32>,
 ) {
-    assert!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n);
+    assert!(a.len() >= m && a.width() == k && b.len() >= n * k && c.len() >= m * n);
     if gemm::fast() {
         gemm::transpose(n, k, b, bt);
-        return gemm::product(m, k, n, a, k, 1, bt, beta, c);
+        return gemm::rows_product(m, k, n, a, bt, beta, c, &[]);
     }
-    gemm::portable_product(m, k, n, a, (k, 1), b, (1, k), beta, c)
+    let a = a.range(0, m).contiguous();
+    gemm::portable_product(m, k, n, &a, (k, 1), b, (1, k), beta, c)
 }
 
 /// `c = beta * c + a b` for row-major `a` `[m, k]`, `b` `[k, n]`, `c` `[m, n]`.
@@ -126,20 +128,29 @@ pub(super) fn gemm_ab(
     beta: f32,
     c: &mut [f32],
 ) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    if gemm::fast() {
-        return gemm::product(m, k, n, a, k, 1, b, beta, c);
-    }
-    gemm::portable_product(m, k, n, a, (k, 1), b, (n, 1), beta, c)
+    assert!(a.len() >= m * k);
+    rows_ab(m, k, n, Rows::dense(&a[..m * k], k), b, beta, c)
 }
 
-/// `c = a^T b` for row-major `a` `[k, m]`, `b` `[k, n]`, `c` `[m, n]` (overwritten).
-pub(super) fn gemm_atb(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+/// [`gemm_ab`] with `a`'s rows read in place.
+fn rows_ab(m: usize, k: usize, n: usize, a: Rows, b: &[f32], beta: f32, c: &mut [f32]) {
+    assert!(a.len() >= m && a.width() == k && b.len() >= k * n && c.len() >= m * n);
     if gemm::fast() {
-        return gemm::product(m, k, n, a, 1, m, b, 0.0, c);
+        return gemm::rows_product(m, k, n, a, b, beta, c, &[]);
     }
-    gemm::portable_product(m, k, n, a, (1, m), b, (n, 1), 0.0, c)
+    let a = a.range(0, m).contiguous();
+    gemm::portable_product(m, k, n, &a, (k, 1), b, (n, 1), beta, c)
+}
+
+/// `c = a^T b` for row-major `a` `[k, m]`, `b`'s rows `[k, n]` (read in place), `c` `[m, n]`
+/// (overwritten).
+pub(super) fn gemm_atb(m: usize, k: usize, n: usize, a: &[f32], b: Rows, c: &mut [f32]) {
+    assert!(a.len() >= m * k && b.len() >= k && b.width() == n && c.len() >= m * n);
+    if gemm::fast() {
+        return gemm::product_rows_at(m, k, n, a, b, c);
+    }
+    let b = b.range(0, k).contiguous();
+    gemm::portable_product(m, k, n, a, (1, m), &b, (n, 1), 0.0, c)
 }
 
 /// Dot product with sixteen independent partial sums (fixed order on a given machine):
