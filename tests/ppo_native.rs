@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use emergence_lab::config::Evolved;
+use emergence_lab::policy::gemm::RowTable;
 use emergence_lab::policy::native::{Layout, Seg, Workspace};
 use emergence_lab::policy::{Offsets, Policy};
 use emergence_lab::ppo::update_native::{finish_metrics, loss_and_grad, LossCoefs, LossRows, Norm};
@@ -166,6 +167,49 @@ fn check_gradients_with(evolved: Option<Evolved>, split_offsets: bool) {
     let got_metrics = finish_metrics(sums, norm.n, coefs);
     let mut grad = vec![0f32; lay.total];
     ws.backward(&lay, &p, &segs, host.as_ref(), &dl, &dv, &mut grad);
+
+    // The same pass with the input rows read in place, scattered over a larger store (as the
+    // update reads the rollout's observations): the same bits.
+    let place = |r: usize| 2 * (rows - 1 - r) + 1;
+    let mut store = vec![f32::NAN; (2 * rows + 1) * OBS];
+    for r in 0..rows {
+        store[place(r) * OBS..(place(r) + 1) * OBS].copy_from_slice(&x[r * OBS..(r + 1) * OBS]);
+    }
+    let mut table = RowTable::new(OBS);
+    for r in 0..rows {
+        table.push(&store[place(r) * OBS..(place(r) + 1) * OBS]);
+    }
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let mut in_place = Workspace::default();
+    in_place.split_offsets = split_offsets;
+    in_place.size(&lay, rows);
+    in_place.forward_on(&lay, &p, table.rows(), &segs, host.as_ref());
+    assert_eq!(
+        bits(&in_place.logits),
+        bits(&ws.logits),
+        "logits, rows in place"
+    );
+    assert_eq!(
+        bits(&in_place.value),
+        bits(&ws.value),
+        "values, rows in place"
+    );
+    let mut grad_in_place = vec![0f32; lay.total];
+    in_place.backward_on(
+        &lay,
+        &p,
+        table.rows(),
+        &segs,
+        host.as_ref(),
+        &dl,
+        &dv,
+        &mut grad_in_place,
+    );
+    assert_eq!(
+        bits(&grad_in_place),
+        bits(&grad),
+        "gradients, rows in place"
+    );
 
     // The clip is active on some samples and inactive on others (both branches tested).
     assert!(

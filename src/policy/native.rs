@@ -264,7 +264,10 @@ impl Workspace {
         off: Option<&OffsetRows>,
     ) {
         let n = self.rows;
-        assert!(x.len() == n && x.width() == lay.obs_dim, "input rows of the wrong shape");
+        assert!(
+            x.len() == n && x.width() == lay.obs_dim,
+            "input rows of the wrong shape"
+        );
         for k in 0..lay.hidden.len() {
             let (h, w_in) = (lay.hidden[k], lay.width(k));
             let (wi, bi, gi, ti) = (4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3);
@@ -404,7 +407,10 @@ impl Workspace {
         grad: &mut [f32],
     ) {
         let n = self.rows;
-        assert!(x.len() == n && x.width() == lay.obs_dim, "input rows of the wrong shape");
+        assert!(
+            x.len() == n && x.width() == lay.obs_dim,
+            "input rows of the wrong shape"
+        );
         let nh = lay.hidden.len();
         let h = lay.hidden[nh - 1];
         grad[..lay.total].fill(0.0);

@@ -31,8 +31,13 @@ pub struct Rollout {
     /// `[T, N]` entry of the acting agent in the virtual table `[slot offsets; extra]`
     /// (0 when there are no offsets).
     pub entry: Vec<i64>,
-    /// Observations of the alive samples in `[T, N]` order (tick-major), `[S, obs_dim]`.
+    /// Observations `[rows, obs_dim]`; sample `(t, k)`'s is row `obs_row[t * N + k]`. On the
+    /// CPU this is the slot-major store `[N * T, obs_dim]` (row `k * T + t`: each slot's ticks
+    /// are consecutive rows, so the update reads a chunk's rows in place); elsewhere the alive
+    /// samples in tick-major order.
     pub obs: Tensor,
+    /// `[T, N]` row of `obs` of each alive sample (-1 for dead slots).
+    pub obs_row: Vec<i64>,
     /// Rows `N..` of the virtual table (zero row, then archived rows), one
     /// `[1 + archived, ...shape]` per evolved parameter.
     pub extra: Option<Vec<Tensor>>,
@@ -58,7 +63,7 @@ pub struct RolloutStats {
 }
 
 /// Reusable host buffers of the rollout (the acting step's buffers and batch, and on the CPU
-/// the `[T*N, d]` observation store).
+/// the `[N*T, d]` slot-major observation store).
 #[derive(Debug, Default)]
 pub struct RolloutScratch {
     buffers: ActBuffers,
@@ -80,12 +85,13 @@ impl RolloutScratch {
 
     /// A `[rows, d]` f32 store for the observations when the policy runs the native CPU pass
     /// (contiguous f32 CPU parameters): the last one when it is free and of the same shape.
+    /// A new one is zeroed, so the rows of dead slots (never written) are finite values too.
     fn take_store(&mut self, policy: &Policy, rows: usize, d: usize) -> Option<Tensor> {
         cpu_slice(&policy.flat)?;
         let shape = [rows as i64, d as i64];
         let reusable = !self.lent && self.store.as_ref().is_some_and(|t| t.size() == shape);
         if !reusable {
-            self.store = Some(Tensor::empty(shape, (Kind::Float, policy.device())));
+            self.store = Some(Tensor::zeros(shape, (Kind::Float, policy.device())));
         }
         self.lent = true;
         self.store.as_ref().map(Tensor::shallow_clone)
@@ -313,10 +319,14 @@ struct Recorder<'a> {
     entry: Vec<i64>,
     /// Observations per tick (off the CPU: the rows already on the device).
     obs_ticks: Vec<Tensor>,
-    /// On the CPU: every sample's observation, written in place (`[T*N, d]`, rows `0..filled`
-    /// used): no tensor per tick and no concatenation at the end.
+    /// On the CPU: every sample's observation, written in place into the slot-major store
+    /// (`[N*T, d]`, see [`Rollout::obs`]): no tensor per tick and no concatenation at the end.
     obs_store: Option<Tensor>,
+    /// Rows of `obs_ticks` so far (off the CPU).
     filled: usize,
+    /// Ticks of the rollout.
+    num_steps: usize,
+    obs_row: Vec<i64>,
     book: EntryBook,
     stats: RolloutStats,
     /// Log-probabilities and values of the last scored batch.
@@ -335,13 +345,25 @@ impl<'w> Brain<BorrowedActor<'w>> for Recorder<'_> {
             self.obs_store.is_none(),
         );
         self.obs_ticks.extend(x);
-        if let Some(store) = &self.obs_store {
-            let d = batch.obs_dim;
-            // SAFETY: the store is a contiguous f32 CPU tensor owned by this recorder alone.
-            if let Some(dst) = unsafe { cpu_slice_mut(store) } {
-                dst[self.filled * d..(self.filled + batch.len()) * d].copy_from_slice(&batch.rows);
+        let (t, n, d) = (self.t, self.n, batch.obs_dim);
+        match &self.obs_store {
+            Some(store) => {
+                // SAFETY: the store is a contiguous f32 CPU tensor owned by this recorder alone.
+                if let Some(dst) = unsafe { cpu_slice_mut(store) } {
+                    for (j, &k) in batch.slot.iter().enumerate() {
+                        let row = k * self.num_steps + t;
+                        dst[row * d..(row + 1) * d]
+                            .copy_from_slice(&batch.rows[j * d..(j + 1) * d]);
+                        self.obs_row[t * n + k] = row as i64;
+                    }
+                }
             }
-            self.filled += batch.len();
+            None => {
+                for (j, &k) in batch.slot.iter().enumerate() {
+                    self.obs_row[t * n + k] = (self.filled + j) as i64;
+                }
+                self.filled += batch.len();
+            }
         }
         self.scored_logp = lp;
         self.scored_value = val;
@@ -450,8 +472,10 @@ pub fn collect_until(
         entry: vec![0i64; num_steps * n],
         obs_ticks: Vec::with_capacity(num_steps),
         // The native CPU pass's condition (contiguous f32 CPU parameters): store rows in place.
-        obs_store: scratch.take_store(policy, num_steps * n, d),
+        obs_store: scratch.take_store(policy, n * num_steps, d),
         filled: 0,
+        num_steps,
+        obs_row: vec![-1i64; num_steps * n],
         book: EntryBook::new(n),
         stats: RolloutStats {
             offsets_s: copy_s,
@@ -516,7 +540,7 @@ pub fn collect_until(
         mut entry,
         obs_ticks,
         obs_store,
-        filled,
+        obs_row,
         book,
         mut stats,
         ..
@@ -539,7 +563,7 @@ pub fn collect_until(
     });
     stats.offsets_s += to.elapsed().as_secs_f64();
     let obs = if let Some(store) = obs_store {
-        store.narrow(0, 0, filled as i64)
+        store
     } else if obs_ticks.is_empty() {
         Tensor::zeros([0, d as i64], (Kind::Float, policy.device()))
     } else {
@@ -551,6 +575,7 @@ pub fn collect_until(
         logp,
         entry,
         obs,
+        obs_row,
         extra,
         stats,
     })

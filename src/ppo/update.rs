@@ -35,8 +35,11 @@ pub struct Chunk {
 /// per-sample data on the host (compact sample order).
 #[derive(Debug)]
 pub struct Batch {
-    /// `[S, obs_dim]` observations of the alive samples.
+    /// Observations `[rows, obs_dim]` (the rollout's, see [`Rollout::obs`]): compact sample
+    /// `s`'s is row `obs_row[s]`.
     pub obs: Tensor,
+    /// Row of `obs` of each compact sample.
+    pub obs_row: Vec<i64>,
     pub actions: Vec<i64>,
     pub logp: Vec<f32>,
     pub advantages: Vec<f32>,
@@ -95,16 +98,18 @@ pub struct NonFiniteLoss {
 }
 
 /// Builds the batch from a rollout and its `[T, N]` advantages/returns. Compact sample order
-/// is tick-major, slot ascending (the order of `rollout.obs`).
+/// is tick-major, slot ascending.
 pub fn build_batch(rollout: Rollout, adv: &[f32], ret: &[f32]) -> Batch {
     let g = &rollout.gae;
     let (t_n, n) = (g.num_steps, g.num_columns);
     let mut compact = vec![-1i64; t_n * n];
     let (mut acts, mut logps, mut advs, mut rets) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut obs_row = Vec::new();
     for k in 0..t_n * n {
         if g.alive[k] {
             compact[k] = acts.len() as i64;
+            obs_row.push(rollout.obs_row[k]);
             acts.push(rollout.action[k] as i64);
             logps.push(rollout.logp[k]);
             advs.push(adv[k]);
@@ -138,6 +143,7 @@ pub fn build_batch(rollout: Rollout, adv: &[f32], ret: &[f32]) -> Batch {
     }
     Batch {
         obs: rollout.obs,
+        obs_row,
         actions: acts,
         logp: logps,
         advantages: advs,
@@ -145,6 +151,20 @@ pub fn build_batch(rollout: Rollout, adv: &[f32], ret: &[f32]) -> Batch {
         chunks,
         slot_samples: t_n * n,
         extra: rollout.extra,
+    }
+}
+
+impl Batch {
+    /// The observations of the compact samples in order, `[S, obs_dim]`: `obs` itself when it
+    /// is already in that order (off the CPU), else one gather of its rows.
+    pub fn compact_obs(&self) -> Tensor {
+        let in_order = self.obs.size().first() == Some(&(self.obs_row.len() as i64))
+            && self.obs_row.iter().enumerate().all(|(s, &r)| r == s as i64);
+        if in_order {
+            return self.obs.shallow_clone();
+        }
+        let rows = Tensor::from_slice(&self.obs_row).to_device(self.obs.device());
+        self.obs.index_select(0, &rows)
     }
 }
 

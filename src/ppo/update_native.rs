@@ -12,7 +12,7 @@ use super::adam_native::{add_parts, sum_squares};
 use super::pair::SpinPair;
 use super::update::{add_epoch_sums, plan_epoch, Batch, NonFiniteLoss, UpdateStats};
 use crate::config::TrainConfig;
-use crate::policy::gemm::Prefetcher;
+use crate::policy::gemm::{Prefetcher, RowTable};
 use crate::policy::native::{cpu_slice, cpu_slice_mut, Layout, OffsetRows, Seg, Workspace};
 use crate::policy::{Offsets, Policy};
 use crate::rng::Rng;
@@ -146,7 +146,7 @@ pub fn finish_metrics(sums: [f64; 5], n: f64, c: LossCoefs) -> [f64; 6] {
 }
 
 /// The native update's view of the state: host slices of the parameters, Adam moments,
-/// observations and offsets.
+/// observations (read in place: a minibatch's rows are never copied) and offsets.
 pub struct NativeUpdate<'a> {
     lay: Layout,
     params: &'a mut [f32],
@@ -155,6 +155,7 @@ pub struct NativeUpdate<'a> {
     step: &'a mut i64,
     betas: (f64, f64, f64),
     obs: &'a [f32],
+    obs_row: &'a [i64],
     offsets: Option<OffsetRows<'a>>,
 }
 
@@ -199,6 +200,7 @@ impl<'a> NativeUpdate<'a> {
             step,
             betas,
             obs,
+            obs_row: &batch.obs_row,
             offsets,
         })
     }
@@ -231,7 +233,9 @@ impl<'a> NativeUpdate<'a> {
         // Two threads: this one and a spinning helper (see `super::pair`).
         let pair = if threads > 1 { SpinPair::new() } else { None };
         let nparts = PARTS;
-        let mut parts: Vec<Part> = (0..nparts).map(|_| Part::new(self.lay.total)).collect();
+        let mut parts: Vec<Part> = (0..nparts)
+            .map(|_| Part::new(self.lay.total, self.lay.obs_dim))
+            .collect();
         let mut grad = vec![0f32; self.lay.total];
         let mut order: Vec<usize> = (0..batch.chunks.len()).collect();
         let prof = &mut stats.profile;
@@ -271,10 +275,13 @@ impl<'a> NativeUpdate<'a> {
                 prof.batch_s += t.elapsed().as_secs_f64();
                 let t = Instant::now();
                 let (lay, params, off) = (&self.lay, &*self.params, self.offsets.as_ref());
-                let obs = self.obs;
+                let obs = Obs {
+                    data: self.obs,
+                    row: self.obs_row,
+                };
                 let rows = HostRows::of(batch);
-                // Each part gathers its own rows (in parallel), then computes.
-                let work = |part: &mut Part| {
+                // Each part lists its own rows (in parallel), then computes.
+                let work = |part: &mut Part<'a>| {
                     let tf = Instant::now();
                     part.fill(&rows, &group[part.group.clone()], obs, lay, off);
                     part.fill_s = tf.elapsed().as_secs_f64();
@@ -389,12 +396,21 @@ impl<'a> HostRows<'a> {
     }
 }
 
+/// The batch's observations: compact sample `s`'s row is `data[row[s] * d..]`.
+#[derive(Clone, Copy)]
+struct Obs<'a> {
+    data: &'a [f32],
+    row: &'a [i64],
+}
+
 /// One thread's share of a minibatch and its buffers.
-struct Part {
+struct Part<'a> {
     /// This part's chunks: a range of the minibatch's chunk list.
     group: std::ops::Range<usize>,
     /// Seconds of the last [`Part::fill`].
     fill_s: f64,
+    /// The part's input rows, in place in the observation store.
+    input: RowTable<'a>,
     ws: Workspace,
     rows: LossRows,
     segs: Vec<Seg>,
@@ -408,11 +424,12 @@ struct Part {
     backward_s: f64,
 }
 
-impl Part {
-    fn new(total: usize) -> Part {
+impl<'a> Part<'a> {
+    fn new(total: usize, obs_dim: usize) -> Part<'a> {
         Part {
             group: 0..0,
             fill_s: 0.0,
+            input: RowTable::new(obs_dim),
             ws: Workspace::default(),
             rows: LossRows::default(),
             segs: Vec::new(),
@@ -425,12 +442,12 @@ impl Part {
         }
     }
 
-    /// Gathers the samples of `chunks` (rows in chunk order).
+    /// Lists the samples of `chunks` (rows in chunk order; observations in place).
     fn fill(
         &mut self,
         batch: &HostRows,
         chunks: &[usize],
-        obs: &[f32],
+        obs: Obs<'a>,
         lay: &Layout,
         off: Option<&OffsetRows>,
     ) {
@@ -458,7 +475,7 @@ impl Part {
         }
         let n = r.actions.len();
         // The first layer's weight offsets (parameter 0) of the first chunk load while the
-        // rows are copied (the forward prefetches each later chunk's during the one before).
+        // rows are listed (the forward prefetches each later chunk's during the one before).
         let ahead = self
             .segs
             .first()
@@ -466,14 +483,13 @@ impl Part {
             .and_then(|(s, o)| o.row(0, lay.len[0], s.entry))
             .unwrap_or(&[]);
         let mut prefetch = Prefetcher::new(ahead, n);
-        let x = self.ws.input_mut(lay, n);
-        let mut row = 0;
+        self.ws.size(lay, n);
+        self.input.reset(d);
         for &c in chunks {
             for &s in &batch.chunks[c].samples {
-                let s = s as usize;
+                let row = obs.row[s as usize] as usize;
                 prefetch.step();
-                x[row * d..(row + 1) * d].copy_from_slice(&obs[s * d..(s + 1) * d]);
-                row += 1;
+                self.input.push(&obs.data[row * d..(row + 1) * d]);
             }
         }
     }
@@ -494,8 +510,8 @@ impl Part {
             return;
         }
         let t = Instant::now();
-        let ws = &mut self.ws;
-        ws.forward(lay, params, &self.segs, off);
+        let (ws, x) = (&mut self.ws, self.input.rows());
+        ws.forward_on(lay, params, x, &self.segs, off);
         self.sums = loss_and_grad(
             &ws.logits,
             &ws.value,
@@ -507,9 +523,10 @@ impl Part {
         );
         self.forward_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        ws.backward(
+        ws.backward_on(
             lay,
             params,
+            x,
             &self.segs,
             off,
             &self.dlogits,

@@ -178,6 +178,7 @@ pub(super) fn run(
     let old_logp = to_dev(Tensor::from_slice(&batch.logp));
     let advantages = to_dev(Tensor::from_slice(&batch.advantages));
     let returns = to_dev(Tensor::from_slice(&batch.returns));
+    let obs = batch.compact_obs();
     let num_slots = offsets.map_or(1, |o| o.num_slots() as i64);
     let mut order: Vec<usize> = (0..batch.chunks.len()).collect();
     prof.batch_s += t0.elapsed().as_secs_f64();
@@ -196,7 +197,7 @@ pub(super) fn run(
             let t = Instant::now();
             let idx = ei.idx.narrow(0, start, u * l);
             let pick = |x: &Tensor| x.index_select(0, &idx).view([u, l]);
-            let x = batch.obs.index_select(0, &idx).view([u, l, obs_dim]);
+            let x = obs.index_select(0, &idx).view([u, l, obs_dim]);
             let mb_mask = ei.mask.narrow(0, start, u * l).view([u, l]);
             let (actions, old_logp) = (pick(&actions), pick(&old_logp));
             let (advantages, returns) = (pick(&advantages), pick(&returns));
