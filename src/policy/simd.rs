@@ -65,3 +65,70 @@ pub fn avx512() -> bool {
 pub fn avx2_fma() -> bool {
     allowed() >= 1 && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
+
+/// `dst.copy_from_slice(src)` with non-temporal stores where the CPU has them (x86-64): the
+/// values go to memory without being read into the cache first or evicting what is there.
+/// For data written once and read much later (the rollout's observation store, read by the
+/// update). Call [`stream_fence`] before another thread reads `dst`.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn stream_copy(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(
+        dst.len(),
+        src.len(),
+        "stream_copy of slices of different lengths"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_loadu_ps, _mm_stream_ps};
+        // Up to the first 16-byte boundary of `dst` (the stores' alignment) by plain stores.
+        let head = dst.as_ptr().align_offset(16).min(dst.len());
+        let (dh, dt) = dst.split_at_mut(head);
+        let (sh, st) = src.split_at(head);
+        dh.copy_from_slice(sh);
+        let whole = dt.len() / 4 * 4;
+        for i in (0..whole).step_by(4) {
+            // SAFETY: `i + 4 <= whole` values of each slice; `dt[i]` is 16-byte aligned (SSE2
+            // is part of x86-64).
+            unsafe { _mm_stream_ps(dt.as_mut_ptr().add(i), _mm_loadu_ps(st.as_ptr().add(i))) };
+        }
+        dt[whole..].copy_from_slice(&st[whole..]);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    dst.copy_from_slice(src);
+}
+
+/// Orders the non-temporal stores of [`stream_copy`] before later stores (x86-64 `sfence`),
+/// so a thread that is handed the data afterwards reads the new values.
+pub fn stream_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86-64.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stream_copy_copies_every_value_at_any_alignment() {
+        let src: Vec<f32> = (0..1000).map(|i| i as f32 * 0.5 - 7.0).collect();
+        for start in 0..5 {
+            for len in [0, 1, 3, 4, 5, 17, 502, 995] {
+                let mut dst = vec![f32::NAN; 1000];
+                super::stream_copy(&mut dst[start..start + len], &src[..len]);
+                super::stream_fence();
+                assert_eq!(
+                    &dst[start..start + len],
+                    &src[..len],
+                    "start {start} len {len}"
+                );
+                assert!(dst[..start]
+                    .iter()
+                    .chain(&dst[start + len..])
+                    .all(|x| x.is_nan()));
+            }
+        }
+    }
+}

@@ -15,6 +15,7 @@ use super::gae::GaeInput;
 use super::interrupt::Interrupt;
 use crate::act::{ActBuffers, Acting, Actor, Batch, BorrowedActor, Brain, Choice, Lineage};
 use crate::policy::native::{cpu_slice, cpu_slice_mut, thread_pool, Layout, Seg, Workspace};
+use crate::policy::simd::{stream_copy, stream_fence};
 use crate::policy::{Offsets, Policy};
 use crate::rng::Rng;
 use crate::world::{World, NUM_ACTIONS};
@@ -350,12 +351,14 @@ impl<'w> Brain<BorrowedActor<'w>> for Recorder<'_> {
             Some(store) => {
                 // SAFETY: the store is a contiguous f32 CPU tensor owned by this recorder alone.
                 if let Some(dst) = unsafe { cpu_slice_mut(store) } {
+                    // Written once here, read in the update: past the cache.
                     for (j, &k) in batch.slot.iter().enumerate() {
                         let row = k * self.num_steps + t;
-                        dst[row * d..(row + 1) * d]
-                            .copy_from_slice(&batch.rows[j * d..(j + 1) * d]);
+                        let src = &batch.rows[j * d..(j + 1) * d];
+                        stream_copy(&mut dst[row * d..(row + 1) * d], src);
                         self.obs_row[t * n + k] = row as i64;
                     }
+                    stream_fence();
                 }
             }
             None => {
