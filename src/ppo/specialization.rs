@@ -10,6 +10,11 @@ use crate::policy::{Offsets, Policy};
 
 /// Cosine distance matrices `[E][A*A]` (f64) of the effective evolved weights of every slot
 /// (alive or not; callers mask). Without offsets every agent has the same weights: all 0.
+///
+/// On the CPU the envs are split between up to two threads ([`crate::policy::native::threads`])
+/// and each thread works one env at a time, so its effective weights (4.7 MB at the Kaggle
+/// shapes) stay in the cache between the sum and the product; each env's Gram matrix is the
+/// same product whichever thread computes it and whatever the thread count.
 pub fn cosine_distances(
     policy: &Policy,
     offsets: Option<&Offsets>,
@@ -20,24 +25,44 @@ pub fn cosine_distances(
     let Some(o) = offsets else {
         return vec![vec![0.0; a * a]; num_envs];
     };
-    // One libtorch thread: the Gram sums must not depend on the thread count (which
-    // `train.num_threads = 0` picks by measuring), or neither would the rewards.
+    // One libtorch thread per product: the Gram sums must not depend on the thread count
+    // (which `train.num_threads = 0` picks by measuring), or neither would the rewards.
     let threads = tch::get_num_threads();
     tch::set_num_threads(1);
-    let gram = tch::no_grad(|| {
-        let mut gram = Tensor::zeros(
-            [num_envs as i64, a as i64, a as i64],
-            (Kind::Float, o.device()),
-        );
-        for (&pi, d) in o.param_index.iter().zip(&o.tensors) {
-            let w = policy.params[pi].detach().flatten(0, -1).unsqueeze(0);
-            let u = (d.flatten(1, -1) + w).view([num_envs as i64, a as i64, -1]);
-            gram += u.bmm(&u.transpose(1, 2));
-        }
-        gram
-    });
+    let weights: Vec<Tensor> = o
+        .param_index
+        .iter()
+        .map(|&pi| policy.params[pi].detach().flatten(0, -1).unsqueeze(0))
+        .collect();
+    let tables: Vec<Tensor> = o.tensors.iter().map(|d| d.flatten(1, -1)).collect();
+    let g: Vec<f32> = if o.device() == Device::Cpu {
+        let workers = crate::policy::native::threads()
+            .clamp(1, 2)
+            .min(num_envs.max(1));
+        let per = num_envs.div_ceil(workers.max(1)).max(1);
+        let views = |v: &[Tensor]| v.iter().map(Tensor::shallow_clone).collect::<Vec<_>>();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..num_envs)
+                .step_by(per)
+                .map(|e0| {
+                    // Each thread its own handles of the same tensors (read only).
+                    let (weights, tables) = (views(&weights), views(&tables));
+                    s.spawn(move || {
+                        (e0..(e0 + per).min(num_envs))
+                            .flat_map(|e| env_grams(&weights, &tables, e..e + 1, a))
+                            .collect::<Vec<f32>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("a Gram thread panicked"))
+                .collect()
+        })
+    } else {
+        env_grams(&weights, &tables, 0..num_envs, a)
+    };
     tch::set_num_threads(threads);
-    let g: Vec<f32> = Vec::try_from(gram.to_device(Device::Cpu).flatten(0, -1)).unwrap();
     (0..num_envs)
         .map(|e| {
             let m = &g[e * a * a..(e + 1) * a * a];
@@ -53,6 +78,29 @@ pub fn cosine_distances(
             out
         })
         .collect()
+}
+
+/// The Gram matrices `[envs, A, A]` (flattened, on the host) of the effective evolved weights
+/// `u = w + d` of the envs `envs`: per env, the sum over the evolved parameters (in order) of
+/// `u_p u_p^T`, one batched product per parameter.
+fn env_grams(
+    weights: &[Tensor],
+    tables: &[Tensor],
+    envs: std::ops::Range<usize>,
+    a: usize,
+) -> Vec<f32> {
+    let ne = envs.len() as i64;
+    let gram = tch::no_grad(|| {
+        let dev = tables.first().map_or(Device::Cpu, Tensor::device);
+        let mut gram = Tensor::zeros([ne, a as i64, a as i64], (Kind::Float, dev));
+        for (w, d) in weights.iter().zip(tables) {
+            let rows = d.narrow(0, (envs.start * a) as i64, ne * a as i64);
+            let u = (rows + w).view([ne, a as i64, -1]);
+            gram += u.bmm(&u.transpose(1, 2));
+        }
+        gram
+    });
+    Vec::try_from(gram.to_device(Device::Cpu).flatten(0, -1)).expect("a Gram matrix on the host")
 }
 
 /// Bonus per slot `[E*A]` from the distance matrices and the alive mask: for an alive slot
@@ -109,6 +157,56 @@ mod tests {
         // A lone agent has no partner: no bonus.
         let b = bonus_from_distances(&dist, &[true, false, false], 3, 0.1, 0.05);
         assert_eq!(b[0], 0.0);
+    }
+
+    /// The Gram matrices of all envs in one batched product per parameter (the form before
+    /// the per-env threads): the same bits as one env at a time on two threads.
+    #[test]
+    fn per_env_grams_equal_the_batched_products_bit_for_bit() {
+        let mut c = Config::default();
+        c.evolution.evolved = crate::config::Evolved::All;
+        for (obs, hidden, envs, slots) in [(502, vec![64, 64], 3, 32), (11, vec![8, 8], 5, 4)] {
+            let p = Policy::new(obs, &hidden, &mut Rng::seed_from_u64(1), Device::Cpu);
+            let mut o = Offsets::new(&p, &c, envs * slots).unwrap();
+            let mut rng = Rng::seed_from_u64(2);
+            for k in 0..envs * slots {
+                let row: Vec<Tensor> = o
+                    .param_index
+                    .iter()
+                    .map(|&i| {
+                        let shape = p.params[i].size();
+                        let n: i64 = shape.iter().product();
+                        let v: Vec<f32> = (0..n).map(|_| rng.normal_f32() * 0.05).collect();
+                        Tensor::from_slice(&v).view(shape.as_slice())
+                    })
+                    .collect();
+                o.set_row(k, &row);
+            }
+            let weights: Vec<Tensor> = o
+                .param_index
+                .iter()
+                .map(|&pi| p.params[pi].detach().flatten(0, -1).unsqueeze(0))
+                .collect();
+            let tables: Vec<Tensor> = o.tensors.iter().map(|d| d.flatten(1, -1)).collect();
+            let threads = tch::get_num_threads();
+            tch::set_num_threads(1);
+            let batched = env_grams(&weights, &tables, 0..envs, slots);
+            tch::set_num_threads(threads);
+            let one_by_one: Vec<f32> = (0..envs)
+                .flat_map(|e| env_grams(&weights, &tables, e..e + 1, slots))
+                .collect();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&one_by_one), bits(&batched), "obs {obs}");
+            // And the public function (threads) gives the distances of those Grams.
+            let dist = cosine_distances(&p, Some(&o), envs, slots);
+            for (e, d) in dist.iter().enumerate() {
+                let m = &batched[e * slots * slots..(e + 1) * slots * slots];
+                let norm = |i: usize| (m[i * slots + i] as f64).sqrt();
+                let want = 1.0 - m[1] as f64 / (norm(0) * norm(1));
+                assert_eq!(d[1].to_bits(), want.to_bits(), "env {e}");
+            }
+            assert!(dist.iter().flatten().any(|&d| d > 1e-3), "distinct agents");
+        }
     }
 
     #[test]
