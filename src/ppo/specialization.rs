@@ -11,7 +11,7 @@ use crate::policy::{Offsets, Policy};
 /// Cosine distance matrices `[E][A*A]` (f64) of the effective evolved weights of every slot
 /// (alive or not; callers mask). Without offsets every agent has the same weights: all 0.
 ///
-/// On the CPU the envs are split between up to two threads ([`crate::policy::native::threads`])
+/// Off CUDA the envs are split between up to two threads ([`crate::policy::native::threads`])
 /// and each thread works one env at a time, so its effective weights (4.7 MB at the Kaggle
 /// shapes) stay in the cache between the sum and the product; each env's Gram matrix is the
 /// same product whichever thread computes it and whatever the thread count.
@@ -35,7 +35,8 @@ pub fn cosine_distances(
         .map(|&pi| policy.params[pi].detach().flatten(0, -1).unsqueeze(0))
         .collect();
     let tables: Vec<Tensor> = o.tensors.iter().map(|d| d.flatten(1, -1)).collect();
-    let g: Vec<f32> = if o.device() == Device::Cpu {
+    let dev = o.device();
+    let g: Vec<f32> = if !dev.is_cuda() {
         let workers = crate::policy::native::threads()
             .clamp(1, 2)
             .min(num_envs.max(1));
@@ -49,7 +50,7 @@ pub fn cosine_distances(
                     let (weights, tables) = (views(&weights), views(&tables));
                     s.spawn(move || {
                         (e0..(e0 + per).min(num_envs))
-                            .flat_map(|e| env_grams(&weights, &tables, e..e + 1, a))
+                            .flat_map(|e| env_grams(&weights, &tables, e..e + 1, a, dev))
                             .collect::<Vec<f32>>()
                     })
                 })
@@ -60,7 +61,7 @@ pub fn cosine_distances(
                 .collect()
         })
     } else {
-        env_grams(&weights, &tables, 0..num_envs, a)
+        env_grams(&weights, &tables, 0..num_envs, a, dev)
     };
     tch::set_num_threads(threads);
     (0..num_envs)
@@ -88,10 +89,10 @@ fn env_grams(
     tables: &[Tensor],
     envs: std::ops::Range<usize>,
     a: usize,
+    dev: Device,
 ) -> Vec<f32> {
     let ne = envs.len() as i64;
     let gram = tch::no_grad(|| {
-        let dev = tables.first().map_or(Device::Cpu, Tensor::device);
         let mut gram = Tensor::zeros([ne, a as i64, a as i64], (Kind::Float, dev));
         for (w, d) in weights.iter().zip(tables) {
             let rows = d.narrow(0, (envs.start * a) as i64, ne * a as i64);
@@ -190,10 +191,10 @@ mod tests {
             let tables: Vec<Tensor> = o.tensors.iter().map(|d| d.flatten(1, -1)).collect();
             let threads = tch::get_num_threads();
             tch::set_num_threads(1);
-            let batched = env_grams(&weights, &tables, 0..envs, slots);
+            let batched = env_grams(&weights, &tables, 0..envs, slots, Device::Cpu);
             tch::set_num_threads(threads);
             let one_by_one: Vec<f32> = (0..envs)
-                .flat_map(|e| env_grams(&weights, &tables, e..e + 1, slots))
+                .flat_map(|e| env_grams(&weights, &tables, e..e + 1, slots, Device::Cpu))
                 .collect();
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&one_by_one), bits(&batched), "obs {obs}");
