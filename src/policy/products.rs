@@ -128,7 +128,14 @@ pub(super) fn gemm_ab(
     beta: f32,
     c: &mut [f32],
 ) {
-    assert!(a.len() >= m * k);
+    assert!(a.len() >= m * k && c.len() >= m * n);
+    if k == 0 {
+        // No terms: `c = beta c` (rows of width 0 cannot say how many there are).
+        if beta == 0.0 {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
     rows_ab(m, k, n, Rows::dense(&a[..m * k], k), b, beta, c)
 }
 

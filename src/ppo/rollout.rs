@@ -86,7 +86,8 @@ impl RolloutScratch {
 
     /// A `[rows, d]` f32 store for the observations when the policy runs the native CPU pass
     /// (contiguous f32 CPU parameters): the last one when it is free and of the same shape.
-    /// A new one is zeroed, so the rows of dead slots (never written) are finite values too.
+    /// Rows of dead slots are never written and never read: they hold zeros (a new store) or
+    /// an earlier rollout's observations (finite values either way).
     fn take_store(&mut self, policy: &Policy, rows: usize, d: usize) -> Option<Tensor> {
         cpu_slice(&policy.flat)?;
         let shape = [rows as i64, d as i64];
@@ -350,16 +351,16 @@ impl<'w> Brain<BorrowedActor<'w>> for Recorder<'_> {
         match &self.obs_store {
             Some(store) => {
                 // SAFETY: the store is a contiguous f32 CPU tensor owned by this recorder alone.
-                if let Some(dst) = unsafe { cpu_slice_mut(store) } {
-                    // Written once here, read in the update: past the cache.
-                    for (j, &k) in batch.slot.iter().enumerate() {
-                        let row = k * self.num_steps + t;
-                        let src = &batch.rows[j * d..(j + 1) * d];
-                        stream_copy(&mut dst[row * d..(row + 1) * d], src);
-                        self.obs_row[t * n + k] = row as i64;
-                    }
-                    stream_fence();
+                let dst = unsafe { cpu_slice_mut(store) }
+                    .expect("the observation store is a contiguous f32 CPU tensor");
+                // Written once here, read in the update: past the cache.
+                for (j, &k) in batch.slot.iter().enumerate() {
+                    let row = k * self.num_steps + t;
+                    let src = &batch.rows[j * d..(j + 1) * d];
+                    stream_copy(&mut dst[row * d..(row + 1) * d], src);
+                    self.obs_row[t * n + k] = row as i64;
                 }
+                stream_fence();
             }
             None => {
                 for (j, &k) in batch.slot.iter().enumerate() {

@@ -25,45 +25,8 @@ pub fn cosine_distances(
     let Some(o) = offsets else {
         return vec![vec![0.0; a * a]; num_envs];
     };
-    // One libtorch thread per product: the Gram sums must not depend on the thread count
-    // (which `train.num_threads = 0` picks by measuring), or neither would the rewards.
-    let threads = tch::get_num_threads();
-    tch::set_num_threads(1);
-    let weights: Vec<Tensor> = o
-        .param_index
-        .iter()
-        .map(|&pi| policy.params[pi].detach().flatten(0, -1).unsqueeze(0))
-        .collect();
-    let tables: Vec<Tensor> = o.tensors.iter().map(|d| d.flatten(1, -1)).collect();
-    let dev = o.device();
-    let g: Vec<f32> = if !dev.is_cuda() {
-        let workers = crate::policy::native::threads()
-            .clamp(1, 2)
-            .min(num_envs.max(1));
-        let per = num_envs.div_ceil(workers.max(1)).max(1);
-        let views = |v: &[Tensor]| v.iter().map(Tensor::shallow_clone).collect::<Vec<_>>();
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..num_envs)
-                .step_by(per)
-                .map(|e0| {
-                    // Each thread its own handles of the same tensors (read only).
-                    let (weights, tables) = (views(&weights), views(&tables));
-                    s.spawn(move || {
-                        (e0..(e0 + per).min(num_envs))
-                            .flat_map(|e| env_grams(&weights, &tables, e..e + 1, a, dev))
-                            .collect::<Vec<f32>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("a Gram thread panicked"))
-                .collect()
-        })
-    } else {
-        env_grams(&weights, &tables, 0..num_envs, a, dev)
-    };
-    tch::set_num_threads(threads);
+    let workers = crate::policy::native::threads().clamp(1, 2);
+    let g = gram_matrices(policy, o, num_envs, a, workers);
     (0..num_envs)
         .map(|e| {
             let m = &g[e * a * a..(e + 1) * a * a];
@@ -79,6 +42,59 @@ pub fn cosine_distances(
             out
         })
         .collect()
+}
+
+/// The Gram matrices `[E, A, A]` (flattened, on the host) of every env: off CUDA one env at a
+/// time, the envs split between `workers` threads (this one and at most one more); on CUDA one
+/// batched product per parameter.
+fn gram_matrices(
+    policy: &Policy,
+    o: &Offsets,
+    num_envs: usize,
+    a: usize,
+    workers: usize,
+) -> Vec<f32> {
+    // One libtorch thread per product: the Gram sums must not depend on the thread count
+    // (which `train.num_threads = 0` picks by measuring), or neither would the rewards. The
+    // count is per thread for OpenMP and MKL: every thread that multiplies sets it.
+    struct Restore(i32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            tch::set_num_threads(self.0);
+        }
+    }
+    let _restore = Restore(tch::get_num_threads());
+    tch::set_num_threads(1);
+    let weights: Vec<Tensor> = o
+        .param_index
+        .iter()
+        .map(|&pi| policy.params[pi].detach().flatten(0, -1).unsqueeze(0))
+        .collect();
+    let tables: Vec<Tensor> = o.tensors.iter().map(|d| d.flatten(1, -1)).collect();
+    let dev = o.device();
+    if dev.is_cuda() {
+        return env_grams(&weights, &tables, 0..num_envs, a, dev);
+    }
+    let one_by_one = |w: &[Tensor], t: &[Tensor], envs: std::ops::Range<usize>| -> Vec<f32> {
+        envs.flat_map(|e| env_grams(w, t, e..e + 1, a, dev))
+            .collect()
+    };
+    let split = if workers > 1 { num_envs / 2 } else { 0 };
+    if split == 0 {
+        return one_by_one(&weights, &tables, 0..num_envs);
+    }
+    // The second half on a helper thread with its own handles of the same tensors (read only).
+    let views = |v: &[Tensor]| v.iter().map(Tensor::shallow_clone).collect::<Vec<_>>();
+    let (w2, t2) = (views(&weights), views(&tables));
+    std::thread::scope(|s| {
+        let second = s.spawn(move || {
+            tch::set_num_threads(1);
+            one_by_one(&w2, &t2, split..num_envs)
+        });
+        let mut g = one_by_one(&weights, &tables, 0..split);
+        g.extend(second.join().expect("the Gram matrix thread panicked"));
+        g
+    })
 }
 
 /// The Gram matrices `[envs, A, A]` (flattened, on the host) of the effective evolved weights
@@ -193,18 +209,31 @@ mod tests {
             tch::set_num_threads(1);
             let batched = env_grams(&weights, &tables, 0..envs, slots, Device::Cpu);
             tch::set_num_threads(threads);
-            let one_by_one: Vec<f32> = (0..envs)
-                .flat_map(|e| env_grams(&weights, &tables, e..e + 1, slots, Device::Cpu))
-                .collect();
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&one_by_one), bits(&batched), "obs {obs}");
-            // And the public function (threads) gives the distances of those Grams.
+            for workers in [1, 2] {
+                let g = gram_matrices(&p, &o, envs, slots, workers);
+                assert_eq!(bits(&g), bits(&batched), "obs {obs}, {workers} worker(s)");
+                assert_eq!(
+                    tch::get_num_threads(),
+                    threads,
+                    "the thread count is restored"
+                );
+            }
+            // The public function gives the distances of those Grams, every entry.
             let dist = cosine_distances(&p, Some(&o), envs, slots);
             for (e, d) in dist.iter().enumerate() {
                 let m = &batched[e * slots * slots..(e + 1) * slots * slots];
-                let norm = |i: usize| (m[i * slots + i] as f64).sqrt();
-                let want = 1.0 - m[1] as f64 / (norm(0) * norm(1));
-                assert_eq!(d[1].to_bits(), want.to_bits(), "env {e}");
+                let norm = |i: usize| (m[i * slots + i].max(0.0) as f64).sqrt().max(1e-8);
+                for i in 0..slots {
+                    for j in 0..slots {
+                        let want = 1.0 - m[i * slots + j] as f64 / (norm(i) * norm(j));
+                        assert_eq!(
+                            d[i * slots + j].to_bits(),
+                            want.to_bits(),
+                            "env {e} ({i}, {j})"
+                        );
+                    }
+                }
             }
             assert!(dist.iter().flatten().any(|&d| d > 1e-3), "distinct agents");
         }

@@ -474,8 +474,9 @@ impl<'a> Part<'a> {
             }
         }
         let n = r.actions.len();
-        // The first layer's weight offsets (parameter 0) of the first chunk load while the
-        // rows are listed (the forward prefetches each later chunk's during the one before).
+        // The first layer's weight offsets (parameter 0) of the first chunk are requested
+        // before the forward needs them (it prefetches each later chunk's during the one
+        // before); listing the rows is short, so most of these requests go out at once.
         let ahead = self
             .segs
             .first()
@@ -487,7 +488,8 @@ impl<'a> Part<'a> {
         self.input.reset(d);
         for &c in chunks {
             for &s in &batch.chunks[c].samples {
-                let row = obs.row[s as usize] as usize;
+                let row = usize::try_from(obs.row[s as usize])
+                    .expect("an alive sample has an observation row");
                 prefetch.step();
                 self.input.push(&obs.data[row * d..(row + 1) * d]);
             }

@@ -129,27 +129,8 @@ pub fn product(
     beta: f32,
     c: &mut [f32],
 ) {
-    product_prefetching(m, k, n, a, rsa, csa, b, beta, c, &[])
-}
-
-/// [`product`] that also asks for the cache lines of `ahead` (data the caller reads next,
-/// e.g. the next chunk's offsets from main memory), spread over the product's tiles so the
-/// loads overlap the arithmetic. A hint: no effect on any result.
-#[allow(clippy::too_many_arguments)]
-pub fn product_prefetching(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    rsa: usize,
-    csa: usize,
-    b: &[f32],
-    beta: f32,
-    c: &mut [f32],
-    ahead: &[f32],
-) {
     let kernel = kernel().expect("the kernels need AVX-512F or AVX2 + FMA");
-    product_on(kernel, m, k, n, a, rsa, csa, b, beta, c, ahead)
+    product_on(kernel, m, k, n, a, rsa, csa, b, beta, c)
 }
 
 /// `matrixmultiply`'s `c = beta c + A B` with `A(r, kk) = a[r * rsa + kk * csa]` and
@@ -211,7 +192,6 @@ fn product_on(
     b: &[f32],
     beta: f32,
     c: &mut [f32],
-    ahead: &[f32],
 ) {
     if m > 0 && n > 0 && k > 0 {
         assert!(a.len() > (m - 1) * rsa + (k - 1) * csa);
@@ -226,7 +206,7 @@ fn product_on(
         stride: n,
     });
     // SAFETY: the extents of both operands are checked above.
-    unsafe { operands_product(kernel, m, k, n, a, csa, b, beta, c, ahead) }
+    unsafe { operands_product(kernel, m, k, n, a, csa, b, beta, c, &[]) }
 }
 
 /// `c = beta c + A B` with `A`'s rows `[m, k]` from `a` (the first `k` values of each) and `B`
@@ -248,13 +228,13 @@ pub fn rows_product(
     c: &mut [f32],
     ahead: &[f32],
 ) {
-    let kernel = kernel().expect("the kernels need AVX-512F or AVX2 + FMA");
     assert!(
         a.len() >= m && a.width() >= k,
         "A is {}x{}, not {m}x{k}",
         a.len(),
         a.width()
     );
+    let kernel = kernel().expect("the kernels need AVX-512F or AVX2 + FMA");
     assert!(m == 0 || n == 0 || b.len() >= k * n);
     let b = Operand::Strided(Strided {
         ptr: b.as_ptr(),
@@ -272,13 +252,13 @@ pub fn rows_product(
 /// If `b` has fewer than `k` rows or `n` values per row, a slice is shorter than its extent,
 /// or the CPU has neither AVX-512F nor AVX2 + FMA.
 pub fn product_rows_at(m: usize, k: usize, n: usize, a: &[f32], b: Rows, c: &mut [f32]) {
-    let kernel = kernel().expect("the kernels need AVX-512F or AVX2 + FMA");
     assert!(
         b.len() >= k && b.width() >= n,
         "B is {}x{}, not {k}x{n}",
         b.len(),
         b.width()
     );
+    let kernel = kernel().expect("the kernels need AVX-512F or AVX2 + FMA");
     assert!(m == 0 || k == 0 || a.len() >= k * m);
     let a = Operand::Strided(Strided {
         ptr: a.as_ptr(),
@@ -342,7 +322,7 @@ unsafe fn operands_product(
 }
 
 /// Spreads prefetches of `ahead` (data read next from main memory, e.g. the next chunk's
-/// offsets) over the steps of other work (the tiles of a product, the rows of a copy), so the
+/// offsets) over the steps of other work (the tiles of a product, the rows of a list), so the
 /// loads overlap that work. A hint: no effect on any value (nothing on other architectures).
 pub struct Prefetcher<'a> {
     ahead: &'a [f32],
@@ -440,7 +420,7 @@ mod tests {
                 // A B (a row-major [m, k]).
                 let (mut want, mut got) = (c0.clone(), c0.clone());
                 portable_product(m, k, n, &a, (k, 1), &b, (n, 1), beta, &mut want);
-                product_on(kern, m, k, n, &a, k, 1, &b, beta, &mut got, &[]);
+                product_on(kern, m, k, n, &a, k, 1, &b, beta, &mut got);
                 assert_eq!(
                     bits(&got),
                     bits(&want),
@@ -449,7 +429,7 @@ mod tests {
                 // A^T B (a row-major [k, m]).
                 let (mut want, mut got) = (c0.clone(), c0.clone());
                 portable_product(m, k, n, &a, (1, m), &b, (n, 1), beta, &mut want);
-                product_on(kern, m, k, n, &a, 1, m, &b, beta, &mut got, &[]);
+                product_on(kern, m, k, n, &a, 1, m, &b, beta, &mut got);
                 assert_eq!(
                     bits(&got),
                     bits(&want),
@@ -460,7 +440,7 @@ mod tests {
                 portable_product(m, k, n, &a, (k, 1), &b, (1, k), beta, &mut want);
                 let mut bt = Vec::new();
                 transpose(n, k, &b, &mut bt);
-                product_on(kern, m, k, n, &a, k, 1, &bt, beta, &mut got, &[]);
+                product_on(kern, m, k, n, &a, k, 1, &bt, beta, &mut got);
                 assert_eq!(
                     bits(&got),
                     bits(&want),
@@ -511,7 +491,7 @@ mod tests {
                 for beta in [0.0f32, 1.0] {
                     // A's rows through a table: `A B`.
                     let (mut want, mut got) = (c0.clone(), c0.clone());
-                    product_on(kern, m, k, n, &a, k, 1, &b, beta, &mut want, &[]);
+                    product_on(kern, m, k, n, &a, k, 1, &b, beta, &mut want);
                     let place = scattered(&a, k, &mut store);
                     let mut t = RowTable::new(k);
                     place
@@ -536,7 +516,7 @@ mod tests {
                 // B's rows through a table: `A^T B` with `a` as `[k, m]`.
                 let at = data(k * m, (m * 3 + k) as u32);
                 let (mut want, mut got) = (c0.clone(), c0.clone());
-                product_on(kern, m, k, n, &at, 1, m, &b, 0.0, &mut want, &[]);
+                product_on(kern, m, k, n, &at, 1, m, &b, 0.0, &mut want);
                 let place = scattered(&b, n, &mut store);
                 let mut t = RowTable::new(n);
                 place
@@ -571,9 +551,6 @@ mod tests {
     #[test]
     #[should_panic(expected = "A is 3x4, not 4x4")]
     fn a_product_refuses_too_few_rows() {
-        if !fast() {
-            panic!("A is 3x4, not 4x4 (no kernels here)");
-        }
         let a = [0f32; 12];
         let mut c = [0f32; 8];
         rows_product(4, 4, 2, Rows::dense(&a, 4), &[0f32; 8], 0.0, &mut c, &[]);

@@ -104,7 +104,6 @@ impl<'a> RowTable<'a> {
             kind: Kind::Table(&self.ptrs),
             width: self.width,
             len: self.ptrs.len(),
-            _rows: PhantomData,
         }
     }
 }
@@ -123,7 +122,6 @@ pub struct Rows<'a> {
     kind: Kind<'a>,
     width: usize,
     len: usize,
-    _rows: PhantomData<&'a [f32]>,
 }
 
 // SAFETY: a view of shared `f32` rows (see `RowTable`).
@@ -132,7 +130,8 @@ unsafe impl Send for Rows<'_> {}
 unsafe impl Sync for Rows<'_> {}
 
 impl<'a> Rows<'a> {
-    /// The rows of the row-major `[data.len() / width, width]` matrix `data`.
+    /// The rows of the row-major `[data.len() / width, width]` matrix `data` (no rows when
+    /// `width` is 0: callers handle empty products before making rows).
     ///
     /// # Panics
     /// If `width` is 0 and `data` is not empty.
@@ -142,7 +141,6 @@ impl<'a> Rows<'a> {
             kind: Kind::Dense(data),
             width,
             len: data.len().checked_div(width).unwrap_or(0),
-            _rows: PhantomData,
         }
     }
 
