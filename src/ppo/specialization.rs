@@ -65,12 +65,7 @@ fn gram_matrices(
     }
     let _restore = Restore(tch::get_num_threads());
     tch::set_num_threads(1);
-    let weights: Vec<Tensor> = o
-        .param_index
-        .iter()
-        .map(|&pi| policy.params[pi].detach().flatten(0, -1).unsqueeze(0))
-        .collect();
-    let tables: Vec<Tensor> = o.tensors.iter().map(|d| d.flatten(1, -1)).collect();
+    let (weights, tables) = flat_evolved(policy, o);
     let dev = o.device();
     if dev.is_cuda() {
         return env_grams(&weights, &tables, 0..num_envs, a, dev);
@@ -95,6 +90,17 @@ fn gram_matrices(
         g.extend(second.join().expect("the Gram matrix thread panicked"));
         g
     })
+}
+
+/// The evolved parameters flattened (`[1, len]` each) and their offset tables (`[slots, len]`).
+fn flat_evolved(policy: &Policy, o: &Offsets) -> (Vec<Tensor>, Vec<Tensor>) {
+    let weights = o
+        .param_index
+        .iter()
+        .map(|&pi| policy.params[pi].detach().flatten(0, -1).unsqueeze(0))
+        .collect();
+    let tables = o.tensors.iter().map(|d| d.flatten(1, -1)).collect();
+    (weights, tables)
 }
 
 /// The Gram matrices `[envs, A, A]` (flattened, on the host) of the effective evolved weights
@@ -199,12 +205,7 @@ mod tests {
                     .collect();
                 o.set_row(k, &row);
             }
-            let weights: Vec<Tensor> = o
-                .param_index
-                .iter()
-                .map(|&pi| p.params[pi].detach().flatten(0, -1).unsqueeze(0))
-                .collect();
-            let tables: Vec<Tensor> = o.tensors.iter().map(|d| d.flatten(1, -1)).collect();
+            let (weights, tables) = flat_evolved(&p, &o);
             let threads = tch::get_num_threads();
             tch::set_num_threads(1);
             let batched = env_grams(&weights, &tables, 0..envs, slots, Device::Cpu);

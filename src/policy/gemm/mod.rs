@@ -28,6 +28,14 @@ enum Kernel {
     Avx2,
 }
 
+/// This CPU's kernel, for the entry points that require one.
+///
+/// # Panics
+/// If the CPU has neither AVX-512F nor AVX2 + FMA.
+fn required_kernel() -> Kernel {
+    kernel().expect("the kernels need AVX-512F or AVX2 + FMA")
+}
+
 fn kernel() -> Option<Kernel> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -129,7 +137,7 @@ pub fn product(
     beta: f32,
     c: &mut [f32],
 ) {
-    let kernel = kernel().expect("the kernels need AVX-512F or AVX2 + FMA");
+    let kernel = required_kernel();
     product_on(kernel, m, k, n, a, rsa, csa, b, beta, c)
 }
 
@@ -197,14 +205,8 @@ fn product_on(
         assert!(a.len() > (m - 1) * rsa + (k - 1) * csa);
     }
     assert!(m == 0 || n == 0 || b.len() >= k * n);
-    let a = Operand::Strided(Strided {
-        ptr: a.as_ptr(),
-        stride: rsa,
-    });
-    let b = Operand::Strided(Strided {
-        ptr: b.as_ptr(),
-        stride: n,
-    });
+    let a = Strided::of(a, rsa);
+    let b = Strided::of(b, n);
     // SAFETY: the extents of both operands are checked above.
     unsafe { operands_product(kernel, m, k, n, a, csa, b, beta, c, &[]) }
 }
@@ -234,12 +236,9 @@ pub fn rows_product(
         a.len(),
         a.width()
     );
-    let kernel = kernel().expect("the kernels need AVX-512F or AVX2 + FMA");
+    let kernel = required_kernel();
     assert!(m == 0 || n == 0 || b.len() >= k * n);
-    let b = Operand::Strided(Strided {
-        ptr: b.as_ptr(),
-        stride: n,
-    });
+    let b = Strided::of(b, n);
     // SAFETY: the extents of both operands are checked above.
     unsafe { operands_product(kernel, m, k, n, a.operand(), 1, b, beta, c, ahead) }
 }
@@ -258,12 +257,9 @@ pub fn product_rows_at(m: usize, k: usize, n: usize, a: &[f32], b: Rows, c: &mut
         b.len(),
         b.width()
     );
-    let kernel = kernel().expect("the kernels need AVX-512F or AVX2 + FMA");
+    let kernel = required_kernel();
     assert!(m == 0 || k == 0 || a.len() >= k * m);
-    let a = Operand::Strided(Strided {
-        ptr: a.as_ptr(),
-        stride: 1,
-    });
+    let a = Strided::of(a, 1);
     // SAFETY: the extents of both operands are checked above.
     unsafe { operands_product(kernel, m, k, n, a, m, b.operand(), 0.0, c, &[]) }
 }
@@ -498,10 +494,7 @@ mod tests {
                         .iter()
                         .for_each(|&p| t.push(&store[p * k..(p + 1) * k]));
                     let ar = t.rows();
-                    let bs = Operand::Strided(Strided {
-                        ptr: b.as_ptr(),
-                        stride: n,
-                    });
+                    let bs = Strided::of(&b, n);
                     // SAFETY: `m` rows of `k` values; `b` is `[k, n]`.
                     unsafe {
                         operands_product(kern, m, k, n, ar.operand(), 1, bs, beta, &mut got, &[])
@@ -522,10 +515,7 @@ mod tests {
                 place
                     .iter()
                     .for_each(|&p| t.push(&store[p * n..(p + 1) * n]));
-                let aa = Operand::Strided(Strided {
-                    ptr: at.as_ptr(),
-                    stride: 1,
-                });
+                let aa = Strided::of(&at, 1);
                 // SAFETY: `a` is `[k, m]`; `k` rows of `n` values.
                 unsafe {
                     operands_product(kern, m, k, n, aa, m, t.rows().operand(), 0.0, &mut got, &[])

@@ -22,6 +22,17 @@ pub(super) struct Strided {
     pub stride: usize,
 }
 
+impl Strided {
+    /// The rows of `data` at `stride` values apart, as an operand (the caller checks that
+    /// the rows it reads are inside `data`).
+    pub fn of(data: &[f32], stride: usize) -> Operand {
+        Operand::Strided(Strided {
+            ptr: data.as_ptr(),
+            stride,
+        })
+    }
+}
+
 impl RowAt for Strided {
     #[inline(always)]
     unsafe fn at(self, i: usize) -> *const f32 {
