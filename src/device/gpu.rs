@@ -21,7 +21,7 @@ pub struct CudaVersion {
 impl CudaVersion {
     /// From CUDA's integer encoding (`12040` is 12.4); `None` for 0 (no driver) or less.
     pub fn from_encoded(v: i32) -> Option<CudaVersion> {
-        (v > 0).then(|| CudaVersion {
+        (v > 0).then_some(CudaVersion {
             major: (v / 1000) as u32,
             minor: ((v % 1000) / 10) as u32,
         })

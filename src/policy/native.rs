@@ -34,7 +34,9 @@ pub fn threads() -> usize {
 /// once per thread count and kept.
 pub fn thread_pool(threads: usize) -> Option<std::sync::Arc<rayon::ThreadPool>> {
     use std::sync::{Arc, Mutex, OnceLock};
-    static POOLS: OnceLock<Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>> = OnceLock::new();
+    /// The pools built so far, by thread count.
+    type Pools = Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>;
+    static POOLS: OnceLock<Pools> = OnceLock::new();
     if threads <= 1 {
         return None;
     }
@@ -71,6 +73,9 @@ pub fn cpu_slice(t: &tch::Tensor) -> Option<&[f32]> {
 /// # Safety
 /// No other reference to the tensor's storage (through any tensor or slice) may be used
 /// while the returned slice is alive.
+// The storage belongs to libtorch (shared by every handle of the tensor), not to the borrow
+// of `t`: exclusivity is the caller's promise above, hence `&Tensor` in, `&mut [f32]` out.
+#[allow(clippy::mut_from_ref)]
 pub unsafe fn cpu_slice_mut(t: &tch::Tensor) -> Option<&mut [f32]> {
     if t.device() != tch::Device::Cpu || t.kind() != tch::Kind::Float || !t.is_contiguous() {
         return None;

@@ -103,7 +103,7 @@ impl Offsets {
     /// read through its f16 copy; the heads and vectors are a few hundred bytes per agent).
     fn is_hidden_weight(&self, j: usize) -> bool {
         let p = self.param_index[j];
-        p % 4 == 0 && p + 4 < self.num_policy_params
+        p.is_multiple_of(4) && p + 4 < self.num_policy_params
     }
 
     /// Rebuilds the rollout's copy from the tables when `rollout_precision` is `F16` (drops it

@@ -146,6 +146,9 @@ struct TrackerHead<'a> {
     threshold: f64,
 }
 
+/// A metric's name and how to read it from a record.
+type NamedValue<R> = (&'static str, fn(&R) -> f64);
+
 impl<R: Serialize> Tracker<R> {
     /// An empty tracker.
     pub fn new(interval: StepInterval, window: usize, threshold: f64) -> Self {
@@ -210,7 +213,7 @@ impl<R: Serialize> Tracker<R> {
         &mut self,
         kind: TrackerKind,
         record: R,
-        metrics: &[(&str, fn(&R) -> f64)],
+        metrics: &[NamedValue<R>],
         step: u64,
     ) -> Vec<TrackerEvent> {
         let mut new_events = Vec::new();
