@@ -71,8 +71,8 @@ pub struct UpdateStats {
 /// Seconds per part of one update, and the host synchronisations it made.
 #[derive(Debug, Clone, Default)]
 pub struct UpdateProfile {
-    /// Minibatch plans, index tensors / input rows (native backend: plus the parts' row
-    /// gathers, thread-seconds summed over the parts).
+    /// Minibatch plans, index tensors / input rows (native backend: plus listing the parts'
+    /// rows, read in place, thread-seconds summed over the parts).
     pub batch_s: f64,
     /// Per-agent offset gathers (libtorch backend only; the native pass reads in place).
     pub gather_s: f64,
