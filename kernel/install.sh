@@ -6,10 +6,10 @@
 #
 # Environment (all optional):
 #   EVCXR_JUPYTER          evcxr_jupyter binary (default: PATH, then $EMERGENCE_LAB_TOOLS/bin)
-#   EMERGENCE_LAB_TOOLS    tools cache of kernel/install_tools.sh ($HOME/.cache/emergence-lab/tools)
+#   EMERGENCE_LAB_TOOLS    tools cache of kernel/install_tools.sh (${XDG_CACHE_HOME:-$HOME/.cache}/emergence-lab/tools)
 #   LIBTORCH               libtorch folder (default: the repo's .libtorch link, resolved)
 #   EMERGENCE_LAB_EVCXR_TMPDIR  persistent evcxr build folder, reused between kernel starts
-#                          (default $HOME/.cache/emergence-lab/evcxr); never share one between
+#                          (default ${XDG_CACHE_HOME:-$HOME/.cache}/emergence-lab/evcxr); never share one between
 #                          two kernels running at the same time
 #   EMERGENCE_LAB_KERNEL_NAME   kernelspec name (default emergence-lab-rust)
 #   JUPYTER_DATA_DIR       Jupyter data folder (default $HOME/.local/share/jupyter)
@@ -18,7 +18,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$HERE")"
 NAME="${EMERGENCE_LAB_KERNEL_NAME:-emergence-lab-rust}"
-TOOLS="${EMERGENCE_LAB_TOOLS:-$HOME/.cache/emergence-lab/tools}"
+TOOLS="${EMERGENCE_LAB_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/emergence-lab/tools}"
 
 die() { printf 'kernel/install.sh: %s\n' "$*" >&2; exit 1; }
 
@@ -36,7 +36,7 @@ TORCH="${LIBTORCH:-$REPO/.libtorch}"
 [[ -d "$TORCH/lib" ]] || die "no libtorch at $TORCH (expected $TORCH/lib): run python3 scripts/setup_libtorch.py or set LIBTORCH"
 TORCH="$(cd "$TORCH" && pwd -P)"
 
-TMPD="${EMERGENCE_LAB_EVCXR_TMPDIR:-$HOME/.cache/emergence-lab/evcxr}"
+TMPD="${EMERGENCE_LAB_EVCXR_TMPDIR:-${XDG_CACHE_HOME:-$HOME/.cache}/emergence-lab/evcxr}"
 mkdir -p "$TMPD"
 TMPD="$(cd "$TMPD" && pwd -P)"
 case "$TMPD/" in "$REPO"/*)

@@ -2,14 +2,14 @@
 # Idempotent install of the notebook tooling: evcxr_jupyter (pinned, cargo install --locked)
 # and a Python venv with the pinned Jupyter pieces (kernel/requirements-notebook.txt).
 # Both live in a cache folder outside the repository that CI reuses when present:
-#   EMERGENCE_LAB_TOOLS  (default $HOME/.cache/emergence-lab/tools)  -> bin/evcxr_jupyter
-#   EMERGENCE_LAB_VENV   (default $HOME/.cache/emergence-lab/venv)   -> Python venv
+#   EMERGENCE_LAB_TOOLS  (default ${XDG_CACHE_HOME:-$HOME/.cache}/emergence-lab/tools)  -> bin/evcxr_jupyter
+#   EMERGENCE_LAB_VENV   (default ${XDG_CACHE_HOME:-$HOME/.cache}/emergence-lab/venv)   -> Python venv
 # Re-running is instant when the right versions are already there.
 set -euo pipefail
 
 EVCXR_VERSION="${EVCXR_VERSION:-0.22.0}"
-TOOLS="${EMERGENCE_LAB_TOOLS:-$HOME/.cache/emergence-lab/tools}"
-VENV="${EMERGENCE_LAB_VENV:-$HOME/.cache/emergence-lab/venv}"
+TOOLS="${EMERGENCE_LAB_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/emergence-lab/tools}"
+VENV="${EMERGENCE_LAB_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/emergence-lab/venv}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REQS="$HERE/requirements-notebook.txt"
 

@@ -7,18 +7,18 @@
 # Tools come from caches that CI keeps when present (first run: evcxr_jupyter builds in ~15-30
 # min on 2 cores; the first :dep build of the library in evcxr takes minutes, later runs reuse
 # EVCXR_TMPDIR):
-#   EMERGENCE_LAB_TOOLS         evcxr_jupyter (default $HOME/.cache/emergence-lab/tools)
-#   EMERGENCE_LAB_VENV          Python venv with Jupyter (default $HOME/.cache/emergence-lab/venv)
-#   EMERGENCE_LAB_EVCXR_TMPDIR  evcxr build folder (default $HOME/.cache/emergence-lab/evcxr-tests)
+#   EMERGENCE_LAB_TOOLS         evcxr_jupyter (default ${XDG_CACHE_HOME:-$HOME/.cache}/emergence-lab/tools)
+#   EMERGENCE_LAB_VENV          Python venv with Jupyter (default ${XDG_CACHE_HOME:-$HOME/.cache}/emergence-lab/venv)
+#   EMERGENCE_LAB_EVCXR_TMPDIR  evcxr build folder (default ${XDG_CACHE_HOME:-$HOME/.cache}/emergence-lab/evcxr-tests)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO="$(pwd)"
 start=$(date +%s)
 stamp() { echo "== [notebooks $(( $(date +%s) - start ))s] $*"; }
 
-export EMERGENCE_LAB_TOOLS="${EMERGENCE_LAB_TOOLS:-$HOME/.cache/emergence-lab/tools}"
-export EMERGENCE_LAB_VENV="${EMERGENCE_LAB_VENV:-$HOME/.cache/emergence-lab/venv}"
-export EMERGENCE_LAB_EVCXR_TMPDIR="${EMERGENCE_LAB_EVCXR_TMPDIR:-$HOME/.cache/emergence-lab/evcxr-tests}"
+export EMERGENCE_LAB_TOOLS="${EMERGENCE_LAB_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/emergence-lab/tools}"
+export EMERGENCE_LAB_VENV="${EMERGENCE_LAB_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/emergence-lab/venv}"
+export EMERGENCE_LAB_EVCXR_TMPDIR="${EMERGENCE_LAB_EVCXR_TMPDIR:-${XDG_CACHE_HOME:-$HOME/.cache}/emergence-lab/evcxr-tests}"
 
 stamp "tools (evcxr_jupyter, Jupyter venv, libtorch)"
 kernel/install_tools.sh all
