@@ -91,7 +91,8 @@ pub(super) fn per_chunk_product(
         } else if transpose_b {
             gemm_abt(s.len, k, n, a_s, eff, 0.0, c_s, bt);
         } else {
-            rows_ab(s.len, k, n, a_s, eff, 0.0, c_s);
+            // The backward's `dz` rows: one slice already (borrowed, not copied).
+            gemm_ab(s.len, k, n, &a_s.contiguous(), eff, 0.0, c_s);
         }
     }
 }
@@ -128,25 +129,11 @@ pub(super) fn gemm_ab(
     beta: f32,
     c: &mut [f32],
 ) {
-    assert!(a.len() >= m * k && c.len() >= m * n);
-    if k == 0 {
-        // No terms: `c = beta c` (rows of width 0 cannot say how many there are).
-        if beta == 0.0 {
-            c[..m * n].fill(0.0);
-        }
-        return;
-    }
-    rows_ab(m, k, n, Rows::dense(&a[..m * k], k), b, beta, c)
-}
-
-/// [`gemm_ab`] with `a`'s rows read in place.
-fn rows_ab(m: usize, k: usize, n: usize, a: Rows, b: &[f32], beta: f32, c: &mut [f32]) {
-    assert!(a.len() >= m && a.width() == k && b.len() >= k * n && c.len() >= m * n);
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
     if gemm::fast() {
-        return gemm::rows_product(m, k, n, a, b, beta, c, &[]);
+        return gemm::product(m, k, n, a, k, 1, b, beta, c);
     }
-    let a = a.range(0, m).contiguous();
-    gemm::portable_product(m, k, n, &a, (k, 1), b, (n, 1), beta, c)
+    gemm::portable_product(m, k, n, a, (k, 1), b, (n, 1), beta, c)
 }
 
 /// `c = a^T b` for row-major `a` `[k, m]`, `b`'s rows `[k, n]` (read in place), `c` `[m, n]`

@@ -475,22 +475,21 @@ impl<'a> Part<'a> {
         }
         let n = r.actions.len();
         // The first layer's weight offsets (parameter 0) of the first chunk are requested
-        // before the forward needs them (it prefetches each later chunk's during the one
-        // before); listing the rows is short, so most of these requests go out at once.
+        // now, before the forward needs them (it prefetches each later chunk's during the
+        // one before).
         let ahead = self
             .segs
             .first()
             .zip(off)
             .and_then(|(s, o)| o.row(0, lay.len[0], s.entry))
             .unwrap_or(&[]);
-        let mut prefetch = Prefetcher::new(ahead, n);
+        Prefetcher::new(ahead, 1).step();
         self.ws.size(lay, n);
         self.input.reset(d);
         for &c in chunks {
             for &s in &batch.chunks[c].samples {
                 let row = usize::try_from(obs.row[s as usize])
                     .expect("an alive sample has an observation row");
-                prefetch.step();
                 self.input.push(&obs.data[row * d..(row + 1) * d]);
             }
         }
